@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the pinned real tools the interop tests use into a cache outside the clone
+# ($PORTCULLIS_TOOLS, default $HOME/.cache/portcullis/tools/<name>-<version>/) and links them
+# into ./bin. A tool already built is reused, so a fresh clone on the same machine costs nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cache=${PORTCULLIS_TOOLS:-$HOME/.cache/portcullis/tools}
+mkdir -p bin "$cache"
+
+# name  module@version  binary-name-in-bin
+tools=(
+  "crane-v0.22.1 github.com/google/go-containerregistry/cmd/crane@v0.22.1 crane"
+  "registry-v3.1.2 github.com/distribution/distribution/v3/cmd/registry@v3.1.2 registry"
+  "cosign-v3.1.3 github.com/sigstore/cosign/v3/cmd/cosign@v3.1.3 cosign3"
+  "cosign-v2.6.5 github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5 cosign2"
+)
+only=("$@")
+for t in "${tools[@]}"; do
+  read -r dir mod name <<<"$t"
+  if [ ${#only[@]} -gt 0 ] && [[ ! " ${only[*]} " == *" $name "* ]]; then continue; fi
+  base=${mod%@*}; exe=${base##*/}
+  if [ ! -x "$cache/$dir/$exe" ]; then
+    echo "tools: building $mod (once per machine)" >&2
+    GOBIN="$cache/$dir.tmp" CGO_ENABLED=0 go install "$mod"
+    rm -rf "$cache/$dir" && mv "$cache/$dir.tmp" "$cache/$dir"
+  fi
+  ln -sf "$cache/$dir/$exe" "bin/$name"
+done
+
+if [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" skopeo "* ]]; then
+  if ! command -v skopeo >/dev/null; then
+    echo "tools: installing skopeo from Debian" >&2
+    sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq skopeo >/dev/null
+  fi
+fi

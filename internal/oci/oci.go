@@ -1,0 +1,60 @@
+// Package oci holds the small vocabulary shared by the proxy and the verifier: media types,
+// size limits, the manifest value as fetched (bytes plus a locally computed digest) and the
+// sentinel for "not there". It has no I/O and no state.
+package oci
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/opencontainers/go-digest"
+)
+
+// Media types portcullis reads or writes.
+const (
+	MediaTypeOCIManifest    = "application/vnd.oci.image.manifest.v1+json"
+	MediaTypeOCIIndex       = "application/vnd.oci.image.index.v1+json"
+	MediaTypeDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+	MediaTypeDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
+	MediaTypeEmptyJSON      = "application/vnd.oci.empty.v1+json"
+	MediaTypeSigstoreBundle = "application/vnd.dev.sigstore.bundle.v0.3+json"
+	MediaTypeSimpleSigning  = "application/vnd.dev.cosign.simplesigning.v1+json"
+	MediaTypeDSSEEnvelope   = "application/vnd.dsse.envelope.v1+json"
+)
+
+// MaxManifestSize is the largest manifest portcullis reads, as distribution's registry.
+const MaxManifestSize = 4 << 20
+
+// ErrNotFound is wrapped by every error that means "the registry does not have it"
+// (a 404 for a manifest, blob, tag or repository). Callers test it with errors.Is.
+var ErrNotFound = errors.New("not found")
+
+// Manifest is a manifest as fetched: the exact bytes, the media type they declare, and the
+// digest computed locally from those bytes (never taken from a registry header).
+type Manifest struct {
+	Digest    digest.Digest
+	MediaType string
+	Bytes     []byte
+}
+
+// NewManifest computes the digest of b and returns the Manifest. If want is not empty the
+// computed digest must equal it.
+func NewManifest(b []byte, mediaType string, want digest.Digest) (Manifest, error) {
+	alg := digest.Canonical
+	if want != "" {
+		if err := want.Validate(); err != nil {
+			return Manifest{}, fmt.Errorf("invalid digest %q: %w", want, err)
+		}
+		alg = want.Algorithm()
+	}
+	got := alg.FromBytes(b)
+	if want != "" && got != want {
+		return Manifest{}, fmt.Errorf("manifest digest mismatch: asked for %s, content is %s", want, got)
+	}
+	return Manifest{Digest: got, MediaType: mediaType, Bytes: b}, nil
+}
+
+// IsIndex reports whether mediaType names a multi-platform index or manifest list.
+func IsIndex(mediaType string) bool {
+	return mediaType == MediaTypeOCIIndex || mediaType == MediaTypeDockerList
+}
