@@ -1,0 +1,172 @@
+// Package config maps portcullis's YAML file and PORTCULLIS_* environment variables into the
+// options structs the other packages own, strictly: an unknown key, a value of the wrong type
+// or an invalid setting is refused, with the key's name in the message.
+//
+// Environment overrides use the key path in upper case with "_" for ".", e.g.
+// PORTCULLIS_LISTEN, PORTCULLIS_LOG_LEVEL, PORTCULLIS_CACHE_TTL. Lists (upstreams, policies)
+// come from the file only.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+
+	"github.com/portcullis/portcullis/proxy"
+)
+
+// Config is the whole configuration.
+type Config struct {
+	// Listen is the address to serve on. Default ":5000".
+	Listen string `mapstructure:"listen"`
+	TLS    TLS    `mapstructure:"tls"`
+	Log    Log    `mapstructure:"log"`
+	// Storage is the content cache's distribution storage driver.
+	Storage   Storage                `mapstructure:"storage"`
+	Upstreams []proxy.UpstreamConfig `mapstructure:"upstreams"`
+	Cache     Cache                  `mapstructure:"cache"`
+}
+
+// TLS enables HTTPS when both files are set.
+type TLS struct {
+	Cert string `mapstructure:"cert"`
+	Key  string `mapstructure:"key"`
+}
+
+// Log configures the process logger.
+type Log struct {
+	// Format is "json" (default) or "text".
+	Format string `mapstructure:"format"`
+	// Level is "debug", "info" (default), "warn" or "error".
+	Level string `mapstructure:"level"`
+}
+
+// Storage selects the content store: driver "filesystem" (default; params.rootdirectory,
+// default /var/lib/portcullis) or "inmemory".
+type Storage struct {
+	Driver string         `mapstructure:"driver"`
+	Params map[string]any `mapstructure:"params"`
+}
+
+// Cache configures what portcullis remembers.
+type Cache struct {
+	// TagTTL is how long a tag's digest is used without asking the upstream. Default 0.
+	TagTTL time.Duration `mapstructure:"tagTTL"`
+}
+
+func defaults(v *viper.Viper) {
+	v.SetDefault("listen", ":5000")
+	v.SetDefault("tls.cert", "")
+	v.SetDefault("tls.key", "")
+	v.SetDefault("log.format", "json")
+	v.SetDefault("log.level", "info")
+	v.SetDefault("storage.driver", "filesystem")
+	v.SetDefault("cache.tagTTL", "0s")
+}
+
+// Load reads the YAML file at path (may be empty: defaults and environment only) with
+// overrides from environ (os.Environ's format): environment beats file beats defaults.
+func Load(path string, environ []string) (*Config, error) {
+	v := viper.New()
+	defaults(v)
+	if path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		defer f.Close()
+		v.SetConfigType("yaml")
+		if err := v.ReadConfig(f); err != nil {
+			return nil, fmt.Errorf("config %s: %w", path, err)
+		}
+	}
+	for _, kv := range environ {
+		k, val, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(k, "PORTCULLIS_") {
+			continue
+		}
+		key := envKey(v, strings.TrimPrefix(k, "PORTCULLIS_"))
+		if key == "" {
+			return nil, fmt.Errorf("config: environment variable %s names no configuration key", k)
+		}
+		v.Set(key, val)
+	}
+	var c Config
+	err := v.UnmarshalExact(&c, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
+		mapstructure.StringToTimeDurationHookFunc(),
+		mapstructure.StringToSliceHookFunc(","),
+	)))
+	if err != nil {
+		return nil, fmt.Errorf("config: %s", strings.ReplaceAll(err.Error(), "\n", " "))
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return &c, nil
+}
+
+// envKey finds the configuration key an environment suffix names, e.g. CACHE_TAGTTL →
+// cache.tagTTL, matching case-insensitively against known keys.
+func envKey(v *viper.Viper, suffix string) string {
+	want := strings.ToLower(suffix)
+	for _, k := range v.AllKeys() {
+		if strings.ReplaceAll(strings.ToLower(k), ".", "_") == want {
+			return k
+		}
+	}
+	return ""
+}
+
+// Validate checks the whole configuration; errors name the offending key.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("listen: must be set"))
+	}
+	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		errs = append(errs, errors.New("tls: cert and key must be set together"))
+	}
+	switch c.Log.Format {
+	case "json", "text":
+	default:
+		errs = append(errs, fmt.Errorf("log.format: %q is not json or text", c.Log.Format))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log.level: %q is not debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Storage.Driver {
+	case "filesystem", "inmemory":
+	default:
+		errs = append(errs, fmt.Errorf("storage.driver: %q is not filesystem or inmemory", c.Storage.Driver))
+	}
+	if len(c.Upstreams) == 0 {
+		errs = append(errs, errors.New("upstreams: at least one upstream is needed"))
+	}
+	names, defaults := map[string]bool{}, 0
+	for i, u := range c.Upstreams {
+		if err := u.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("upstreams[%d].%w", i, err))
+		}
+		if names[u.Name] {
+			errs = append(errs, fmt.Errorf("upstreams[%d].name: %q is configured twice", i, u.Name))
+		}
+		names[u.Name] = true
+		if u.Default {
+			defaults++
+		}
+	}
+	if defaults > 1 {
+		errs = append(errs, errors.New("upstreams: more than one upstream is marked default"))
+	}
+	if c.Cache.TagTTL < 0 {
+		errs = append(errs, errors.New("cache.tagTTL: must not be negative"))
+	}
+	return errors.Join(errs...)
+}

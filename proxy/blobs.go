@@ -1,0 +1,247 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/internal/oci"
+)
+
+// chunk is the unit in which blobs are copied; the last chunk of a download is held back
+// until the digest is checked, so a client never receives a complete wrong blob.
+const chunk = 64 << 10
+
+func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request, rt route, info *requestInfo) error {
+	ctx := r.Context()
+	d := digest.Digest(rt.ref)
+	info.digest = d
+	up, st := rt.upstream, h.opts.Store
+	size, linked, err := st.BlobSize(ctx, up.name, rt.repo, d)
+	stored := err == nil
+	if err != nil && !errors.Is(err, oci.ErrNotFound) {
+		h.log.WarnContext(ctx, "content store read failed", slog.String("error", err.Error()))
+	}
+	if stored && !linked {
+		// Stored for another repository: serve it here only if the upstream has it here too.
+		if _, err := up.StatBlob(ctx, rt.repo, d); err != nil {
+			return err
+		}
+		if err := st.LinkBlob(ctx, up.name, rt.repo, d); err != nil {
+			h.log.WarnContext(ctx, "linking blob failed", slog.String("error", err.Error()))
+		}
+	}
+	if stored {
+		info.source = "store"
+		return h.serveStoredBlob(w, r, d, size)
+	}
+	info.source = "upstream"
+	if r.Method == http.MethodHead {
+		size, err := up.StatBlob(ctx, rt.repo, d)
+		if err != nil {
+			return err
+		}
+		blobHeaders(w, d)
+		if size >= 0 {
+			w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+		}
+		w.WriteHeader(http.StatusOK)
+		return nil
+	}
+	if r.Header.Get("Range") != "" {
+		// A part of a blob cannot be verified on its own: fetch and check all of it first.
+		if err := h.fillBlob(ctx, rt, d); err != nil {
+			return err
+		}
+		size, _, err := st.BlobSize(ctx, up.name, rt.repo, d)
+		if err != nil {
+			return err
+		}
+		return h.serveStoredBlob(w, r, d, size)
+	}
+	return h.streamBlob(w, r, rt, d)
+}
+
+func blobHeaders(w http.ResponseWriter, d digest.Digest) {
+	hd := w.Header()
+	hd.Set("Docker-Content-Digest", d.String())
+	hd.Set("Content-Type", "application/octet-stream")
+	hd.Set("Accept-Ranges", "bytes")
+	hd.Set("Etag", `"`+d.String()+`"`)
+}
+
+// fillCtx detaches a cache fill from the client's request so that a client that goes away
+// does not waste the download, bounded by the fill timeout.
+func (h *Handler) fillCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), h.opts.FillTimeout)
+}
+
+// fillBlob downloads d into the store without serving it.
+func (h *Handler) fillBlob(ctx context.Context, rt route, d digest.Digest) error {
+	ctx, cancel := h.fillCtx(ctx)
+	defer cancel()
+	rc, _, err := rt.upstream.OpenBlob(ctx, rt.repo, d)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	bw, err := h.opts.Store.NewBlobWriter(ctx, d)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(bw, rc); err != nil {
+		bw.Cancel(ctx)
+		return fmt.Errorf("blob %s from upstream %s: %w", d, rt.upstream.name, err)
+	}
+	if err := bw.Commit(ctx, rt.upstream.name, rt.repo); err != nil {
+		return fmt.Errorf("blob %s from upstream %s: %w", d, rt.upstream.name, err)
+	}
+	return nil
+}
+
+// streamBlob sends d to the client while writing it to the store. The digest is checked
+// before the last chunk is sent: on a mismatch the stored copy is discarded and the client's
+// connection is cut, so it sees a failed download rather than wrong content.
+func (h *Handler) streamBlob(w http.ResponseWriter, r *http.Request, rt route, d digest.Digest) error {
+	ctx, cancel := h.fillCtx(r.Context())
+	defer cancel()
+	rc, size, err := rt.upstream.OpenBlob(ctx, rt.repo, d)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	bw, err := h.opts.Store.NewBlobWriter(ctx, d)
+	if err != nil {
+		return err
+	}
+	blobHeaders(w, d)
+	if size >= 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	}
+	w.WriteHeader(http.StatusOK)
+
+	bufA, bufB := make([]byte, chunk), make([]byte, chunk)
+	var pending []byte
+	clientOK := true
+	var total int64
+	for {
+		n, rerr := io.ReadFull(rc, bufA)
+		if n > 0 {
+			total += int64(n)
+			_, _ = bw.Write(bufA[:n])
+			if len(pending) > 0 && clientOK {
+				if _, err := w.Write(pending); err != nil {
+					clientOK = false
+				}
+			}
+			pending = bufA[:n]
+			bufA, bufB = bufB, bufA
+		}
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
+			break
+		}
+		if rerr != nil {
+			bw.Cancel(ctx)
+			h.log.WarnContext(ctx, "blob download failed", slog.String("digest", d.String()), slog.String("error", rerr.Error()))
+			panic(http.ErrAbortHandler)
+		}
+	}
+	if err := bw.Commit(ctx, rt.upstream.name, rt.repo); err != nil || (size >= 0 && total != size) {
+		if err == nil {
+			err = fmt.Errorf("upstream sent %d bytes, announced %d", total, size)
+		}
+		h.log.ErrorContext(ctx, "blob from upstream rejected", slog.String("upstream", rt.upstream.name),
+			slog.String("repo", rt.repo), slog.String("digest", d.String()), slog.String("error", err.Error()))
+		if !bw.Verified() || size >= 0 && total != size {
+			panic(http.ErrAbortHandler)
+		}
+		// Verified content that only failed to reach the cache is still served.
+	}
+	if clientOK && len(pending) > 0 {
+		_, _ = w.Write(pending)
+	}
+	return nil
+}
+
+// serveStoredBlob serves a stored blob, honouring a single byte range.
+func (h *Handler) serveStoredBlob(w http.ResponseWriter, r *http.Request, d digest.Digest, size int64) error {
+	blobHeaders(w, d)
+	start, length, partial, err := parseRange(r.Header.Get("Range"), size)
+	if err != nil {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
+		return err
+	}
+	w.Header().Set("Content-Length", strconv.FormatInt(length, 10))
+	status := http.StatusOK
+	if partial {
+		w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, start+length-1, size))
+		status = http.StatusPartialContent
+	}
+	if r.Method == http.MethodHead {
+		w.WriteHeader(status)
+		return nil
+	}
+	rc, err := h.opts.Store.OpenBlob(r.Context(), d, start)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	w.WriteHeader(status)
+	if _, err := io.CopyN(w, rc, length); err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}
+
+// errRangeNotSatisfiable is answered 416.
+var errRangeNotSatisfiable = errors.New("requested range not satisfiable")
+
+// parseRange understands one "bytes=a-b", "bytes=a-" or "bytes=-n" range. Anything it does
+// not understand (several ranges, other units) is ignored and the whole blob is served, as
+// RFC 9110 allows.
+func parseRange(h string, size int64) (start, length int64, partial bool, err error) {
+	if h == "" || !strings.HasPrefix(h, "bytes=") || strings.Contains(h, ",") {
+		return 0, size, false, nil
+	}
+	a, b, ok := strings.Cut(strings.TrimPrefix(h, "bytes="), "-")
+	if !ok {
+		return 0, size, false, nil
+	}
+	switch {
+	case a == "":
+		n, err := strconv.ParseInt(b, 10, 64)
+		if err != nil || n <= 0 {
+			return 0, size, false, nil
+		}
+		if n > size {
+			n = size
+		}
+		return size - n, n, true, nil
+	default:
+		s, err := strconv.ParseInt(a, 10, 64)
+		if err != nil || s < 0 {
+			return 0, size, false, nil
+		}
+		if s >= size {
+			return 0, 0, false, errRangeNotSatisfiable
+		}
+		e := size - 1
+		if b != "" {
+			e, err = strconv.ParseInt(b, 10, 64)
+			if err != nil || e < s {
+				return 0, size, false, nil
+			}
+			if e >= size {
+				e = size - 1
+			}
+		}
+		return s, e - s + 1, true, nil
+	}
+}

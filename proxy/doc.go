@@ -1,0 +1,21 @@
+// Package proxy is portcullis's HTTP edge: the read side of the OCI distribution API served
+// as a pull-through mirror of several upstream registries.
+//
+// A request picks its upstream the three ways real clients ask: containerd's ?ns=<host>, a
+// path prefix /v2/<host>/<repo>/... (Podman/CRI-O registries.conf mirrors with a location
+// path), or the upstream marked default (Docker's registry-mirrors). Nothing a client sends
+// can make the proxy contact a host the configuration does not name.
+//
+// Invariants:
+//   - A manifest is served only as the exact bytes whose digest portcullis computed itself,
+//     after the Gate admitted that digest; upstream digest headers are never trusted.
+//   - Manifests are capped at 4 MiB (oci.MaxManifestSize), as distribution's registry.
+//   - A blob is cached only when its content matches its digest; a streamed blob whose digest
+//     turns out wrong is discarded and the client's connection is cut before the last chunk.
+//   - Content in the Store is visible to a repository only if it was fetched through it.
+//   - Errors become OCI error responses (distribution's errcode) in one place, writeError.
+//
+// Defaults: tag answers are re-checked with the upstream on every request (TagTTL 0, a HEAD
+// and, only when the digest moved, a GET); upstream requests time out after 30s and are
+// retried 3 times with backoff.
+package proxy

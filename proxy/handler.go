@@ -1,0 +1,352 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/portcullis/portcullis/internal/oci"
+)
+
+// Target is what the Gate decides on: a manifest about to be served, with where it is from.
+type Target struct {
+	// Image is the normalised image name, "<upstream>/<repository>".
+	Image string
+	// Repository is the repository path in the upstream.
+	Repository string
+	// Manifest holds the exact bytes that will be served; its digest was computed from them.
+	Manifest oci.Manifest
+	// Upstream is the registry the manifest came from, for signature lookups.
+	Upstream *Upstream
+}
+
+// Gate decides, before any manifest is served, whether it may be. An error that wraps a
+// Denial is answered 403 DENIED with its message; any other error means the decision could
+// not be made and is answered as an upstream failure. Either way nothing is served.
+type Gate interface {
+	Admit(ctx context.Context, t Target) error
+}
+
+// Denial marks a gate error as a refusal by policy, as opposed to a failure to decide.
+type Denial interface {
+	error
+	Denied() bool
+}
+
+// AllowAll is the Gate that admits everything.
+type AllowAll struct{}
+
+// Admit admits t.
+func (AllowAll) Admit(context.Context, Target) error { return nil }
+
+// Options configure a Handler.
+type Options struct {
+	// Store is the content cache. Required.
+	Store *Store
+	// Upstreams are the registries the proxy may contact. Required.
+	Upstreams *Upstreams
+	// Gate decides on manifests; default AllowAll.
+	Gate Gate
+	// TagTTL is how long a tag's digest is trusted without asking the upstream. Default 0:
+	// every tag request asks the upstream (a HEAD, and a GET only when the digest changed).
+	TagTTL time.Duration
+	// FillTimeout bounds the background completion of a blob download into the cache after
+	// the client went away. Default 30m.
+	FillTimeout time.Duration
+	// Logger receives one line per request. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Handler serves the read side of the OCI distribution API as a pull-through mirror.
+type Handler struct {
+	opts Options
+	log  *slog.Logger
+	tags *expirable.LRU[string, tagEntry]
+}
+
+type tagEntry struct {
+	d  digest.Digest
+	at time.Time
+}
+
+// New returns a Handler.
+func New(opts Options) (*Handler, error) {
+	if opts.Store == nil || opts.Upstreams == nil {
+		return nil, errors.New("proxy: store and upstreams are required")
+	}
+	if opts.Gate == nil {
+		opts.Gate = AllowAll{}
+	}
+	if opts.TagTTL < 0 {
+		return nil, errors.New("proxy: tag TTL must not be negative")
+	}
+	if opts.FillTimeout == 0 {
+		opts.FillTimeout = 30 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Handler{opts: opts, log: opts.Logger, tags: expirable.NewLRU[string, tagEntry](16384, nil, 0)}, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+	info := &requestInfo{}
+	defer func() {
+		attrs := []any{
+			slog.String("method", r.Method), slog.String("path", r.URL.Path),
+			slog.Int("status", rec.status), slog.Int64("bytes", rec.bytes),
+			slog.Duration("duration", time.Since(start)),
+		}
+		if info.rt.upstream != nil {
+			attrs = append(attrs, slog.String("upstream", info.rt.upstream.name), slog.String("repo", info.rt.repo), slog.String("ref", info.rt.ref))
+		}
+		if info.digest != "" {
+			attrs = append(attrs, slog.String("digest", info.digest.String()))
+		}
+		if info.source != "" {
+			attrs = append(attrs, slog.String("source", info.source))
+		}
+		if info.err != nil {
+			attrs = append(attrs, slog.String("error", info.err.Error()))
+		}
+		h.log.LogAttrs(r.Context(), slog.LevelInfo, "request", slogAttrs(attrs)...)
+	}()
+	if err := h.serve(rec, r, info); err != nil {
+		info.err = err
+		writeError(rec, r, info.rt.kind, err)
+	}
+}
+
+func slogAttrs(a []any) []slog.Attr {
+	out := make([]slog.Attr, 0, len(a))
+	for _, v := range a {
+		out = append(out, v.(slog.Attr))
+	}
+	return out
+}
+
+type requestInfo struct {
+	rt     route
+	digest digest.Digest
+	source string // "store" or "upstream"
+	err    error
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *requestInfo) error {
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	if r.URL.Path == "/v2" || r.URL.Path == "/v2/" {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			return errcode.ErrorCodeUnsupported.WithMessage("method not allowed")
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", "2")
+		if r.Method == http.MethodGet {
+			_, _ = io.WriteString(w, "{}")
+		}
+		return nil
+	}
+	if !strings.HasPrefix(r.URL.Path, "/v2/") {
+		return errcode.ErrorCodeUnsupported.WithMessage(fmt.Sprintf("%s is not a distribution API endpoint", r.URL.Path))
+	}
+	rt, err := h.opts.Upstreams.parseRoute(r)
+	info.rt = rt
+	if err != nil {
+		return err
+	}
+	read := r.Method == http.MethodGet || r.Method == http.MethodHead
+	switch {
+	case rt.kind == kindManifests && read:
+		return h.serveManifest(w, r, rt, info)
+	case rt.kind == kindBlobs && read:
+		return h.serveBlob(w, r, rt, info)
+	case rt.kind == kindTags && r.Method == http.MethodGet:
+		return h.serveTags(w, r, rt)
+	case rt.kind == kindReferrers && r.Method == http.MethodGet:
+		return h.serveReferrers(w, r, rt)
+	}
+	return errcode.ErrorCodeUnsupported.WithMessage(fmt.Sprintf("%s %s is not supported: portcullis is a read-only mirror", r.Method, r.URL.Path))
+}
+
+// resolveManifest returns the manifest rt.ref names, from the store when possible.
+func (h *Handler) resolveManifest(ctx context.Context, rt route, info *requestInfo) (oci.Manifest, error) {
+	up, st := rt.upstream, h.opts.Store
+	if d, err := digest.Parse(rt.ref); err == nil {
+		m, err := st.Manifest(ctx, up.name, rt.repo, d)
+		if err == nil {
+			info.source = "store"
+			return m, nil
+		}
+		if !errors.Is(err, oci.ErrNotFound) {
+			h.log.WarnContext(ctx, "content store read failed", slog.String("error", err.Error()))
+		}
+		if st.HasManifest(ctx, d) {
+			// Stored for another repository: ask the upstream whether this one has it too.
+			if hd, err := up.HeadManifest(ctx, rt.repo, d.String()); err == nil && hd == d {
+				if err := st.LinkManifest(ctx, up.name, rt.repo, d); err == nil {
+					if m, err := st.Manifest(ctx, up.name, rt.repo, d); err == nil {
+						info.source = "store"
+						return m, nil
+					}
+				}
+			}
+		}
+		return h.fetchManifest(ctx, rt, info)
+	}
+
+	key := up.name + "/" + rt.repo + ":" + rt.ref
+	if e, ok := h.tags.Get(key); ok {
+		fresh := h.opts.TagTTL > 0 && time.Since(e.at) < h.opts.TagTTL
+		if !fresh {
+			// The HEAD answer only tells whether the tag still points where it did; the
+			// bytes served are always the stored ones whose digest was computed here.
+			if hd, err := up.HeadManifest(ctx, rt.repo, rt.ref); err == nil && hd == e.d {
+				fresh = true
+				h.tags.Add(key, tagEntry{d: e.d, at: time.Now()})
+			}
+		}
+		if fresh {
+			if m, err := st.Manifest(ctx, up.name, rt.repo, e.d); err == nil {
+				info.source = "store"
+				return m, nil
+			}
+		}
+	}
+	m, err := h.fetchManifest(ctx, rt, info)
+	if err != nil {
+		return m, err
+	}
+	h.tags.Add(key, tagEntry{d: m.Digest, at: time.Now()})
+	return m, nil
+}
+
+func (h *Handler) fetchManifest(ctx context.Context, rt route, info *requestInfo) (oci.Manifest, error) {
+	m, err := rt.upstream.Manifest(ctx, rt.repo, rt.ref)
+	if err != nil {
+		return m, err
+	}
+	info.source = "upstream"
+	if err := h.opts.Store.PutManifest(ctx, rt.upstream.name, rt.repo, m); err != nil {
+		h.log.WarnContext(ctx, "caching manifest failed", slog.String("digest", m.Digest.String()), slog.String("error", err.Error()))
+	}
+	return m, nil
+}
+
+func (h *Handler) serveManifest(w http.ResponseWriter, r *http.Request, rt route, info *requestInfo) error {
+	ctx := r.Context()
+	m, err := h.resolveManifest(ctx, rt, info)
+	if err != nil {
+		return err
+	}
+	info.digest = m.Digest
+	if err := h.opts.Gate.Admit(ctx, Target{Image: rt.image(), Repository: rt.repo, Manifest: m, Upstream: rt.upstream}); err != nil {
+		return err
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", m.MediaType)
+	hd.Set("Docker-Content-Digest", m.Digest.String())
+	hd.Set("Content-Length", strconv.Itoa(len(m.Bytes)))
+	hd.Set("Etag", `"`+m.Digest.String()+`"`)
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodGet {
+		_, _ = w.Write(m.Bytes)
+	}
+	return nil
+}
+
+func (h *Handler) serveTags(w http.ResponseWriter, r *http.Request, rt route) error {
+	q := r.URL.Query()
+	if n := q.Get("n"); n != "" {
+		if v, err := strconv.Atoi(n); err != nil || v < 0 {
+			return errcode.ErrorCodePaginationNumberInvalid.WithMessage(fmt.Sprintf("invalid n %q", n))
+		}
+	}
+	tl, next, err := rt.upstream.Tags(r.Context(), rt.repo, q.Get("n"), q.Get("last"))
+	if err != nil {
+		return err
+	}
+	tl.Name = rt.name
+	if tl.Tags == nil {
+		tl.Tags = []string{}
+	}
+	if next != nil {
+		if rt.ns != "" {
+			next.Set("ns", rt.ns)
+		}
+		link := url.URL{Path: "/v2/" + rt.name + "/tags/list", RawQuery: next.Encode()}
+		w.Header().Set("Link", fmt.Sprintf(`<%s>; rel="next"`, link.String()))
+	}
+	return writeJSON(w, "application/json", tl)
+}
+
+func (h *Handler) serveReferrers(w http.ResponseWriter, r *http.Request, rt route) error {
+	d := digest.Digest(rt.ref)
+	descs, err := rt.upstream.Referrers(r.Context(), rt.repo, d)
+	if err != nil {
+		return err
+	}
+	if at := r.URL.Query().Get("artifactType"); at != "" {
+		kept := []ocispec.Descriptor{}
+		for _, desc := range descs {
+			if desc.ArtifactType == at {
+				kept = append(kept, desc)
+			}
+		}
+		descs = kept
+		w.Header().Set("OCI-Filters-Applied", "artifactType")
+	}
+	idx := ocispec.Index{MediaType: oci.MediaTypeOCIIndex, Manifests: descs}
+	idx.SchemaVersion = 2
+	return writeJSON(w, oci.MediaTypeOCIIndex, idx)
+}
+
+func writeJSON(w http.ResponseWriter, contentType string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	_, _ = w.Write(b)
+	return nil
+}
+
+// recorder remembers the status and size of a response for the request log.
+type recorder struct {
+	http.ResponseWriter
+	status      int
+	bytes       int64
+	wroteHeader bool
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wroteHeader {
+		r.status, r.wroteHeader = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(p []byte) (int, error) {
+	r.wroteHeader = true
+	n, err := r.ResponseWriter.Write(p)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

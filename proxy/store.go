@@ -1,0 +1,249 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"strings"
+
+	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/internal/oci"
+)
+
+// Store is the content cache: manifests and blobs by digest, on any distribution storage
+// driver. Content is shared between repositories, but a repository only sees what was fetched
+// through it (a link per repository), so the cache never reveals content to a repository the
+// upstream would not have served it from.
+//
+// Layout under the driver's root:
+//
+//	/blobs/<alg>/<hex[:2]>/<hex>/data
+//	/manifests/<alg>/<hex>/data, .../mediatype
+//	/repositories/<upstream>/<repo>/_blobs/<alg>/<hex>, /_manifests/<alg>/<hex>   (links)
+//	/uploads/<random>                                                           (in progress)
+//
+// Everything is written to /uploads first and moved into place once its digest is checked,
+// so a reader never sees partial or unverified content.
+type Store struct {
+	driver storagedriver.StorageDriver
+}
+
+// NewStore returns a Store on driver.
+func NewStore(driver storagedriver.StorageDriver) *Store {
+	return &Store{driver: driver}
+}
+
+func blobPath(d digest.Digest) string {
+	e := d.Encoded()
+	return path.Join("/blobs", d.Algorithm().String(), e[:2], e, "data")
+}
+
+func manifestDir(d digest.Digest) string {
+	return path.Join("/manifests", d.Algorithm().String(), d.Encoded())
+}
+
+func linkPath(upstream, repo, kind string, d digest.Digest) string {
+	// Storage paths may not hold ':' (host:port upstream names); '_' never occurs in a host.
+	return path.Join("/repositories", strings.ReplaceAll(upstream, ":", "_"), repo, kind, d.Algorithm().String(), d.Encoded())
+}
+
+func isNotFound(err error) bool {
+	var pnf storagedriver.PathNotFoundError
+	return errors.As(err, &pnf)
+}
+
+// linked reports whether repo has a link to d of the given kind.
+func (s *Store) linked(ctx context.Context, upstream, repo, kind string, d digest.Digest) (bool, error) {
+	_, err := s.driver.Stat(ctx, linkPath(upstream, repo, kind, d))
+	if isNotFound(err) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Link records that repo may see d.
+func (s *Store) link(ctx context.Context, upstream, repo, kind string, d digest.Digest) error {
+	return s.driver.PutContent(ctx, linkPath(upstream, repo, kind, d), []byte(d.String()))
+}
+
+// Manifest returns the stored manifest d if repo fetched it before; oci.ErrNotFound otherwise.
+// The stored bytes are checked against d on every read.
+func (s *Store) Manifest(ctx context.Context, upstream, repo string, d digest.Digest) (oci.Manifest, error) {
+	ok, err := s.linked(ctx, upstream, repo, "_manifests", d)
+	if err != nil {
+		return oci.Manifest{}, fmt.Errorf("content store: %w", err)
+	}
+	if !ok {
+		return oci.Manifest{}, fmt.Errorf("manifest %s not in store for %s: %w", d, repo, oci.ErrNotFound)
+	}
+	return s.manifest(ctx, d)
+}
+
+func (s *Store) manifest(ctx context.Context, d digest.Digest) (oci.Manifest, error) {
+	b, err := s.driver.GetContent(ctx, manifestDir(d)+"/data")
+	if isNotFound(err) {
+		return oci.Manifest{}, fmt.Errorf("manifest %s not in store: %w", d, oci.ErrNotFound)
+	}
+	if err != nil {
+		return oci.Manifest{}, fmt.Errorf("content store: %w", err)
+	}
+	mt, err := s.driver.GetContent(ctx, manifestDir(d)+"/mediatype")
+	if err != nil {
+		return oci.Manifest{}, fmt.Errorf("content store: %w", err)
+	}
+	m, err := oci.NewManifest(b, string(mt), d)
+	if err != nil {
+		return oci.Manifest{}, fmt.Errorf("content store holds a corrupt manifest: %w", err)
+	}
+	return m, nil
+}
+
+// HasManifest reports whether d is stored at all, for any repository.
+func (s *Store) HasManifest(ctx context.Context, d digest.Digest) bool {
+	_, err := s.driver.Stat(ctx, manifestDir(d)+"/data")
+	return err == nil
+}
+
+// LinkManifest makes a stored manifest visible to repo.
+func (s *Store) LinkManifest(ctx context.Context, upstream, repo string, d digest.Digest) error {
+	return s.link(ctx, upstream, repo, "_manifests", d)
+}
+
+// PutManifest stores m (whose digest the caller computed from its bytes) for repo.
+func (s *Store) PutManifest(ctx context.Context, upstream, repo string, m oci.Manifest) error {
+	if _, err := oci.NewManifest(m.Bytes, m.MediaType, m.Digest); err != nil {
+		return err
+	}
+	if !s.HasManifest(ctx, m.Digest) {
+		dir := manifestDir(m.Digest)
+		if err := s.driver.PutContent(ctx, dir+"/mediatype", []byte(m.MediaType)); err != nil {
+			return fmt.Errorf("content store: %w", err)
+		}
+		if err := s.putAtomic(ctx, dir+"/data", m.Bytes); err != nil {
+			return err
+		}
+	}
+	return s.LinkManifest(ctx, upstream, repo, m.Digest)
+}
+
+func (s *Store) putAtomic(ctx context.Context, dst string, b []byte) error {
+	tmp := uploadPath()
+	if err := s.driver.PutContent(ctx, tmp, b); err != nil {
+		return fmt.Errorf("content store: %w", err)
+	}
+	if err := s.driver.Move(ctx, tmp, dst); err != nil {
+		_ = s.driver.Delete(ctx, tmp)
+		return fmt.Errorf("content store: %w", err)
+	}
+	return nil
+}
+
+func uploadPath() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return "/uploads/" + hex.EncodeToString(b[:])
+}
+
+// BlobSize returns the size of stored blob d and whether repo has a link to it. A blob that
+// is not stored at all is oci.ErrNotFound.
+func (s *Store) BlobSize(ctx context.Context, upstream, repo string, d digest.Digest) (size int64, linked bool, err error) {
+	fi, err := s.driver.Stat(ctx, blobPath(d))
+	if isNotFound(err) {
+		return 0, false, fmt.Errorf("blob %s not in store: %w", d, oci.ErrNotFound)
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("content store: %w", err)
+	}
+	linked, err = s.linked(ctx, upstream, repo, "_blobs", d)
+	if err != nil {
+		return 0, false, fmt.Errorf("content store: %w", err)
+	}
+	return fi.Size(), linked, nil
+}
+
+// LinkBlob makes a stored blob visible to repo.
+func (s *Store) LinkBlob(ctx context.Context, upstream, repo string, d digest.Digest) error {
+	return s.link(ctx, upstream, repo, "_blobs", d)
+}
+
+// OpenBlob reads stored blob d from offset.
+func (s *Store) OpenBlob(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
+	rc, err := s.driver.Reader(ctx, blobPath(d), offset)
+	if err != nil {
+		return nil, fmt.Errorf("content store: %w", err)
+	}
+	return rc, nil
+}
+
+// BlobWriter writes one blob into the store. Its content becomes visible only on Commit, and
+// only if it matches the expected digest.
+type BlobWriter struct {
+	s        *Store
+	fw       storagedriver.FileWriter
+	tmp      string
+	want     digest.Digest
+	digester digest.Digester
+	failed   error
+}
+
+// NewBlobWriter starts writing blob want.
+func (s *Store) NewBlobWriter(ctx context.Context, want digest.Digest) (*BlobWriter, error) {
+	tmp := uploadPath()
+	fw, err := s.driver.Writer(ctx, tmp, false)
+	if err != nil {
+		return nil, fmt.Errorf("content store: %w", err)
+	}
+	return &BlobWriter{s: s, fw: fw, tmp: tmp, want: want, digester: want.Algorithm().Digester()}, nil
+}
+
+// Write appends p; a storage failure is remembered and reported by Commit, so that a
+// broken cache never interrupts the client's download.
+func (w *BlobWriter) Write(p []byte) (int, error) {
+	w.digester.Hash().Write(p)
+	if w.failed == nil {
+		if _, err := w.fw.Write(p); err != nil {
+			w.failed = err
+		}
+	}
+	return len(p), nil
+}
+
+// Verified reports whether the bytes written so far have the expected digest.
+func (w *BlobWriter) Verified() bool { return w.digester.Digest() == w.want }
+
+// Commit moves the blob into place if its digest matches and links it to repo.
+func (w *BlobWriter) Commit(ctx context.Context, upstream, repo string) error {
+	if got := w.digester.Digest(); got != w.want {
+		w.Cancel(ctx)
+		return fmt.Errorf("blob digest mismatch: expected %s, content is %s", w.want, got)
+	}
+	if w.failed != nil {
+		w.Cancel(ctx)
+		return fmt.Errorf("content store: %w", w.failed)
+	}
+	if err := w.fw.Commit(ctx); err != nil {
+		w.Cancel(ctx)
+		return fmt.Errorf("content store: %w", err)
+	}
+	if err := w.fw.Close(); err != nil {
+		return fmt.Errorf("content store: %w", err)
+	}
+	if err := w.s.driver.Move(ctx, w.tmp, blobPath(w.want)); err != nil {
+		_ = w.s.driver.Delete(ctx, w.tmp)
+		return fmt.Errorf("content store: %w", err)
+	}
+	return w.s.LinkBlob(ctx, upstream, repo, w.want)
+}
+
+// Cancel discards what was written.
+func (w *BlobWriter) Cancel(ctx context.Context) {
+	_ = w.fw.Cancel(ctx)
+	_ = w.fw.Close()
+	_ = w.s.driver.Delete(ctx, w.tmp)
+}
