@@ -1,0 +1,170 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/portcullis/portcullis/internal/testtool"
+)
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) WriteString(p string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.WriteString(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// buildBinary builds cmd/portcullis once per test run.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	root, err := testtool.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "portcullis")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/portcullis")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	return out
+}
+
+// TestServeBinaryGracefulShutdown runs `portcullis serve --config` as an operator would, pulls
+// through it, and checks that SIGTERM lets an in-flight download finish before exiting.
+func TestServeBinaryGracefulShutdown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	up := newUpstream(t)
+	img := testImage(t)
+	up.pushImage(t, "demo/app:v1", img)
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	rc, _ := layers[0].Compressed()
+	want, _ := io.ReadAll(rc)
+
+	// A slow front for the upstream: blobs trickle out over about a second.
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.Contains(r.URL.Path, "/blobs/") || r.Method != http.MethodGet {
+			up.srv.Config.Handler.ServeHTTP(w, r)
+			return
+		}
+		rec := httptest.NewRecorder()
+		up.srv.Config.Handler.ServeHTTP(rec, r)
+		body := rec.Body.Bytes()
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		w.WriteHeader(rec.Code)
+		for i := 0; i < len(body); i += len(body)/10 + 1 {
+			end := min(i+len(body)/10+1, len(body))
+			_, _ = w.Write(body[i:end])
+			w.(http.Flusher).Flush()
+			time.Sleep(100 * time.Millisecond)
+		}
+	}))
+	t.Cleanup(slow.Close)
+
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "portcullis.yaml")
+	yml := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {format: json}\nstorage: {driver: filesystem, params: {rootdirectory: %s}}\n"+
+		"upstreams:\n  - name: %s\n    url: %s\n    insecure: true\n    default: true\n", filepath.Join(dir, "store"), upstreamName, slow.URL)
+	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "--config", cfg)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	var logs syncBuffer
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			logs.WriteString(line + "\n")
+			if i := strings.Index(line, `"addr":"`); i >= 0 && strings.Contains(line, "listening") {
+				addr <- strings.SplitN(line[i+8:], `"`, 2)[0]
+			}
+		}
+		close(addr)
+	}()
+	var host string
+	select {
+	case host = <-addr:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("portcullis did not start:\n%s", logs.String())
+	}
+	for _, p := range []string{"/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + host + p)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("%s: %v %v", p, err, resp)
+		}
+		resp.Body.Close()
+	}
+
+	type result struct {
+		body []byte
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := http.Get("http://" + host + "/v2/demo/app/blobs/" + ld.String())
+		if err != nil {
+			done <- result{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		done <- result{b, err}
+	}()
+	time.Sleep(300 * time.Millisecond) // the download is under way
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil || !bytes.Equal(r.body, want) {
+		t.Fatalf("in-flight download during shutdown: err %v, %d of %d bytes", r.err, len(r.body), len(want))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	waited := make(chan error, 1)
+	go func() { waited <- cmd.Wait() }()
+	select {
+	case err := <-waited:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, logs.String())
+		}
+	case <-ctx.Done():
+		t.Fatal("portcullis did not exit after SIGTERM")
+	}
+	if !strings.Contains(logs.String(), `"msg":"request"`) || !strings.Contains(logs.String(), `"repo":"demo/app"`) {
+		t.Errorf("no structured request log line:\n%s", logs.String())
+	}
+}

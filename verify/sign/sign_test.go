@@ -1,0 +1,133 @@
+package sign_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/portcullis/portcullis/internal/testtool"
+	"github.com/portcullis/portcullis/verify/sign"
+)
+
+// newRegistry starts an in-process registry; without referrers it answers 404 on the
+// referrers API, like distribution v3.1.2, so writers fall back to the tag schema.
+func newRegistry(t *testing.T, referrers bool) string {
+	t.Helper()
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(referrers))
+	h := http.Handler(reg)
+	if !referrers {
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.Contains(r.URL.Path, "/referrers/") {
+				http.NotFound(w, r)
+				return
+			}
+			reg.ServeHTTP(w, r)
+		})
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return strings.TrimPrefix(srv.URL, "http://")
+}
+
+func keyPair(t *testing.T, dir string) (signature.SignerVerifier, crypto.PublicKey, string) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sv, err := signature.LoadECDSASignerVerifier(priv, crypto.SHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := cryptoutils.MarshalPublicKeyToPEM(priv.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "cosign.pub")
+	if err := os.WriteFile(p, pem, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return sv, priv.Public(), p
+}
+
+// TestCosignVerifiesWhatWeSign signs with this package and checks the result with the real
+// cosign v2 and v3, in both formats, with and without the referrers API upstream.
+func TestCosignVerifiesWhatWeSign(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name      string
+		cosign    string
+		bundle    bool
+		referrers bool
+	}{
+		{"v3 legacy", "cosign3", false, false},
+		{"v3 bundle, referrers tag schema", "cosign3", true, false},
+		{"v3 bundle, referrers API", "cosign3", true, true},
+		{"v2 legacy", "cosign2", false, false},
+		{"v2 bundle", "cosign2", true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cosign := testtool.Path(t, tc.cosign)
+			dir := t.TempDir()
+			host := newRegistry(t, tc.referrers)
+			img, _ := random.Image(512, 1)
+			ref, _ := name.ParseReference(host+"/demo/app:v1", name.Insecure)
+			if err := remote.Write(ref, img); err != nil {
+				t.Fatal(err)
+			}
+			d, _ := img.Digest()
+			dref := ref.Context().Digest(d.String())
+			sv, pub, pubPath := keyPair(t, dir)
+			ann := map[string]string{"env": "prod"}
+			if tc.bundle {
+				mt, _ := img.MediaType()
+				raw, _ := img.RawManifest()
+				if _, err := sign.Bundle(ctx, ref.Context(), v1.Descriptor{MediaType: mt, Digest: d, Size: int64(len(raw))}, sv, pub, ann); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				if _, err := sign.Legacy(ctx, dref, name.Repository{}, sv, ann); err != nil {
+					t.Fatal(err)
+				}
+				// Signing again with the same key adds nothing; another key adds a layer.
+				if _, err := sign.Legacy(ctx, dref, name.Repository{}, sv, ann); err != nil {
+					t.Fatal(err)
+				}
+			}
+			args := []string{"verify", "--key", pubPath, "--insecure-ignore-tlog", "--allow-http-registry"}
+			if tc.bundle && tc.cosign == "cosign2" {
+				root := filepath.Join(dir, "trusted_root.json")
+				testtool.Cosign(t, cosign, nil, "trusted-root", "create", "--out", root)
+				args = append(args, "--trusted-root", root, "--new-bundle-format")
+			}
+			if tc.cosign == "cosign3" || !tc.bundle {
+				args = append(args, "-a", "env=prod")
+			}
+			testtool.Cosign(t, cosign, nil, append(args, dref.String())...)
+			if tc.cosign == "cosign3" || !tc.bundle {
+				out, err := testtool.Run(t, "", cosign, nil, append(args[:len(args)-2], "-a", "env=dev", dref.String())...)
+				if err == nil {
+					t.Errorf("cosign accepted a wrong annotation:\n%s", out)
+				}
+			}
+		})
+	}
+}
