@@ -1,6 +1,3 @@
-// Package verify finds the cosign signatures of one image digest in its upstream registry and
-// checks them against the authorities a policy names. It answers "which authorities are
-// satisfied, and why not"; combining those answers into admit/deny is the policy package's job.
 package verify
 
 import (
@@ -31,7 +28,13 @@ type Registry interface {
 type Authority struct {
 	// Name identifies the authority in results and messages.
 	Name string
-	// Key verifies signatures made with the authority's private key.
+	// Key verifies signatures made with the authority's private key. Its hash function is the
+	// one used to check legacy signatures (signature.LoadDefaultVerifier picks cosign's);
+	// for an Ed25519 key both pure Ed25519 and Ed25519ph signatures are accepted.
+	//
+	// Keyless authorities (a certificate identity and the trusted root that anchors it) will
+	// be added as further fields next to Key; until then an Authority without Key is never
+	// satisfied.
 	Key signature.Verifier
 	// Annotations must all be present, with these exact values, in the signed payload.
 	Annotations map[string]string
