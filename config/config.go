@@ -11,12 +11,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 
+	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
 )
 
@@ -30,6 +33,15 @@ type Config struct {
 	Storage   Storage                `mapstructure:"storage"`
 	Upstreams []proxy.UpstreamConfig `mapstructure:"upstreams"`
 	Cache     Cache                  `mapstructure:"cache"`
+	// Policies say which signatures each image needs; see package policy.
+	Policies []policy.PolicyConfig `mapstructure:"policies"`
+	// DefaultPolicy applies to images no policy covers: "deny" (default) or "allow".
+	DefaultPolicy policy.DefaultPolicy `mapstructure:"defaultPolicy"`
+}
+
+// Policy returns the policy part of the configuration.
+func (c *Config) Policy() policy.Config {
+	return policy.Config{Policies: c.Policies, DefaultPolicy: c.DefaultPolicy}
 }
 
 // TLS enables HTTPS when both files are set.
@@ -55,6 +67,12 @@ type Storage struct {
 
 // Cache configures what portcullis remembers.
 type Cache struct {
+	// Size bounds the number of allowed, and separately of denied, decisions. Default 10000.
+	Size int `mapstructure:"size"`
+	// TTL is how long an allowed decision is kept. Default 10m.
+	TTL time.Duration `mapstructure:"ttl"`
+	// NegativeTTL is how long a denial is kept. Default 30s.
+	NegativeTTL time.Duration `mapstructure:"negativeTTL"`
 	// TagTTL is how long a tag's digest is used without asking the upstream. Default 0.
 	TagTTL time.Duration `mapstructure:"tagTTL"`
 }
@@ -66,7 +84,11 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("log.format", "json")
 	v.SetDefault("log.level", "info")
 	v.SetDefault("storage.driver", "filesystem")
+	v.SetDefault("cache.size", cache.DefaultSize)
+	v.SetDefault("cache.ttl", cache.DefaultTTL.String())
+	v.SetDefault("cache.negativeTTL", cache.DefaultNegativeTTL.String())
 	v.SetDefault("cache.tagTTL", "0s")
+	v.SetDefault("defaultPolicy", string(policy.DefaultDeny))
 }
 
 // Load reads the YAML file at path (may be empty: defaults and environment only) with
@@ -103,6 +125,18 @@ func Load(path string, environ []string) (*Config, error) {
 	)))
 	if err != nil {
 		return nil, fmt.Errorf("config: %s", strings.ReplaceAll(err.Error(), "\n", " "))
+	}
+	if path != "" {
+		// Key files named in the configuration are relative to it.
+		dir := filepath.Dir(path)
+		for i := range c.Policies {
+			for j := range c.Policies[i].Authorities {
+				k := &c.Policies[i].Authorities[j].Key
+				if k.Path != "" && !filepath.IsAbs(k.Path) {
+					k.Path = filepath.Join(dir, k.Path)
+				}
+			}
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -167,6 +201,18 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache.TagTTL < 0 {
 		errs = append(errs, errors.New("cache.tagTTL: must not be negative"))
+	}
+	if c.Cache.Size <= 0 {
+		errs = append(errs, errors.New("cache.size: must be positive"))
+	}
+	if c.Cache.TTL <= 0 {
+		errs = append(errs, errors.New("cache.ttl: must be positive"))
+	}
+	if c.Cache.NegativeTTL <= 0 || c.Cache.NegativeTTL > c.Cache.TTL {
+		errs = append(errs, errors.New("cache.negativeTTL: must be positive and not longer than cache.ttl"))
+	}
+	if err := c.Policy().Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

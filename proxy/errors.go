@@ -10,6 +10,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 
 	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/policy"
 )
 
 // writeError is the one place where errors become OCI error responses.
@@ -32,8 +33,8 @@ func classify(kind string, err error) (int, errcode.Error) {
 	if errors.As(err, &ec) {
 		return ec.Code.Descriptor().HTTPStatusCode, ec
 	}
-	var den Denial
-	if errors.As(err, &den) && den.Denied() {
+	var den *policy.DenyError
+	if errors.As(err, &den) {
 		return http.StatusForbidden, errcode.ErrorCodeDenied.WithMessage(err.Error())
 	}
 	if errors.Is(err, errRangeNotSatisfiable) {

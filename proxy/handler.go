@@ -18,39 +18,18 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/policy"
 )
 
-// Target is what the Gate decides on: a manifest about to be served, with where it is from.
-type Target struct {
-	// Image is the normalised image name, "<upstream>/<repository>".
-	Image string
-	// Repository is the repository path in the upstream.
-	Repository string
-	// Manifest holds the exact bytes that will be served; its digest was computed from them.
-	Manifest oci.Manifest
-	// Upstream is the registry the manifest came from, for signature lookups.
-	Upstream *Upstream
-}
-
-// Gate decides, before any manifest is served, whether it may be. An error that wraps a
-// Denial is answered 403 DENIED with its message; any other error means the decision could
-// not be made and is answered as an upstream failure. Either way nothing is served.
+// Gate decides, before any manifest is served, whether it may be. A *policy.DenyError is
+// answered 403 DENIED with its message; any other error means the decision could not be made
+// and is answered as an upstream failure. Either way nothing is served. *policy.Engine
+// implements it.
 type Gate interface {
-	Admit(ctx context.Context, t Target) error
+	Admit(ctx context.Context, req policy.Request) (cache.Decision, error)
 }
-
-// Denial marks a gate error as a refusal by policy, as opposed to a failure to decide.
-type Denial interface {
-	error
-	Denied() bool
-}
-
-// AllowAll is the Gate that admits everything.
-type AllowAll struct{}
-
-// Admit admits t.
-func (AllowAll) Admit(context.Context, Target) error { return nil }
 
 // Options configure a Handler.
 type Options struct {
@@ -58,7 +37,7 @@ type Options struct {
 	Store *Store
 	// Upstreams are the registries the proxy may contact. Required.
 	Upstreams *Upstreams
-	// Gate decides on manifests; default AllowAll.
+	// Gate decides on manifests. Required: there is no serving without a decision.
 	Gate Gate
 	// TagTTL is how long a tag's digest is trusted without asking the upstream. Default 0:
 	// every tag request asks the upstream (a HEAD, and a GET only when the digest changed).
@@ -84,11 +63,8 @@ type tagEntry struct {
 
 // New returns a Handler.
 func New(opts Options) (*Handler, error) {
-	if opts.Store == nil || opts.Upstreams == nil {
-		return nil, errors.New("proxy: store and upstreams are required")
-	}
-	if opts.Gate == nil {
-		opts.Gate = AllowAll{}
+	if opts.Store == nil || opts.Upstreams == nil || opts.Gate == nil {
+		return nil, errors.New("proxy: store, upstreams and gate are required")
 	}
 	if opts.TagTTL < 0 {
 		return nil, errors.New("proxy: tag TTL must not be negative")
@@ -254,7 +230,7 @@ func (h *Handler) serveManifest(w http.ResponseWriter, r *http.Request, rt route
 		return err
 	}
 	info.digest = m.Digest
-	if err := h.opts.Gate.Admit(ctx, Target{Image: rt.image(), Repository: rt.repo, Manifest: m, Upstream: rt.upstream}); err != nil {
+	if _, err := h.opts.Gate.Admit(ctx, policy.Request{Image: rt.image(), Repository: rt.repo, Manifest: m, Registry: rt.upstream}); err != nil {
 		return err
 	}
 	hd := w.Header()

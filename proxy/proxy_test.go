@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,6 +26,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
+	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
 )
 
@@ -55,6 +58,13 @@ func (f *faults) set(fn func(w http.ResponseWriter, r *http.Request) bool) {
 	f.mu.Unlock()
 }
 
+// admitAll is the gate of tests that are about mirroring, not policy.
+type admitAll struct{}
+
+func (admitAll) Admit(context.Context, policy.Request) (cache.Decision, error) {
+	return cache.Decision{Allowed: true}, nil
+}
+
 type env struct {
 	up     *httptest.Server
 	faults *faults
@@ -72,7 +82,7 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	uc := proxy.UpstreamConfig{Name: upName, URL: up.URL, Insecure: true, Default: true, Timeout: 2 * time.Second}
 	zero := 0
 	uc.Retries = &zero
-	po := proxy.Options{Store: proxy.NewStore(inmemory.New()), Logger: slog.New(slog.DiscardHandler)}
+	po := proxy.Options{Store: proxy.NewStore(inmemory.New()), Gate: admitAll{}, Logger: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(&uc, &po)
 	}

@@ -55,6 +55,7 @@ type Subject struct {
 type Result struct {
 	// Signatures is the number of cosign signatures found for the digest (both formats;
 	// attestations with other predicates are not signatures and are not counted).
+	// Only the repositories the authorities read are looked up.
 	Signatures int
 	// Authorities has one entry per requested authority, in the order given.
 	Authorities []AuthorityResult

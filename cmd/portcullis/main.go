@@ -35,7 +35,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe())
+	root.AddCommand(newServe(), newDemo())
 	return root
 }
 
@@ -52,7 +52,15 @@ func newServe() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			return serve(ctx, cfg, newLogger(cmd.ErrOrStderr(), cfg.Log), nil)
+			log := newLogger(cmd.ErrOrStderr(), cfg.Log)
+			a, err := app.New(ctx, cfg, app.Options{Logger: log, LookupEnv: os.LookupEnv})
+			if err != nil {
+				return err
+			}
+			if path != "" {
+				go watchConfig(ctx, path, a, log)
+			}
+			return serve(ctx, cfg, a, log, nil)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "configuration file (YAML)")
@@ -71,11 +79,7 @@ func newLogger(w io.Writer, c config.Log) *slog.Logger {
 
 // serve runs the proxy until ctx ends, then lets in-flight requests finish. If ready is not
 // nil it receives the listening address.
-func serve(ctx context.Context, cfg *config.Config, log *slog.Logger, ready chan<- string) error {
-	a, err := app.New(ctx, cfg, log)
-	if err != nil {
-		return err
-	}
+func serve(ctx context.Context, cfg *config.Config, a *app.App, log *slog.Logger, ready chan<- string) error {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err

@@ -14,8 +14,11 @@ import (
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 
+	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/config"
+	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/verify"
 )
 
 // DefaultRootDirectory is where the filesystem store keeps content when params say nothing.
@@ -23,17 +26,47 @@ const DefaultRootDirectory = "/var/lib/portcullis"
 
 // App is a configured portcullis.
 type App struct {
+	// Handler serves the distribution API, /healthz and /readyz.
 	Handler http.Handler
-	store   *proxy.Store
-	driver  storagedriver.StorageDriver
+	// Engine is the policy engine every manifest passes through.
+	Engine *policy.Engine
+	// Cache holds the decisions.
+	Cache  *cache.Memory
+	driver storagedriver.StorageDriver
+	opts   Options
+}
+
+// Options are what the App takes from its environment.
+type Options struct {
+	// Logger receives request, audit and operational logs. Default slog.Default().
+	Logger *slog.Logger
+	// LookupEnv reads environment variables named by key sources (key.env). Default: none
+	// are set.
+	LookupEnv func(string) (string, bool)
 }
 
 // New builds the App for cfg, which must be valid.
-func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error) {
+func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.LookupEnv == nil {
+		opts.LookupEnv = func(string) (string, bool) { return "", false }
+	}
+	log := opts.Logger
 	driver, err := newDriver(cfg.Storage)
 	if err != nil {
 		return nil, err
 	}
+	set, err := policy.Compile(ctx, cfg.Policy(), policy.WithLookupEnv(opts.LookupEnv))
+	if err != nil {
+		return nil, err
+	}
+	decisions, err := cache.NewMemory(cache.WithSize(cfg.Cache.Size), cache.WithTTL(cfg.Cache.TTL), cache.WithNegativeTTL(cfg.Cache.NegativeTTL))
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	engine := policy.NewEngine(set, verify.New(verify.WithLogger(log)), decisions, policy.WithLogger(log))
 	var ups []*proxy.Upstream
 	for i, uc := range cfg.Upstreams {
 		up, err := proxy.NewUpstream(uc, nil)
@@ -46,17 +79,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	if err != nil {
 		return nil, err
 	}
-	store := proxy.NewStore(driver)
 	h, err := proxy.New(proxy.Options{
-		Store:     store,
+		Store:     proxy.NewStore(driver),
 		Upstreams: routes,
+		Gate:      engine,
 		TagTTL:    cfg.Cache.TagTTL,
 		Logger:    log,
 	})
 	if err != nil {
 		return nil, err
 	}
-	a := &App{store: store, driver: driver}
+	a := &App{Engine: engine, Cache: decisions, driver: driver, opts: opts}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -72,6 +105,20 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	mux.Handle("/v2", h)
 	a.Handler = mux
 	return a, nil
+}
+
+// Reload compiles the policies of cfg and, if they are valid, swaps them in atomically;
+// decisions made under the old policies are never served again (the policy version is part
+// of every decision's key). Other settings need a restart. On error the old policies stay.
+func (a *App) Reload(ctx context.Context, cfg *config.Config) error {
+	set, err := policy.Compile(ctx, cfg.Policy(), policy.WithLookupEnv(a.opts.LookupEnv))
+	if err != nil {
+		return err
+	}
+	old := a.Engine.Set().Version()
+	a.Engine.Swap(set)
+	a.opts.Logger.Info("policies reloaded", slog.String("oldVersion", old), slog.String("version", set.Version()))
+	return nil
 }
 
 // ready checks that the content store answers.

@@ -78,7 +78,7 @@ func startProxy(t *testing.T, up *upstream, yamlExtra string) *proxyServer {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	a, err := app.New(context.Background(), cfg, log)
+	a, err := app.New(context.Background(), cfg, app.Options{Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

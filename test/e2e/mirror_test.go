@@ -32,7 +32,7 @@ func newFixture(t *testing.T) *fixture {
 	f.up.pushIndex(t, "demo/multi:v1", f.idx)
 	f.imgBlobs = blobsOf(t, f.img, nil)
 	f.idxBlobs = blobsOf(t, nil, f.idx)
-	f.px = startProxy(t, f.up, "")
+	f.px = startProxy(t, f.up, "defaultPolicy: allow\n")
 	return f
 }
 

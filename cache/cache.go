@@ -1,0 +1,279 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sync/singleflight"
+)
+
+// Key identifies one decision: the manifest Digest of Repository, decided under the policy set
+// whose version is PolicyVersion.
+type Key struct {
+	// PolicyVersion is the version of the policy set that made the decision.
+	PolicyVersion string `json:"policyVersion"`
+	// Repository names what the decision is about. The policy engine stores the full image
+	// name "upstream/repository" (e.g. "docker.io/library/alpine") so that one repository
+	// path served by two upstreams never shares decisions.
+	Repository string `json:"repository"`
+	// Digest is the manifest digest the decision is about.
+	Digest digest.Digest `json:"digest"`
+}
+
+// Decision is the outcome of admitting one manifest. Values read from a cache share their
+// slices with it: treat them as read-only.
+type Decision struct {
+	// Allowed reports whether the manifest may be served.
+	Allowed bool `json:"allowed"`
+	// Verified reports whether the policy's requirement was met: by the manifest's own
+	// signatures, or (AdmittedBy set) through a verified parent index.
+	Verified bool `json:"verified,omitempty"`
+	// Warning reports an allowed decision whose policy was not satisfied but is in warn mode.
+	Warning bool `json:"warning,omitempty"`
+	// Policy is the name of the policy that applied; empty when the default policy applied.
+	Policy string `json:"policy,omitempty"`
+	// Mode is the policy's mode ("enforce", "warn", "off"), or "default" for the default
+	// policy.
+	Mode string `json:"mode,omitempty"`
+	// Reason says, for a person, why the manifest is allowed or denied.
+	Reason string `json:"reason,omitempty"`
+	// Signers describes the verified signers, one per authority whose signature verified;
+	// on a denial, those that verified but were not enough. A manifest admitted through its
+	// index carries the index's signers.
+	Signers []string `json:"signers,omitempty"`
+	// Unsatisfied names the authorities whose signatures were not verified, when that
+	// decided the outcome (a denial or a warning).
+	Unsatisfied []string `json:"unsatisfied,omitempty"`
+	// AdmittedBy is the digest of the verified index that lists this manifest and admitted
+	// it, if any.
+	AdmittedBy digest.Digest `json:"admittedBy,omitempty"`
+	// DecidedAt is when the decision was made.
+	DecidedAt time.Time `json:"decidedAt"`
+}
+
+// Negative reports whether d is kept only for the negative TTL: a denial, or an allowed
+// decision carrying a warning, both of which may change as soon as a signature is pushed.
+func (d Decision) Negative() bool {
+	return !d.Allowed || d.Warning
+}
+
+// clone returns d with its own copies of the slices.
+func (d Decision) clone() Decision {
+	d.Signers = slices.Clone(d.Signers)
+	d.Unsatisfied = slices.Clone(d.Unsatisfied)
+	return d
+}
+
+// Defaults of the Memory options.
+const (
+	DefaultSize        = 10000
+	DefaultTTL         = 10 * time.Minute
+	DefaultNegativeTTL = 30 * time.Second
+	DefaultFillTimeout = time.Minute
+)
+
+type options struct {
+	size        int
+	ttl         time.Duration
+	negativeTTL time.Duration
+	negativeSet bool
+	fillTimeout time.Duration
+}
+
+// Option configures a Memory cache.
+type Option func(*options)
+
+// WithSize bounds the number of allowed decisions and, separately, the number of negative
+// decisions the cache holds, so that a flood of denials never evicts allowed decisions. It
+// must be positive. Default DefaultSize.
+func WithSize(n int) Option {
+	return func(o *options) { o.size = n }
+}
+
+// WithTTL sets how long an allowed decision is kept. It must be positive. Default DefaultTTL.
+func WithTTL(d time.Duration) Option {
+	return func(o *options) { o.ttl = d }
+}
+
+// WithNegativeTTL sets how long a negative decision (see Decision.Negative) is kept. It must
+// be positive and not longer than the TTL. Default DefaultNegativeTTL, or the TTL when that is
+// shorter and no negative TTL is given.
+func WithNegativeTTL(d time.Duration) Option {
+	return func(o *options) { o.negativeTTL, o.negativeSet = d, true }
+}
+
+// WithFillTimeout bounds one fill run by Do, which is detached from its callers' cancellation.
+// It must be positive. Default DefaultFillTimeout.
+func WithFillTimeout(d time.Duration) Option {
+	return func(o *options) { o.fillTimeout = d }
+}
+
+// Memory is an in-process decision cache: two expiring LRUs (allowed decisions, negative
+// decisions), each with its own TTL, and a singleflight group for fills. It is safe for
+// concurrent use. Each Memory runs two background goroutines that reclaim expired entries for
+// the life of the process, so create one per process, not one per request.
+type Memory struct {
+	allowed  *expirable.LRU[Key, Decision]
+	negative *expirable.LRU[Key, Decision]
+	group    singleflight.Group
+
+	fillTimeout time.Duration
+
+	// epoch changes on every Forget; a fill stores its result only if the epoch it started
+	// in is still current. storeMu orders those stores with Forget.
+	epoch   atomic.Uint64
+	storeMu sync.Mutex
+}
+
+// NewMemory returns an empty Memory cache configured by opts.
+func NewMemory(opts ...Option) (*Memory, error) {
+	o := options{size: DefaultSize, ttl: DefaultTTL, fillTimeout: DefaultFillTimeout}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if !o.negativeSet {
+		o.negativeTTL = DefaultNegativeTTL
+		if o.ttl > 0 {
+			o.negativeTTL = min(o.negativeTTL, o.ttl)
+		}
+	}
+	var errs []error
+	if o.size <= 0 {
+		errs = append(errs, fmt.Errorf("size must be positive, got %d", o.size))
+	}
+	if o.ttl <= 0 {
+		errs = append(errs, fmt.Errorf("ttl must be positive, got %s", o.ttl))
+	}
+	if o.negativeTTL <= 0 {
+		errs = append(errs, fmt.Errorf("negative ttl must be positive, got %s", o.negativeTTL))
+	} else if o.ttl > 0 && o.negativeTTL > o.ttl {
+		errs = append(errs, fmt.Errorf("negative ttl %s is longer than ttl %s", o.negativeTTL, o.ttl))
+	}
+	if o.fillTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("fill timeout must be positive, got %s", o.fillTimeout))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("decision cache: %w", err)
+	}
+	return &Memory{
+		allowed:     expirable.NewLRU[Key, Decision](o.size, nil, o.ttl),
+		negative:    expirable.NewLRU[Key, Decision](o.size, nil, o.negativeTTL),
+		fillTimeout: o.fillTimeout,
+	}, nil
+}
+
+// Get returns the unexpired decision stored under key. An allowed decision wins over a
+// negative one stored concurrently. ctx is unused: Memory does no I/O.
+func (c *Memory) Get(_ context.Context, key Key) (Decision, bool) {
+	if d, ok := c.allowed.Get(key); ok {
+		return d, true
+	}
+	return c.negative.Get(key)
+}
+
+// Put stores d under key, replacing any decision stored there, for the TTL that d's polarity
+// gets (see Decision.Negative). ctx is unused: Memory does no I/O.
+func (c *Memory) Put(_ context.Context, key Key, d Decision) {
+	d = d.clone()
+	if d.Negative() {
+		c.negative.Add(key, d)
+		c.allowed.Remove(key)
+		return
+	}
+	c.allowed.Add(key, d)
+	c.negative.Remove(key)
+}
+
+// Forget drops every decision about digest d of repository, whatever its policy version.
+// Fills already running when Forget is called still answer their callers but do not store
+// their result. Forget walks the whole cache: it is meant for rare events such as a
+// signature being pushed. ctx is unused: Memory does no I/O.
+func (c *Memory) Forget(_ context.Context, repository string, d digest.Digest) {
+	c.storeMu.Lock()
+	defer c.storeMu.Unlock()
+	c.epoch.Add(1)
+	for _, lru := range []*expirable.LRU[Key, Decision]{c.allowed, c.negative} {
+		for _, k := range lru.Keys() {
+			if k.Repository == repository && k.Digest == d {
+				lru.Remove(k)
+			}
+		}
+	}
+}
+
+// Len returns the number of decisions held, which may include expired decisions that are
+// not yet reclaimed.
+func (c *Memory) Len() int {
+	return c.allowed.Len() + c.negative.Len()
+}
+
+// flight is what one fill hands to every caller waiting on it.
+type flight struct {
+	d      Decision
+	cached bool
+}
+
+// Do returns the decision stored under key or, on a miss, runs fill and stores what it
+// returns. Concurrent misses for one key share a single fill. cached reports whether the
+// decision came from the cache rather than from a fill this call started or joined.
+//
+// fill runs under context.WithoutCancel(ctx) bounded by the fill timeout, so it completes and
+// is stored even if ctx ends; Do itself returns as soon as ctx ends, with an error wrapping
+// ctx's cause. Errors from fill are returned to every waiting caller and are not stored.
+func (c *Memory) Do(ctx context.Context, key Key, fill func(ctx context.Context) (Decision, error)) (d Decision, cached bool, err error) {
+	if d, ok := c.Get(ctx, key); ok {
+		return d, true, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return Decision{}, false, fmt.Errorf("decide %s: %w", key.Digest, context.Cause(ctx))
+	}
+	epoch := c.epoch.Load()
+	ch := c.group.DoChan(flightKey(key, epoch), func() (any, error) {
+		// The previous fill for this key may have stored its result between our miss and
+		// this flight starting.
+		if d, ok := c.Get(ctx, key); ok {
+			return flight{d: d, cached: true}, nil
+		}
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.fillTimeout)
+		defer cancel()
+		d, err := fill(fctx)
+		if err != nil {
+			return nil, err
+		}
+		c.storeFilled(fctx, key, d, epoch)
+		return flight{d: d}, nil
+	})
+	select {
+	case <-ctx.Done():
+		return Decision{}, false, fmt.Errorf("decide %s: %w", key.Digest, context.Cause(ctx))
+	case r := <-ch:
+		if r.Err != nil {
+			return Decision{}, false, r.Err
+		}
+		f := r.Val.(flight)
+		return f.d, f.cached, nil
+	}
+}
+
+// storeFilled stores the result of a fill unless Forget ran since the fill started.
+func (c *Memory) storeFilled(ctx context.Context, key Key, d Decision, epoch uint64) {
+	c.storeMu.Lock()
+	defer c.storeMu.Unlock()
+	if c.epoch.Load() == epoch {
+		c.Put(ctx, key, d)
+	}
+}
+
+// flightKey names the singleflight call for key in epoch; after a Forget, new callers start a
+// new fill instead of joining one that may have seen the forgotten state.
+func flightKey(key Key, epoch uint64) string {
+	return key.PolicyVersion + "\x00" + key.Repository + "\x00" + string(key.Digest) + "\x00" + strconv.FormatUint(epoch, 10)
+}

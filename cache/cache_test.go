@@ -1,0 +1,376 @@
+package cache_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/cache"
+)
+
+var (
+	digestA = digest.FromString("a")
+	digestB = digest.FromString("b")
+)
+
+func key(version, repo string, d digest.Digest) cache.Key {
+	return cache.Key{PolicyVersion: version, Repository: repo, Digest: d}
+}
+
+func newMemory(t testing.TB, opts ...cache.Option) *cache.Memory {
+	t.Helper()
+	c, err := cache.NewMemory(opts...)
+	if err != nil {
+		t.Fatalf("NewMemory: %v", err)
+	}
+	return c
+}
+
+func TestNewMemoryOptions(t *testing.T) {
+	tests := []struct {
+		name    string
+		opts    []cache.Option
+		wantErr string
+	}{
+		{name: "defaults"},
+		{name: "all set", opts: []cache.Option{cache.WithSize(10), cache.WithTTL(time.Minute), cache.WithNegativeTTL(time.Second), cache.WithFillTimeout(time.Second)}},
+		{name: "short ttl lowers default negative ttl", opts: []cache.Option{cache.WithTTL(time.Second)}},
+		{name: "zero size", opts: []cache.Option{cache.WithSize(0)}, wantErr: "size must be positive, got 0"},
+		{name: "negative ttl value", opts: []cache.Option{cache.WithTTL(-time.Second)}, wantErr: "ttl must be positive, got -1s"},
+		{name: "explicit zero negative ttl", opts: []cache.Option{cache.WithNegativeTTL(0)}, wantErr: "negative ttl must be positive, got 0s"},
+		{name: "negative ttl longer than ttl", opts: []cache.Option{cache.WithTTL(time.Second), cache.WithNegativeTTL(time.Minute)}, wantErr: "negative ttl 1m0s is longer than ttl 1s"},
+		{name: "zero fill timeout", opts: []cache.Option{cache.WithFillTimeout(0)}, wantErr: "fill timeout must be positive, got 0s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := cache.NewMemory(tt.opts...)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("NewMemory: got error %v, want none", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("NewMemory: got error %v, want one containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestPutGet(t *testing.T) {
+	allow := cache.Decision{Allowed: true, Verified: true, Policy: "prod", Signers: []string{"release-key"}}
+	deny := cache.Decision{Allowed: false, Policy: "prod", Reason: "no signature"}
+	tests := []struct {
+		name   string
+		puts   []cache.Decision // all under key(v1, repo, digestA)
+		get    cache.Key
+		want   cache.Decision
+		wantOK bool
+	}{
+		{name: "allowed", puts: []cache.Decision{allow}, get: key("v1", "r", digestA), want: allow, wantOK: true},
+		{name: "denied", puts: []cache.Decision{deny}, get: key("v1", "r", digestA), want: deny, wantOK: true},
+		{name: "allowed replaces denied", puts: []cache.Decision{deny, allow}, get: key("v1", "r", digestA), want: allow, wantOK: true},
+		{name: "denied replaces allowed", puts: []cache.Decision{allow, deny}, get: key("v1", "r", digestA), want: deny, wantOK: true},
+		{name: "other policy version misses", puts: []cache.Decision{allow}, get: key("v2", "r", digestA)},
+		{name: "other repository misses", puts: []cache.Decision{allow}, get: key("v1", "other", digestA)},
+		{name: "other digest misses", puts: []cache.Decision{allow}, get: key("v1", "r", digestB)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newMemory(t)
+			for _, d := range tt.puts {
+				c.Put(t.Context(), key("v1", "r", digestA), d)
+			}
+			got, ok := c.Get(t.Context(), tt.get)
+			if ok != tt.wantOK || !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("Get(%v) = %+v, %v; want %+v, %v", tt.get, got, ok, tt.want, tt.wantOK)
+			}
+			if got, want := c.Len(), 1; got != want {
+				t.Fatalf("Len() = %d, want %d", got, want)
+			}
+		})
+	}
+}
+
+func TestPutCopiesSlices(t *testing.T) {
+	c := newMemory(t)
+	signers := []string{"a"}
+	c.Put(t.Context(), key("v1", "r", digestA), cache.Decision{Allowed: true, Signers: signers})
+	signers[0] = "mutated"
+	got, _ := c.Get(t.Context(), key("v1", "r", digestA))
+	if got.Signers[0] != "a" {
+		t.Fatalf("stored signers = %v, want [a]: Put must not alias the caller's slice", got.Signers)
+	}
+}
+
+func TestForget(t *testing.T) {
+	c := newMemory(t)
+	allow := cache.Decision{Allowed: true}
+	c.Put(t.Context(), key("v1", "r", digestA), allow)
+	c.Put(t.Context(), key("v2", "r", digestA), cache.Decision{Allowed: false})
+	c.Put(t.Context(), key("v1", "r", digestB), allow)
+	c.Put(t.Context(), key("v1", "other", digestA), allow)
+
+	c.Forget(t.Context(), "r", digestA)
+
+	for _, tt := range []struct {
+		key  cache.Key
+		want bool
+	}{
+		{key("v1", "r", digestA), false},
+		{key("v2", "r", digestA), false},
+		{key("v1", "r", digestB), true},
+		{key("v1", "other", digestA), true},
+	} {
+		if _, ok := c.Get(t.Context(), tt.key); ok != tt.want {
+			t.Errorf("after Forget, Get(%v) found = %v, want %v", tt.key, ok, tt.want)
+		}
+	}
+	if got, want := c.Len(), 2; got != want {
+		t.Errorf("Len() = %d, want %d", got, want)
+	}
+}
+
+func TestDoCollapsesConcurrentMisses(t *testing.T) {
+	const callers = 500
+	c := newMemory(t)
+	k := key("v1", "r", digestA)
+	var fills atomic.Int32
+	release := make(chan struct{})
+	fill := func(ctx context.Context) (cache.Decision, error) {
+		fills.Add(1)
+		<-release
+		return cache.Decision{Allowed: true, Reason: "filled"}, nil
+	}
+
+	var started, done sync.WaitGroup
+	started.Add(callers)
+	done.Add(callers)
+	errs := make(chan error, callers)
+	for range callers {
+		go func() {
+			defer done.Done()
+			started.Done()
+			d, _, err := c.Do(t.Context(), k, fill)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if d.Reason != "filled" {
+				errs <- errors.New("got decision " + d.Reason + ", want filled")
+			}
+		}()
+	}
+	started.Wait()
+	time.Sleep(10 * time.Millisecond) // let the callers reach Do before the fill returns
+	close(release)
+	done.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := fills.Load(); got != 1 {
+		t.Fatalf("fill ran %d times for %d concurrent callers, want 1", got, callers)
+	}
+	if _, cached, _ := c.Do(t.Context(), k, fill); !cached {
+		t.Fatalf("Do after the fill: cached = false, want true")
+	}
+}
+
+func TestDoDoesNotCacheErrors(t *testing.T) {
+	c := newMemory(t)
+	k := key("v1", "r", digestA)
+	var fills int
+	boom := errors.New("upstream down")
+	fill := func(context.Context) (cache.Decision, error) {
+		fills++
+		return cache.Decision{}, boom
+	}
+	for i := range 2 {
+		if _, _, err := c.Do(t.Context(), k, fill); !errors.Is(err, boom) {
+			t.Fatalf("Do #%d: got error %v, want %v", i, err, boom)
+		}
+	}
+	if fills != 2 {
+		t.Fatalf("fill ran %d times, want 2 (errors must not be cached)", fills)
+	}
+	if c.Len() != 0 {
+		t.Fatalf("Len() = %d after failed fills, want 0", c.Len())
+	}
+}
+
+func TestDoFillOutlivesCancelledCaller(t *testing.T) {
+	c := newMemory(t)
+	k := key("v1", "r", digestA)
+	release := make(chan struct{})
+	filled := make(chan error, 1)
+	fill := func(ctx context.Context) (cache.Decision, error) {
+		<-release
+		filled <- ctx.Err()
+		return cache.Decision{Allowed: true}, nil
+	}
+
+	first, cancelFirst := context.WithCancel(t.Context())
+	firstDone := make(chan error, 1)
+	go func() {
+		_, _, err := c.Do(first, k, fill)
+		firstDone <- err
+	}()
+	// A second caller joins the same fill and gives up too.
+	second, cancelSecond := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancelSecond()
+	start := time.Now()
+	if _, _, err := c.Do(second, k, fill); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("waiting caller: got error %v, want context.DeadlineExceeded", err)
+	}
+	if waited := time.Since(start); waited > time.Second {
+		t.Fatalf("waiting caller returned after %s, want promptly after its deadline", waited)
+	}
+
+	cancelFirst()
+	select {
+	case err := <-firstDone:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("first caller: got error %v, want context.Canceled", err)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("first caller did not return after its context was cancelled")
+	}
+
+	close(release)
+	if err := <-filled; err != nil {
+		t.Fatalf("fill context: got %v, want it not cancelled", err)
+	}
+	waitFor(t, func() bool { _, ok := c.Get(t.Context(), k); return ok }, "the detached fill to store its decision")
+}
+
+func TestDoFillTimeout(t *testing.T) {
+	c := newMemory(t, cache.WithFillTimeout(10*time.Millisecond))
+	_, _, err := c.Do(t.Context(), key("v1", "r", digestA), func(ctx context.Context) (cache.Decision, error) {
+		<-ctx.Done()
+		return cache.Decision{}, ctx.Err()
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("got error %v, want context.DeadlineExceeded from the fill timeout", err)
+	}
+}
+
+func TestDoCancelledBeforeStartRunsNoFill(t *testing.T) {
+	c := newMemory(t)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, _, err := c.Do(ctx, key("v1", "r", digestA), func(context.Context) (cache.Decision, error) {
+		t.Error("fill ran for a caller whose context was already cancelled")
+		return cache.Decision{}, nil
+	})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got error %v, want context.Canceled", err)
+	}
+}
+
+func TestForgetDuringFillDiscardsResult(t *testing.T) {
+	c := newMemory(t)
+	k := key("v1", "r", digestA)
+	entered := make(chan struct{})
+	release := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _, _ = c.Do(context.Background(), k, func(context.Context) (cache.Decision, error) {
+			close(entered)
+			<-release
+			return cache.Decision{Allowed: false, Reason: "stale: no signature yet"}, nil
+		})
+	}()
+	<-entered
+	c.Forget(t.Context(), "r", digestA)
+	close(release)
+	<-done
+	if d, ok := c.Get(t.Context(), k); ok {
+		t.Fatalf("Get after Forget during fill = %+v, want no decision", d)
+	}
+}
+
+func TestExpiry(t *testing.T) {
+	const ttl, negativeTTL = 80 * time.Millisecond, 20 * time.Millisecond
+	c := newMemory(t, cache.WithTTL(ttl), cache.WithNegativeTTL(negativeTTL))
+	allowKey, denyKey, warnKey := key("v1", "r", digestA), key("v1", "r", digestB), key("v1", "w", digestA)
+
+	start := time.Now()
+	c.Put(t.Context(), allowKey, cache.Decision{Allowed: true})
+	c.Put(t.Context(), denyKey, cache.Decision{Allowed: false})
+	c.Put(t.Context(), warnKey, cache.Decision{Allowed: true, Warning: true})
+	present := func(k cache.Key) bool { _, ok := c.Get(t.Context(), k); return ok }
+
+	allowed, denied, warned := present(allowKey), present(denyKey), present(warnKey)
+	if elapsed := time.Since(start); elapsed < negativeTTL && !(allowed && denied && warned) {
+		t.Fatalf("%s after Put: found allowed %v, denied %v, warned %v; want all", elapsed, allowed, denied, warned)
+	}
+	time.Sleep(negativeTTL + 10*time.Millisecond)
+	if present(denyKey) || present(warnKey) {
+		t.Fatalf("negative decisions still served after %s, negative TTL is %s", time.Since(start), negativeTTL)
+	}
+	if !present(allowKey) && time.Since(start) < ttl {
+		t.Fatalf("allowed decision expired after %s, TTL is %s", time.Since(start), ttl)
+	}
+	time.Sleep(time.Until(start.Add(ttl + 10*time.Millisecond)))
+	if present(allowKey) {
+		t.Fatalf("allowed decision still served after %s, TTL is %s", time.Since(start), ttl)
+	}
+}
+
+func TestJSONRoundTrip(t *testing.T) {
+	k := key("v1", "docker.io/library/alpine", digestA)
+	d := cache.Decision{
+		Allowed: true, Verified: true, Policy: "prod", Mode: "enforce", Reason: "verified",
+		Signers: []string{"release-key"}, AdmittedBy: digestB,
+		DecidedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+	}
+	for _, v := range []any{k, d} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatalf("Marshal(%+v): %v", v, err)
+		}
+		got := reflect.New(reflect.TypeOf(v))
+		if err := json.Unmarshal(b, got.Interface()); err != nil {
+			t.Fatalf("Unmarshal(%s): %v", b, err)
+		}
+		if !reflect.DeepEqual(got.Elem().Interface(), v) {
+			t.Fatalf("round trip of %s = %+v, want %+v", b, got.Elem().Interface(), v)
+		}
+	}
+}
+
+func BenchmarkCachedDecision(b *testing.B) {
+	c := newMemory(b)
+	k := key("0123456789abcdef", "docker.io/library/alpine", digestA)
+	c.Put(context.Background(), k, cache.Decision{Allowed: true, Verified: true, Policy: "prod", Signers: []string{"release-key"}})
+	fill := func(context.Context) (cache.Decision, error) {
+		b.Fatal("fill ran on the hit path")
+		return cache.Decision{}, nil
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, cached, err := c.Do(ctx, k, fill); err != nil || !cached {
+			b.Fatalf("Do = cached %v, error %v; want a hit", cached, err)
+		}
+	}
+}
+
+// waitFor polls cond for up to a second.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

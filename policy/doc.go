@@ -1,0 +1,37 @@
+// Package policy decides, for every manifest portcullis is about to serve, whether it may be
+// served: which policy applies to the image, which signatures it requires, and the decision.
+// Finding and checking signatures is the verify package's job; remembering decisions is the
+// cache package's.
+//
+// It owns the policy configuration types (Config, PolicyConfig, AuthorityConfig, KeyConfig,
+// mapped from the configuration file by the config package through their mapstructure tags),
+// their validation, the compiled and immutable Set, and the Engine that admits manifests.
+//
+// Matching. Policy images are globs over the normalised image name "upstream/repository",
+// e.g. "docker.io/library/alpine", without tag or digest: "*" matches any run of characters
+// within one path segment, "**" (a whole segment) matches any number of segments including
+// none, so "docker.io/myorg/**" matches "docker.io/myorg/app", "docker.io/myorg/a/b" and
+// "docker.io/myorg". Everything else is literal. Globs that can match no normalised name are
+// refused. The first policy in configuration order with a matching glob applies; when none
+// matches, the default policy does.
+//
+// Defaults: defaultPolicy "deny"; a policy's mode "enforce", require "any", indexes "signed".
+//
+// Invariants of the Engine:
+//   - Nothing is served without a decision, and a decision made under one Set is never used
+//     under another: decisions are cached under (Set.Version, image name, digest), and the
+//     version hashes the normalised configuration and the public keys themselves.
+//   - Refusals are *DenyError (HTTP 403); every other error means no decision could be made
+//     (HTTP 502/503) and is never cached.
+//   - Signature artifacts are recognised by content (IsSignatureArtifact), never by tag, and
+//     nothing a runtime could unpack is ever exempt.
+//   - A manifest is admitted through a parent index only when that index's own signatures
+//     were verified (or it was itself admitted that way) under the same Set and image.
+//   - The cache key's Repository is the full image name, so whoever learns that a signature
+//     was pushed for image X calls the cache's Forget with X and the signed digest.
+//   - Packages read no environment: key env sources go through WithLookupEnv. KMS keys go
+//     through sigstore's kms.Get; their providers are linked by main, never imported here.
+//
+// Keyless (certificate identity) authorities are not supported yet: AuthorityConfig.Keyless
+// is reserved for them and refused when set.
+package policy

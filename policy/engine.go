@@ -1,0 +1,400 @@
+package policy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/verify"
+)
+
+// Verifier checks the signatures of one image digest against authorities.
+// *verify.Verifier implements it.
+type Verifier interface {
+	Verify(ctx context.Context, reg verify.Registry, s verify.Subject, auths []verify.Authority) (verify.Result, error)
+}
+
+var _ Verifier = (*verify.Verifier)(nil)
+
+// DecisionCache is where the Engine keeps decisions. Do must collapse concurrent fills of one
+// key and must not store fill errors. *cache.Memory implements it.
+type DecisionCache interface {
+	Do(ctx context.Context, key cache.Key, fill func(ctx context.Context) (cache.Decision, error)) (d cache.Decision, cached bool, err error)
+	Get(ctx context.Context, key cache.Key) (cache.Decision, bool)
+	Put(ctx context.Context, key cache.Key, d cache.Decision)
+}
+
+var _ DecisionCache = (*cache.Memory)(nil)
+
+// Request is one manifest the proxy is about to serve.
+type Request struct {
+	// Image is the normalised image name "upstream/repository", e.g.
+	// "docker.io/library/alpine", matched against policy globs and used in messages.
+	Image string
+	// Repository is the repository path in the upstream registry, e.g. "library/alpine".
+	Repository string
+	// Manifest is exactly what is about to be served; its digest is checked against its
+	// bytes.
+	Manifest oci.Manifest
+	// Registry reads the upstream the manifest comes from, to find its signatures.
+	Registry verify.Registry
+}
+
+// DenyError is returned by Admit when policy refuses a manifest: the client asked for
+// something it may not have (HTTP 403), as opposed to any other Admit error, which means
+// portcullis could not decide (HTTP 502/503).
+type DenyError struct {
+	// Image is the normalised image name.
+	Image string
+	// Digest is the digest of the refused manifest.
+	Digest digest.Digest
+	// Policy is the name of the policy that refused it; empty when the default policy did.
+	Policy string
+	// Authorities names the authorities whose signatures were not verified, if that is why.
+	Authorities []string
+	// Reason says, for a person, why the manifest was refused.
+	Reason string
+}
+
+// Error reads like `image docker.io/myorg/app@sha256:… denied by policy "prod": no signature
+// verified by authority "release-key" (found 1 signature: wrong key)`.
+func (e *DenyError) Error() string {
+	if e.Policy == "" {
+		return fmt.Sprintf("image %s@%s denied: %s", e.Image, e.Digest, e.Reason)
+	}
+	return fmt.Sprintf("image %s@%s denied by policy %q: %s", e.Image, e.Digest, e.Policy, e.Reason)
+}
+
+// EngineOption configures an Engine.
+type EngineOption func(*engineOptions)
+
+type engineOptions struct {
+	logger *slog.Logger
+	now    func() time.Time
+}
+
+// WithLogger sets where the audit lines go. Default (or nil): discarded.
+func WithLogger(l *slog.Logger) EngineOption {
+	return func(o *engineOptions) {
+		if l != nil {
+			o.logger = l
+		}
+	}
+}
+
+// WithClock sets the clock that dates decisions. Default (or nil): time.Now.
+func WithClock(now func() time.Time) EngineOption {
+	return func(o *engineOptions) {
+		if now != nil {
+			o.now = now
+		}
+	}
+}
+
+// Stats counts Admit outcomes since the Engine was created.
+type Stats struct {
+	// Allowed counts manifests admitted, Warned included.
+	Allowed uint64
+	// Warned counts manifests admitted only because their policy is in warn mode.
+	Warned uint64
+	// Denied counts DenyErrors.
+	Denied uint64
+	// Failed counts Admit calls that could not decide.
+	Failed uint64
+	// Cached counts decisions served from the cache.
+	Cached uint64
+}
+
+// Engine decides, for every manifest the proxy is about to serve, whether policy allows it.
+// It is safe for concurrent use; Swap replaces its policy set atomically.
+type Engine struct {
+	set      atomic.Pointer[Set]
+	verifier Verifier
+	cache    DecisionCache
+	logger   *slog.Logger
+	now      func() time.Time
+
+	allowed, warned, denied, failed, cached atomic.Uint64
+}
+
+// NewEngine returns an Engine deciding with set, checking signatures with v and remembering
+// decisions in c. set, v and c must not be nil.
+func NewEngine(set *Set, v Verifier, c DecisionCache, opts ...EngineOption) *Engine {
+	if set == nil || v == nil || c == nil {
+		panic("policy.NewEngine: nil set, verifier or cache")
+	}
+	o := engineOptions{logger: slog.New(slog.DiscardHandler), now: time.Now}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	e := &Engine{verifier: v, cache: c, logger: o.logger, now: o.now}
+	e.set.Store(set)
+	return e
+}
+
+// Swap makes set the policy set of every Admit that starts from now on. Decisions are cached
+// under the set's version, so none made under the previous set is served again.
+func (e *Engine) Swap(set *Set) {
+	if set == nil {
+		panic("policy.Engine.Swap: nil set")
+	}
+	e.set.Store(set)
+}
+
+// Set returns the policy set in use.
+func (e *Engine) Set() *Set { return e.set.Load() }
+
+// Stats returns the outcome counters.
+func (e *Engine) Stats() Stats {
+	return Stats{
+		Allowed: e.allowed.Load(), Warned: e.warned.Load(), Denied: e.denied.Load(),
+		Failed: e.failed.Load(), Cached: e.cached.Load(),
+	}
+}
+
+// Admit decides whether req.Manifest may be served and writes one audit line about it. It
+// returns the decision, a *DenyError with it when the manifest is refused, or another error
+// (lookup failures, invalid requests) when no decision could be made.
+//
+// The decision is cached under (Set.Version, req.Image, digest): the full image name rather
+// than the repository path, so the same path under two upstreams never shares a decision.
+// Concurrent Admits of one cold digest run one verification. Verification errors are not
+// cached. When a verified index is admitted, each manifest it lists is recorded as allowed
+// (AdmittedBy the index), so the platform manifests fetched next are served.
+func (e *Engine) Admit(ctx context.Context, req Request) (cache.Decision, error) {
+	d, cached, err := e.admit(ctx, req)
+	e.audit(ctx, req, d, cached, err)
+	return d, err
+}
+
+func (e *Engine) admit(ctx context.Context, req Request) (cache.Decision, bool, error) {
+	if err := checkRequest(req); err != nil {
+		return cache.Decision{}, false, err
+	}
+	set := e.set.Load()
+	pol := set.Match(req.Image)
+	key := cache.Key{PolicyVersion: set.Version(), Repository: req.Image, Digest: req.Manifest.Digest}
+	d, cached, err := e.cache.Do(ctx, key, func(ctx context.Context) (cache.Decision, error) {
+		return e.decide(ctx, set, pol, req)
+	})
+	if err != nil {
+		return cache.Decision{}, false, fmt.Errorf("admit %s@%s: %w", req.Image, req.Manifest.Digest, err)
+	}
+	if !d.Allowed {
+		return d, cached, &DenyError{
+			Image: req.Image, Digest: req.Manifest.Digest, Policy: d.Policy,
+			Authorities: d.Unsatisfied, Reason: d.Reason,
+		}
+	}
+	if d.Verified && isIndexContent(req.Manifest) {
+		e.admitChildren(ctx, key, d, req.Manifest)
+	}
+	return d, cached, nil
+}
+
+// checkRequest refuses requests the proxy should never make.
+func checkRequest(req Request) error {
+	if req.Image == "" || req.Repository == "" {
+		return fmt.Errorf("admit: image %q or repository %q is empty", req.Image, req.Repository)
+	}
+	d := req.Manifest.Digest
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("admit %s: manifest digest %q: %w", req.Image, d, err)
+	}
+	if got := d.Algorithm().FromBytes(req.Manifest.Bytes); got != d {
+		return fmt.Errorf("admit %s: manifest bytes have digest %s, not %s", req.Image, got, d)
+	}
+	return nil
+}
+
+// decide makes a fresh decision; it runs inside the cache's fill.
+func (e *Engine) decide(ctx context.Context, set *Set, pol *Policy, req Request) (cache.Decision, error) {
+	d := cache.Decision{DecidedAt: e.now()}
+	if pol == nil {
+		d.Mode = "default"
+		d.Allowed = set.DefaultPolicy() == DefaultAllow
+		d.Reason = fmt.Sprintf("no policy covers image %s and defaultPolicy is %q", req.Image, set.DefaultPolicy())
+		return d, nil
+	}
+	d.Policy, d.Mode = pol.name, string(pol.mode)
+	switch {
+	case pol.mode == ModeOff:
+		d.Allowed, d.Reason = true, "policy mode is off"
+		return d, nil
+	case IsSignatureArtifact(req.Manifest):
+		d.Allowed, d.Reason = true, "signature artifact, served without signatures of its own"
+		return d, nil
+	case req.Registry == nil:
+		return cache.Decision{}, errors.New("no upstream registry to look up signatures in")
+	}
+	res, verr := e.verifier.Verify(ctx, req.Registry, verify.Subject{Repository: req.Repository, Digest: req.Manifest.Digest}, pol.authorities)
+	if verr != nil && len(res.Authorities) != len(pol.authorities) {
+		return cache.Decision{}, fmt.Errorf("verify signatures: %w", verr)
+	}
+	ev, err := evaluate(pol, res)
+	if err != nil {
+		return cache.Decision{}, err
+	}
+	if verr != nil && !ev.satisfied {
+		// A lookup failed and the policy is not met without it: no verdict, nothing cached.
+		return cache.Decision{}, fmt.Errorf("verify signatures: %w", verr)
+	}
+	d.Signers, d.Reason = ev.signers, ev.reason
+	switch {
+	case ev.satisfied:
+		d.Allowed, d.Verified = true, true
+	case pol.indexes == IndexesPerPlatform && isIndexContent(req.Manifest):
+		d.Allowed, d.Unsatisfied = true, ev.unsatisfied
+		d.Reason = fmt.Sprintf("index served unverified (%s) because indexes is %q: each platform manifest is checked when fetched", ev.reason, IndexesPerPlatform)
+	case pol.mode == ModeWarn:
+		d.Allowed, d.Warning, d.Unsatisfied = true, true, ev.unsatisfied
+	default:
+		d.Unsatisfied = ev.unsatisfied
+	}
+	return d, nil
+}
+
+// evaluation is a policy's requirement applied to a verification result.
+type evaluation struct {
+	satisfied   bool
+	signers     []string
+	unsatisfied []string
+	reason      string
+}
+
+// evaluate applies pol's requirement to res, which has one result per authority, in order.
+func evaluate(pol *Policy, res verify.Result) (evaluation, error) {
+	if len(res.Authorities) != len(pol.authorities) {
+		return evaluation{}, fmt.Errorf("verifier returned %d results for %d authorities", len(res.Authorities), len(pol.authorities))
+	}
+	var (
+		ev       evaluation
+		verified []string
+		failures []string
+	)
+	for i, ar := range res.Authorities {
+		name := pol.authorities[i].Name
+		if ar.Authority != name {
+			return evaluation{}, fmt.Errorf("verifier returned result %d for authority %q, want %q", i, ar.Authority, name)
+		}
+		if ar.Verified {
+			verified = append(verified, fmt.Sprintf("%q", name))
+			signer := name
+			if ar.Signer != "" {
+				signer = fmt.Sprintf("%s (%s)", name, ar.Signer)
+			}
+			ev.signers = append(ev.signers, signer)
+			continue
+		}
+		why := ar.Reason
+		if why == "" {
+			why = fmt.Sprintf("found %d signature%s", res.Signatures, plural(res.Signatures))
+		}
+		ev.unsatisfied = append(ev.unsatisfied, name)
+		failures = append(failures, fmt.Sprintf("no signature verified by authority %q (%s)", name, why))
+	}
+	ev.satisfied = len(verified) >= pol.require
+	switch {
+	case ev.satisfied:
+		noun := "authorities"
+		if len(verified) == 1 {
+			noun = "authority"
+		}
+		ev.reason = fmt.Sprintf("verified by %s %s", noun, strings.Join(verified, ", "))
+		ev.unsatisfied = nil
+	case len(pol.authorities) == 1:
+		ev.reason = failures[0]
+	default:
+		ev.reason = fmt.Sprintf("%d of %d authorities verified, %d required: %s",
+			len(verified), len(pol.authorities), pol.require, strings.Join(failures, "; "))
+	}
+	return ev, nil
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+// admitChildren records every manifest the verified index m lists as allowed by it, unless
+// a verified decision for it is already cached.
+func (e *Engine) admitChildren(ctx context.Context, key cache.Key, parent cache.Decision, m oci.Manifest) {
+	var index struct {
+		Manifests []struct {
+			Digest digest.Digest `json:"digest"`
+		} `json:"manifests"`
+	}
+	if err := json.Unmarshal(m.Bytes, &index); err != nil {
+		return // isIndexContent parsed it already
+	}
+	now := e.now()
+	for _, child := range index.Manifests {
+		if child.Digest.Validate() != nil || child.Digest == m.Digest {
+			continue
+		}
+		ck := cache.Key{PolicyVersion: key.PolicyVersion, Repository: key.Repository, Digest: child.Digest}
+		if have, ok := e.cache.Get(ctx, ck); ok && have.Verified {
+			continue
+		}
+		e.cache.Put(ctx, ck, cache.Decision{
+			Allowed: true, Verified: true, Policy: parent.Policy, Mode: parent.Mode,
+			Reason:  fmt.Sprintf("listed by verified index %s", m.Digest),
+			Signers: parent.Signers, AdmittedBy: m.Digest, DecidedAt: now,
+		})
+	}
+}
+
+// audit writes the one line every Admit produces and counts its outcome. Clean admissions are
+// logged at INFO, denials and warn-mode admissions at WARN, failures to decide at ERROR.
+func (e *Engine) audit(ctx context.Context, req Request, d cache.Decision, cached bool, err error) {
+	level, outcome := slog.LevelInfo, "allow"
+	_, denied := errors.AsType[*DenyError](err)
+	switch {
+	case denied:
+		level, outcome = slog.LevelWarn, "deny"
+		e.denied.Add(1)
+	case err != nil:
+		level, outcome = slog.LevelError, "error"
+		e.failed.Add(1)
+	case d.Warning:
+		level, outcome = slog.LevelWarn, "warn"
+		e.allowed.Add(1)
+		e.warned.Add(1)
+	default:
+		e.allowed.Add(1)
+	}
+	if cached {
+		e.cached.Add(1)
+	}
+	if !e.logger.Enabled(ctx, level) {
+		return
+	}
+	attrs := []slog.Attr{
+		slog.String("image", req.Image),
+		slog.String("digest", string(req.Manifest.Digest)),
+		slog.String("decision", outcome),
+		slog.String("policy", d.Policy),
+		slog.String("mode", d.Mode),
+		slog.String("reason", d.Reason),
+		slog.Any("signers", d.Signers),
+		slog.Bool("cached", cached),
+	}
+	if d.AdmittedBy != "" {
+		attrs = append(attrs, slog.String("admittedBy", string(d.AdmittedBy)))
+	}
+	if err != nil && !denied {
+		attrs = append(attrs, slog.Any("error", err))
+	}
+	e.logger.LogAttrs(ctx, level, "admission", attrs...)
+}

@@ -1,0 +1,338 @@
+package verify
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/sigstore/sigstore-go/pkg/bundle"
+	"github.com/sigstore/sigstore-go/pkg/root"
+	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
+	"github.com/sigstore/sigstore/pkg/signature"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/portcullis/portcullis/internal/oci"
+)
+
+const (
+	// PredicateTypeCosignSign is the in-toto predicate type cosign sign (v3) signs. Bundles
+	// with any other predicate are attestations, not signatures.
+	PredicateTypeCosignSign = "https://sigstore.dev/cosign/sign/v1"
+
+	payloadTypeInToto = "application/vnd.in-toto+json"
+)
+
+// inTotoStatementTypes are the statement _type values accepted.
+var inTotoStatementTypes = []string{"https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1"}
+
+// bundleCandidate is a parsed bundle holding a DSSE envelope with cosign's signing predicate.
+type bundleCandidate struct {
+	b *bundle.Bundle
+	// statement is the DSSE payload read strictly, before verification; it is only trusted
+	// once the envelope is verified, and the envelope signs exactly these bytes.
+	statement jsonObject
+}
+
+// isCandidateArtifactType reports whether a listed referrer may be a sigstore bundle: listed
+// with the bundle type, or with no type or the empty-config type (GHCR, cosign v2
+// --new-bundle-format), which only the manifest itself can settle.
+func isCandidateArtifactType(t string) bool {
+	return t == oci.MediaTypeSigstoreBundle || t == "" || t == oci.MediaTypeEmptyJSON
+}
+
+// discoverBundles lists the referrers of dgst in repo and reads each sigstore bundle among
+// them. It returns the signatures, notes about ignored referrers and lookup failures.
+func (v *Verifier) discoverBundles(ctx context.Context, reg Registry, repo string, dgst digest.Digest) ([]*candidate, []string, []error) {
+	descs, err := reg.Referrers(ctx, repo, dgst)
+	if errors.Is(err, oci.ErrNotFound) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, []error{&LookupError{Repository: repo, What: "referrers of " + dgst.String(), Err: err}}
+	}
+	var todo []ocispec.Descriptor
+	for _, d := range descs {
+		if isCandidateArtifactType(d.ArtifactType) && (d.MediaType == "" || d.MediaType == oci.MediaTypeOCIManifest) {
+			todo = append(todo, d)
+		}
+	}
+	var notes []string
+	if len(todo) > v.cfg.maxReferrers {
+		notes = append(notes, fmt.Sprintf("only the first %d of %d bundle referrers were inspected", v.cfg.maxReferrers, len(todo)))
+		todo = todo[:v.cfg.maxReferrers]
+	}
+
+	type outcome struct {
+		c           *candidate
+		attestation string // predicate type of an ignored attestation
+		err         error
+	}
+	out := make([]outcome, len(todo))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(v.cfg.concurrency)
+	for i, d := range todo {
+		g.Go(func() error {
+			out[i].c, out[i].attestation, out[i].err = v.inspectReferrer(gctx, reg, repo, dgst, d)
+			return nil
+		})
+	}
+	_ = g.Wait()
+
+	var cands []*candidate
+	var errs []error
+	attestations := map[string]int{}
+	var order []string
+	for _, o := range out {
+		if o.err != nil {
+			errs = append(errs, o.err)
+		}
+		if o.c != nil {
+			cands = append(cands, o.c)
+		}
+		if o.attestation != "" {
+			if attestations[o.attestation] == 0 {
+				order = append(order, o.attestation)
+			}
+			attestations[o.attestation]++
+		}
+	}
+	for _, p := range order {
+		notes = append(notes, fmt.Sprintf("ignored %d attestation(s) with predicate type %s (not a signature)", attestations[p], p))
+	}
+	return cands, notes, errs
+}
+
+// inspectReferrer reads one listed referrer. It returns a candidate when the referrer is a
+// sigstore bundle meant as a signature, the predicate type when it is an attestation, and
+// nothing when it is some other artifact.
+func (v *Verifier) inspectReferrer(ctx context.Context, reg Registry, repo string, dgst digest.Digest, d ocispec.Descriptor) (*candidate, string, error) {
+	log := v.cfg.logger.With(slog.String("repository", repo), slog.String("referrer", d.Digest.String()))
+	if err := d.Digest.Validate(); err != nil {
+		log.DebugContext(ctx, "skip referrer with invalid digest", slog.Any("error", err))
+		return nil, "", nil
+	}
+	m, err := reg.Manifest(ctx, repo, d.Digest.String())
+	if errors.Is(err, oci.ErrNotFound) {
+		log.DebugContext(ctx, "skip listed referrer that does not exist")
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", &LookupError{Repository: repo, What: "referrer " + d.Digest.String(), Err: err}
+	}
+	c := &candidate{format: FormatBundle, where: repo + "@" + d.Digest.String()}
+	if m.Digest != d.Digest {
+		c.broken = "bundle manifest digest does not match its listing"
+		return c, "", nil
+	}
+	var man ocispec.Manifest
+	if err := json.Unmarshal(m.Bytes, &man); err != nil {
+		log.DebugContext(ctx, "skip referrer that is not a manifest", slog.Any("error", err))
+		return nil, "", nil
+	}
+	if man.ArtifactType != oci.MediaTypeSigstoreBundle && man.Config.MediaType != oci.MediaTypeSigstoreBundle {
+		log.DebugContext(ctx, "skip referrer that is not a sigstore bundle",
+			slog.String("artifactType", man.ArtifactType), slog.String("config", man.Config.MediaType))
+		return nil, "", nil
+	}
+
+	if man.Subject == nil || man.Subject.Digest != dgst {
+		got := "none"
+		if man.Subject != nil {
+			got = short(man.Subject.Digest.String())
+		}
+		c.broken = "bundle manifest subject mismatch: refers to " + got
+		return c, "", nil
+	}
+	var layers []ocispec.Descriptor
+	for _, l := range man.Layers {
+		if l.MediaType == oci.MediaTypeSigstoreBundle {
+			layers = append(layers, l)
+		}
+	}
+	if len(layers) != 1 {
+		c.broken = fmt.Sprintf("bundle manifest has %d bundle layers, want 1", len(layers))
+		return c, "", nil
+	}
+	l := layers[0]
+	if err := l.Digest.Validate(); err != nil {
+		c.broken = "invalid bundle digest in bundle manifest"
+		return c, "", nil
+	}
+	if l.Size > v.cfg.maxBlobSize {
+		c.broken = fmt.Sprintf("bundle of %d bytes exceeds the limit of %d", l.Size, v.cfg.maxBlobSize)
+		return c, "", nil
+	}
+	c.blob = l.Digest
+	raw, err := reg.Blob(ctx, repo, l.Digest, v.cfg.maxBlobSize)
+	if errors.Is(err, oci.ErrNotFound) {
+		c.broken = "bundle blob missing"
+		return c, "", nil
+	}
+	if err != nil {
+		c.broken = "bundle could not be fetched"
+		return c, "", &LookupError{Repository: repo, What: "bundle " + l.Digest.String(), Err: err}
+	}
+
+	var b bundle.Bundle
+	if err := b.UnmarshalJSON(raw); err != nil {
+		c.broken = "invalid bundle: " + err.Error()
+		return c, "", nil
+	}
+	if b.GetMessageSignature() != nil {
+		c.broken = "bundle holds a bare message signature, not a signed cosign statement"
+		return c, "", nil
+	}
+	env := b.GetDsseEnvelope()
+	if env == nil {
+		c.broken = "bundle holds no dsse envelope"
+		return c, "", nil
+	}
+	if env.GetPayloadType() != payloadTypeInToto {
+		c.broken = fmt.Sprintf("bundle payload type %q is not an in-toto statement", env.GetPayloadType())
+		return c, "", nil
+	}
+	st, err := parseObject(env.GetPayload())
+	if err != nil {
+		c.broken = "invalid statement: " + err.Error()
+		return c, "", nil
+	}
+	pt, err := st.string("predicateType")
+	if err != nil {
+		c.broken = "invalid statement: " + err.Error()
+		return c, "", nil
+	}
+	if pt != PredicateTypeCosignSign {
+		// An attestation, not a signature, whoever signed it; say so without counting it.
+		return nil, pt, nil
+	}
+	c.bundle = &bundleCandidate{b: &b, statement: st}
+	return c, "", nil
+}
+
+// checkBundle checks one bundle against an authority; "" means verified.
+func checkBundle(keys []signature.Verifier, want map[string]string, bc *bundleCandidate, dgst digest.Digest) string {
+	vc, err := bc.b.VerificationContent()
+	if err != nil {
+		return "invalid bundle: " + err.Error()
+	}
+	if vc.Certificate() != nil {
+		return "bundle is signed with a certificate; only key authorities are supported"
+	}
+	if vc.PublicKey() == nil {
+		return "bundle has no public key"
+	}
+	rawDigest, err := hex.DecodeString(dgst.Encoded())
+	if err != nil {
+		return "invalid digest"
+	}
+
+	verified, signatureOnly := false, false
+	for _, k := range keys {
+		sv, err := sgverify.NewVerifier(trustKey(k), sgverify.WithNoObserverTimestamps(), sgverify.WithoutStatementPredicate())
+		if err != nil {
+			return "cannot build bundle verifier: " + err.Error()
+		}
+		pol := sgverify.NewPolicy(sgverify.WithArtifactDigest(dgst.Algorithm().String(), rawDigest), sgverify.WithKey())
+		if _, err := sv.Verify(bc.b, pol); err == nil {
+			verified = true
+			break
+		}
+		// Tell "someone else's key" from "this key, another image" for the reason.
+		if _, err := sv.Verify(bc.b, sgverify.NewPolicy(sgverify.WithoutArtifactUnsafe(), sgverify.WithKey())); err == nil {
+			signatureOnly = true
+		}
+	}
+	if !verified {
+		if signatureOnly {
+			return "statement subject mismatch: signed " + short(subjectDigests(bc.statement, dgst.Algorithm().String()))
+		}
+		return "wrong key"
+	}
+
+	// The envelope is verified: bc.statement is what was signed. Read it strictly.
+	typ, err := bc.statement.string("_type")
+	if err != nil {
+		return "invalid statement: " + err.Error()
+	}
+	if !slices.Contains(inTotoStatementTypes, typ) {
+		return fmt.Sprintf("unknown statement type %q", typ)
+	}
+	subjects, err := bc.statement.array("subject")
+	if err != nil {
+		return "invalid statement: " + err.Error()
+	}
+	var match []jsonObject
+	for _, raw := range subjects {
+		sub, err := parseObject(raw)
+		if err != nil {
+			return "invalid statement subject: " + err.Error()
+		}
+		digests, err := sub.object("digest", false)
+		if err != nil {
+			return "invalid statement subject: " + err.Error()
+		}
+		if _, ok, err := digests.member(dgst.Algorithm().String()); err != nil || !ok {
+			continue
+		}
+		got, err := digests.string(dgst.Algorithm().String())
+		if err != nil {
+			return "invalid statement subject: " + err.Error()
+		}
+		if got == dgst.Encoded() {
+			match = append(match, sub)
+		}
+	}
+	switch len(match) {
+	case 0:
+		return "statement subject mismatch"
+	case 1:
+	default:
+		return fmt.Sprintf("statement names the digest in %d subjects", len(match))
+	}
+	annotations, err := match[0].object("annotations", true)
+	if err != nil {
+		return "invalid statement subject: " + err.Error()
+	}
+	reason, err := matchAnnotations(want, annotations)
+	if err != nil {
+		return "invalid statement subject annotations: " + err.Error()
+	}
+	return reason
+}
+
+// trustKey is trusted material holding only k, valid at all times, whatever key hint the
+// bundle carries (the hint is a hint: the signature decides).
+func trustKey(k signature.Verifier) root.TrustedMaterial {
+	return root.NewTrustedPublicKeyMaterial(func(string) (root.TimeConstrainedVerifier, error) {
+		return root.NewExpiringKey(k, time.Time{}, time.Time{}), nil
+	})
+}
+
+// subjectDigests returns the first subject digest of algorithm alg in an unverified
+// statement, for reasons only.
+func subjectDigests(st jsonObject, alg string) string {
+	subjects, err := st.array("subject")
+	if err != nil || len(subjects) == 0 {
+		return "nothing"
+	}
+	sub, err := parseObject(subjects[0])
+	if err != nil {
+		return "nothing"
+	}
+	digests, err := sub.object("digest", false)
+	if err != nil {
+		return "nothing"
+	}
+	d, err := digests.string(alg)
+	if err != nil {
+		return "nothing"
+	}
+	return alg + ":" + d
+}

@@ -1,0 +1,61 @@
+// Package verify finds the cosign signatures of one image digest in its upstream registry and
+// checks them against the authorities a policy names. It answers "which authorities are
+// satisfied, and why not"; combining those answers into admit/deny is the policy package's job.
+//
+// # Discovery
+//
+// For a digest D in repository R, and for every distinct SignaturesRepository the authorities
+// name (authorities are grouped by repository, each repository is read once), two lookups run
+// in parallel:
+//
+//   - the legacy tag "<alg>-<hex>.sig" (cosign v2's default, v3 with --new-bundle-format=false):
+//     an image manifest whose layers of media type oci.MediaTypeSimpleSigning each carry a
+//     base64 signature in the "dev.cosignproject.cosign/signature" annotation over the layer
+//     blob, the simple signing payload;
+//   - the OCI 1.1 referrers of D (the registry's referrers API or its tag-schema fallback, as
+//     the Registry implementation provides): sigstore bundles, cosign v3's default. The listed
+//     artifactType is only a hint: descriptors listed with the bundle type, with none, or with
+//     the empty-config type (GHCR, cosign v2 --new-bundle-format) are fetched and the manifest
+//     itself decides (artifactType or config media type is the bundle type, exactly one bundle
+//     layer, subject digest D).
+//
+// # What counts as a signature
+//
+//   - Legacy: the signature verifies with the authority's key over the payload bytes, the
+//     payload's critical.type is "cosign container image signature", its
+//     critical.image.docker-manifest-digest is D, and each of the authority's Annotations equals
+//     the string under the same key in the payload's optional object. critical.identity
+//     (docker-reference) is not checked, as cosign does not: a mirror serves the image under
+//     another name.
+//   - Bundle: sigstore-go verifies the DSSE envelope with the authority's key and the statement
+//     subject against D; the statement's predicateType must be https://sigstore.dev/cosign/sign/v1
+//     (what cosign sign writes). Attestations (SBOM, provenance, any other predicate) are not
+//     signatures: they are not counted and never satisfy an authority (GHSA-w6c6-c85g-mmv6). The
+//     authority's Annotations are matched against the annotations of the subject naming D.
+//   - Bundles holding a messageSignature instead of a DSSE envelope are rejected with a reason:
+//     a bare signature over the manifest bytes carries no statement of intent (no type, no
+//     predicate) and cannot be told apart from cosign sign-blob over the same bytes, and an
+//     Ed25519 one cannot even be checked from the digest alone.
+//   - Bundles signed with a certificate are rejected until keyless authorities exist.
+//
+// # Invariants
+//
+//   - Every byte read from the registry is hostile until verified. Every read is capped:
+//     referrers considered, layers per signature manifest, payload and bundle size (see the
+//     Option constructors for defaults). A corrupt or oversized manifest, payload or bundle
+//     becomes the reason of that one signature, never a panic and never an error.
+//   - Signed JSON is read strictly. Go's encoding/json matches member names
+//     case-insensitively and keeps the last of duplicate members, so two readers of the same
+//     bytes can disagree. Payloads and statements are therefore read member by member: a
+//     member name must be spelled exactly (cosign writes them in lower case), and an object
+//     with two members whose names are equal or differ only in case is rejected. Unknown
+//     members are ignored. Annotation values must be JSON strings.
+//   - Absent signatures are a normal result (Signatures 0, each authority's Reason "no
+//     signatures found"), not an error.
+//   - A lookup failure (upstream 5xx, timeout, cancelled context) is returned as an error,
+//     wrapping a *LookupError, only when no authority ended up satisfied: verification fails
+//     closed, and the caller must not cache that outcome for long. When one authority is
+//     satisfied the failure only shows in the other authorities' reasons.
+//   - Verification is offline: no transparency log, no timestamps, no network beyond the
+//     Registry. A Verifier holds no mutable state and is safe for concurrent use.
+package verify

@@ -1,0 +1,321 @@
+package verify
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
+	"golang.org/x/sync/errgroup"
+)
+
+// Formats reported in AuthorityResult.Format.
+const (
+	FormatLegacy = "legacy"
+	FormatBundle = "bundle"
+)
+
+// ReasonNoSignatures is the Reason of every authority when the digest has no signatures.
+const ReasonNoSignatures = "no signatures found"
+
+// LookupError reports that the signatures of a digest could not be looked up in a repository
+// (upstream unreachable, 5xx, timeout, cancelled context). It is distinct from "not signed":
+// the outcome is unknown, so it must not be cached for long.
+type LookupError struct {
+	// Repository is the repository whose signatures could not be read.
+	Repository string
+	// What names the lookup, e.g. "legacy signature tag sha256-….sig".
+	What string
+	Err  error
+}
+
+func (e *LookupError) Error() string {
+	return fmt.Sprintf("look up %s in %s: %v", e.What, e.Repository, e.Err)
+}
+
+func (e *LookupError) Unwrap() error { return e.Err }
+
+// Verifier finds and checks cosign signatures. It holds only its configuration and is safe
+// for concurrent use.
+type Verifier struct {
+	cfg config
+}
+
+// New returns a Verifier configured by opts (see the With… functions for defaults). An
+// invalid option (a nil logger, a limit below 1) is a programming error and panics, so that it
+// shows at startup rather than on the first pull.
+func New(opts ...Option) *Verifier {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		panic("verify.New: " + err.Error())
+	}
+	return &Verifier{cfg: cfg}
+}
+
+// Verify looks up the signatures of s in reg and checks them against each authority.
+//
+// The Result always has one AuthorityResult per authority, in order. The error is non-nil
+// only for invalid arguments or when some authority is not satisfied and some lookup failed
+// (so that the failure, which might have hidden its signature, is not taken for a verdict); it
+// then wraps a *LookupError (and the context's error when ctx ended). The Result returned with
+// an error still describes what was found, for logging; the digest must be treated as not
+// verified.
+func (v *Verifier) Verify(ctx context.Context, reg Registry, s Subject, auths []Authority) (Result, error) {
+	if err := s.Digest.Validate(); err != nil {
+		return Result{}, fmt.Errorf("verify %s@%s: invalid digest: %w", s.Repository, s.Digest, err)
+	}
+	if s.Repository == "" {
+		return Result{}, fmt.Errorf("verify %s: empty repository", s.Digest)
+	}
+
+	// One discovery per distinct signatures repository the authorities use (the image's own
+	// when there are no authorities, to count its signatures), all in parallel.
+	var repos []string
+	for _, a := range auths {
+		if r := signaturesRepository(s, a); !slices.Contains(repos, r) {
+			repos = append(repos, r)
+		}
+	}
+	if len(repos) == 0 {
+		repos = []string{s.Repository}
+	}
+	found := make(map[string]*discovery, len(repos))
+	var mu sync.Mutex
+	var g errgroup.Group
+	for _, repo := range repos {
+		g.Go(func() error {
+			d := v.discover(ctx, reg, repo, s.Digest)
+			mu.Lock()
+			found[repo] = d
+			mu.Unlock()
+			return nil
+		})
+	}
+	_ = g.Wait() // discover records failures in the discovery; it never returns one
+
+	res := Result{Authorities: make([]AuthorityResult, len(auths))}
+	for _, repo := range repos {
+		res.Signatures += len(found[repo].candidates)
+	}
+	allSatisfied := true
+	for i, a := range auths {
+		d := found[signaturesRepository(s, a)]
+		res.Authorities[i] = v.check(ctx, a, d, s.Digest)
+		allSatisfied = allSatisfied && res.Authorities[i].Verified
+	}
+
+	if !allSatisfied {
+		var errs []error
+		for _, repo := range repos {
+			errs = append(errs, found[repo].errs...)
+		}
+		if len(errs) > 0 {
+			return res, fmt.Errorf("verify signatures of %s@%s: %w", s.Repository, s.Digest, errors.Join(errs...))
+		}
+	}
+	return res, nil
+}
+
+func signaturesRepository(s Subject, a Authority) string {
+	if a.SignaturesRepository != "" {
+		return a.SignaturesRepository
+	}
+	return s.Repository
+}
+
+// discovery is what one repository holds for one digest.
+type discovery struct {
+	repo string
+	// candidates are the signatures found, legacy first, each in registry order.
+	candidates []*candidate
+	// notes are facts about things that are not signatures, for the reasons: ignored
+	// attestations, truncated lists.
+	notes []string
+	// errs are lookup failures (*LookupError).
+	errs []error
+}
+
+// candidate is one signature found, in either format. broken, when set, is why it cannot
+// satisfy any authority (corrupt, oversized, missing blob, unsupported content).
+type candidate struct {
+	format string
+	where  string
+	broken string
+	// blob is the payload or bundle blob.
+	blob digest.Digest
+
+	// legacy
+	payload []byte
+	sig     []byte
+
+	// bundle
+	bundle *bundleCandidate
+}
+
+// check decides one authority against the signatures of its repository.
+func (v *Verifier) check(ctx context.Context, a Authority, d *discovery, dgst digest.Digest) AuthorityResult {
+	r := AuthorityResult{Authority: a.Name}
+	if a.Key == nil {
+		r.Reason = "authority has no key (keyless authorities are not supported yet)"
+		return r
+	}
+	keys, signer, err := keyVariants(a.Key)
+	if err != nil {
+		r.Reason = fmt.Sprintf("unusable authority key: %v", err)
+		return r
+	}
+
+	var reasons []string
+	for _, c := range d.candidates {
+		var reason string
+		switch {
+		case c.broken != "":
+			reason = c.broken
+		case c.format == FormatLegacy:
+			reason = checkLegacy(keys, a.Annotations, c, dgst)
+		default:
+			reason = checkBundle(keys, a.Annotations, c.bundle, dgst)
+		}
+		if reason == "" {
+			r.Verified, r.Signer, r.Format = true, signer, c.format
+			v.cfg.logger.DebugContext(ctx, "signature verified",
+				slog.String("authority", a.Name), slog.String("repository", d.repo),
+				slog.String("signature", c.where), slog.String("digest", dgst.String()))
+			return r
+		}
+		v.cfg.logger.DebugContext(ctx, "signature rejected",
+			slog.String("authority", a.Name), slog.String("repository", d.repo),
+			slog.String("signature", c.where), slog.String("reason", reason))
+		reasons = append(reasons, reason)
+	}
+	r.Reason = summarize(reasons, d)
+	return r
+}
+
+// summarize turns the per-signature reasons into one sentence:
+// "found 3 signatures: wrong key (2 signatures), payload digest mismatch".
+func summarize(reasons []string, d *discovery) string {
+	var b strings.Builder
+	if len(reasons) == 0 {
+		b.WriteString(ReasonNoSignatures)
+	} else {
+		fmt.Fprintf(&b, "found %d signature", len(reasons))
+		if len(reasons) > 1 {
+			b.WriteString("s")
+		}
+		b.WriteString(": ")
+		counts := map[string]int{}
+		var order []string
+		for _, r := range reasons {
+			if counts[r] == 0 {
+				order = append(order, r)
+			}
+			counts[r]++
+		}
+		for i, r := range order {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(r)
+			if counts[r] > 1 {
+				fmt.Fprintf(&b, " (%d signatures)", counts[r])
+			}
+		}
+	}
+	for _, n := range d.notes {
+		b.WriteString("; ")
+		b.WriteString(n)
+	}
+	for _, err := range d.errs {
+		b.WriteString("; ")
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+// keyVariants returns the verifiers to try for an authority's key and the signer description
+// "key sha256:<hex of the PKIX DER public key>". An Ed25519 key gets both the pure and the
+// prehashed (Ed25519ph, cosign ≥ v2.6 for legacy signatures) verifier: their signatures are
+// domain-separated, so accepting both cannot confuse one for the other.
+func keyVariants(key signature.Verifier) ([]signature.Verifier, string, error) {
+	pub, err := key.PublicKey()
+	if err != nil {
+		return nil, "", fmt.Errorf("read public key: %w", err)
+	}
+	der, err := cryptoutils.MarshalPublicKeyToDER(pub)
+	if err != nil {
+		return nil, "", fmt.Errorf("encode public key: %w", err)
+	}
+	sum := sha256.Sum256(der)
+	signer := "key sha256:" + hex.EncodeToString(sum[:])
+
+	keys := []signature.Verifier{key}
+	if ed, ok := pub.(ed25519.PublicKey); ok {
+		var other signature.Verifier
+		if _, isPH := key.(*signature.ED25519phVerifier); isPH {
+			other, err = signature.LoadED25519Verifier(ed)
+		} else {
+			other, err = signature.LoadED25519phVerifier(ed)
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("load ed25519 verifier: %w", err)
+		}
+		keys = append(keys, other)
+	}
+	return keys, signer, nil
+}
+
+// short abbreviates a digest for reasons: "sha256:0123456789ab…".
+func short(d string) string {
+	alg, hexPart, ok := strings.Cut(d, ":")
+	if !ok || len(hexPart) <= 12 {
+		return d
+	}
+	return alg + ":" + hexPart[:12] + "…"
+}
+
+func sortedKeys(m map[string]string) []string {
+	return slices.Sorted(maps.Keys(m))
+}
+
+// discover looks up both formats in repo in parallel. Failures are recorded in the
+// discovery, never returned, so that what one lookup found survives the other's failure.
+func (v *Verifier) discover(ctx context.Context, reg Registry, repo string, dgst digest.Digest) *discovery {
+	d := &discovery{repo: repo}
+	var (
+		legacy, bundles       []*candidate
+		notes                 []string
+		legacyErrs, bundleErr []error
+	)
+	var g errgroup.Group
+	g.Go(func() error {
+		legacy, legacyErrs = v.discoverLegacy(ctx, reg, repo, dgst)
+		return nil
+	})
+	g.Go(func() error {
+		bundles, notes, bundleErr = v.discoverBundles(ctx, reg, repo, dgst)
+		return nil
+	})
+	_ = g.Wait()
+	d.candidates = append(legacy, bundles...)
+	d.notes = notes
+	d.errs = append(legacyErrs, bundleErr...)
+	for _, err := range d.errs {
+		v.cfg.logger.WarnContext(ctx, "signature lookup failed", slog.String("repository", repo),
+			slog.String("digest", dgst.String()), slog.Any("error", err))
+	}
+	return d
+}
