@@ -36,6 +36,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newServe(), newDemo())
+	addCosignCommands(root)
 	return root
 }
 
