@@ -192,7 +192,8 @@ func (c *Memory) Put(_ context.Context, key Key, d Decision) {
 	c.negative.Remove(key)
 }
 
-// Forget drops every decision about digest d of repository, whatever its policy version.
+// Forget drops every decision about digest d of repository (of every repository when
+// repository is empty), whatever its policy version.
 // Fills already running when Forget is called still answer their callers but do not store
 // their result. Forget walks the whole cache: it is meant for rare events such as a
 // signature being pushed. ctx is unused: Memory does no I/O.
@@ -202,7 +203,7 @@ func (c *Memory) Forget(_ context.Context, repository string, d digest.Digest) {
 	c.epoch.Add(1)
 	for _, lru := range []*expirable.LRU[Key, Decision]{c.allowed, c.negative} {
 		for _, k := range lru.Keys() {
-			if k.Repository == repository && k.Digest == d {
+			if (repository == "" || k.Repository == repository) && k.Digest == d {
 				lru.Remove(k)
 			}
 		}

@@ -136,6 +136,20 @@ func TestForget(t *testing.T) {
 	}
 }
 
+func TestForgetEveryRepository(t *testing.T) {
+	c := newMemory(t)
+	c.Put(t.Context(), key("v1", "r", digestA), cache.Decision{Allowed: false})
+	c.Put(t.Context(), key("v1", "other", digestA), cache.Decision{Allowed: true})
+	c.Put(t.Context(), key("v1", "r", digestB), cache.Decision{Allowed: true})
+	c.Forget(t.Context(), "", digestA)
+	if got, want := c.Len(), 1; got != want {
+		t.Errorf("Len() = %d after forgetting %s everywhere, want %d", got, digestA, want)
+	}
+	if _, ok := c.Get(t.Context(), key("v1", "r", digestB)); !ok {
+		t.Errorf("the decision about another digest was dropped")
+	}
+}
+
 func TestDoCollapsesConcurrentMisses(t *testing.T) {
 	const callers = 500
 	c := newMemory(t)

@@ -37,6 +37,8 @@ type Config struct {
 	Policies []policy.PolicyConfig `mapstructure:"policies"`
 	// DefaultPolicy applies to images no policy covers: "deny" (default) or "allow".
 	DefaultPolicy policy.DefaultPolicy `mapstructure:"defaultPolicy"`
+	// Push opens the proxy to authenticated signature pushes; read-only without it.
+	Push proxy.PushConfig `mapstructure:"push"`
 }
 
 // Policy returns the policy part of the configuration.
@@ -127,8 +129,11 @@ func Load(path string, environ []string) (*Config, error) {
 		return nil, fmt.Errorf("config: %s", strings.ReplaceAll(err.Error(), "\n", " "))
 	}
 	if path != "" {
-		// Key files named in the configuration are relative to it.
+		// Files named in the configuration are relative to it.
 		dir := filepath.Dir(path)
+		if c.Push.Htpasswd != "" && !filepath.IsAbs(c.Push.Htpasswd) {
+			c.Push.Htpasswd = filepath.Join(dir, c.Push.Htpasswd)
+		}
 		for i := range c.Policies {
 			for j := range c.Policies[i].Authorities {
 				k := &c.Policies[i].Authorities[j].Key
@@ -214,5 +219,17 @@ func (c *Config) Validate() error {
 	if err := c.Policy().Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.Push.Validate(); err != nil {
+		errs = append(errs, prefixLines("push.", err))
+	}
 	return errors.Join(errs...)
+}
+
+// prefixLines prefixes each error joined in err with prefix.
+func prefixLines(prefix string, err error) error {
+	var out []error
+	for _, line := range strings.Split(err.Error(), "\n") {
+		out = append(out, errors.New(prefix+line))
+	}
+	return errors.Join(out...)
 }

@@ -141,3 +141,19 @@ func matchSegment(pattern, s string) bool {
 	}
 	return p == len(pattern)
 }
+
+// Glob is a compiled image glob, as policies use them: "*" matches within one path segment,
+// "**" any number of whole segments.
+type Glob struct{ g glob }
+
+// CompileGlob parses pattern, refusing globs that cannot match a normalised image name.
+func CompileGlob(pattern string) (Glob, error) {
+	g, err := compileGlob(pattern)
+	return Glob{g}, err
+}
+
+// Match reports whether the normalised image name ("upstream/repository") matches.
+func (g Glob) Match(image string) bool { return g.g.match(image) }
+
+// String returns the pattern.
+func (g Glob) String() string { return g.g.pattern }

@@ -47,13 +47,25 @@ type Options struct {
 	FillTimeout time.Duration
 	// Logger receives one line per request. Default slog.Default().
 	Logger *slog.Logger
+	// Pushers authenticates and authorises signature pushes; nil makes the proxy read-only.
+	Pushers *Pushers
+	// Decisions is told to forget its decisions about a digest when a signature for it is
+	// pushed, so that a just-signed image is admitted at once. Optional.
+	Decisions Forgetter
+}
+
+// Forgetter drops cached decisions about digest d (of every repository when repository is
+// empty). *cache.Memory implements it.
+type Forgetter interface {
+	Forget(ctx context.Context, repository string, d digest.Digest)
 }
 
 // Handler serves the read side of the OCI distribution API as a pull-through mirror.
 type Handler struct {
-	opts Options
-	log  *slog.Logger
-	tags *expirable.LRU[string, tagEntry]
+	opts    Options
+	log     *slog.Logger
+	tags    *expirable.LRU[string, tagEntry]
+	uploads *expirable.LRU[string, *upload]
 }
 
 type tagEntry struct {
@@ -75,7 +87,7 @@ func New(opts Options) (*Handler, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Handler{opts: opts, log: opts.Logger, tags: expirable.NewLRU[string, tagEntry](16384, nil, 0)}, nil
+	return &Handler{opts: opts, log: opts.Logger, tags: expirable.NewLRU[string, tagEntry](16384, nil, 0), uploads: newUploads()}, nil
 }
 
 // ServeHTTP implements http.Handler.
@@ -97,6 +109,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		if info.source != "" {
 			attrs = append(attrs, slog.String("source", info.source))
+		}
+		if info.user != "" {
+			attrs = append(attrs, slog.String("user", info.user))
 		}
 		if info.err != nil {
 			attrs = append(attrs, slog.String("error", info.err.Error()))
@@ -121,6 +136,7 @@ type requestInfo struct {
 	rt     route
 	digest digest.Digest
 	source string // "store" or "upstream"
+	user   string // authenticated push user
 	err    error
 }
 
@@ -129,6 +145,19 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *requestInf
 	if r.URL.Path == "/v2" || r.URL.Path == "/v2/" {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			return errcode.ErrorCodeUnsupported.WithMessage("method not allowed")
+		}
+		if p := h.opts.Pushers; p != nil {
+			// Docker's convention: challenge so that clients send (and `login` checks)
+			// credentials. Pulls stay anonymous.
+			user, err := p.authenticate(r)
+			if err != nil || user == "" {
+				p.challenge(w)
+				if err == nil {
+					err = errors.New("authentication required to push; pulls need none")
+				}
+				return errcode.ErrorCodeUnauthorized.WithMessage(err.Error())
+			}
+			info.user = user
 		}
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Content-Length", "2")
@@ -155,6 +184,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *requestInf
 		return h.serveTags(w, r, rt)
 	case rt.kind == kindReferrers && r.Method == http.MethodGet:
 		return h.serveReferrers(w, r, rt)
+	case !read || rt.kind == kindUploads:
+		return h.servePush(w, r, rt, info)
 	}
 	return errcode.ErrorCodeUnsupported.WithMessage(fmt.Sprintf("%s %s is not supported: portcullis is a read-only mirror", r.Method, r.URL.Path))
 }
@@ -231,7 +262,9 @@ func (h *Handler) serveManifest(w http.ResponseWriter, r *http.Request, rt route
 	}
 	info.digest = m.Digest
 	if _, err := h.opts.Gate.Admit(ctx, policy.Request{Image: rt.image(), Repository: rt.repo, Manifest: m, Registry: rt.upstream}); err != nil {
-		return err
+		if !h.pusherMaySee(r, rt, err, info) {
+			return err
+		}
 	}
 	hd := w.Header()
 	hd.Set("Content-Type", m.MediaType)
@@ -243,6 +276,23 @@ func (h *Handler) serveManifest(w http.ResponseWriter, r *http.Request, rt route
 		_, _ = w.Write(m.Bytes)
 	}
 	return nil
+}
+
+// pusherMaySee lets a user who may push signatures for an image resolve it while it is
+// still denied: signing needs the digest of an image that is not signed yet.
+func (h *Handler) pusherMaySee(r *http.Request, rt route, err error, info *requestInfo) bool {
+	var den *policy.DenyError
+	if h.opts.Pushers == nil || !errors.As(err, &den) {
+		return false
+	}
+	user, aerr := h.opts.Pushers.authenticate(r)
+	if aerr != nil || user == "" || !h.opts.Pushers.mayPush(user, rt.image()) {
+		return false
+	}
+	info.user = user
+	h.log.InfoContext(r.Context(), "denied manifest served to a push user for signing",
+		slog.String("user", user), slog.String("image", rt.image()), slog.String("digest", den.Digest.String()))
+	return true
 }
 
 func (h *Handler) serveTags(w http.ResponseWriter, r *http.Request, rt route) error {

@@ -247,3 +247,73 @@ func (w *BlobWriter) Cancel(ctx context.Context) {
 	_ = w.fw.Close()
 	_ = w.s.driver.Delete(ctx, w.tmp)
 }
+
+func chunkPath(id string, n int) string { return fmt.Sprintf("/uploads/%s/%d", id, n) }
+
+// putChunk stores chunk n of upload id and returns its size.
+func (s *Store) putChunk(ctx context.Context, id string, n int, r io.Reader) (int64, error) {
+	fw, err := s.driver.Writer(ctx, chunkPath(id, n), false)
+	if err != nil {
+		return 0, fmt.Errorf("content store: %w", err)
+	}
+	written, err := io.Copy(fw, r)
+	if err == nil {
+		err = fw.Commit(ctx)
+	}
+	if err != nil {
+		_ = fw.Cancel(ctx)
+		_ = fw.Close()
+		return 0, fmt.Errorf("receive chunk: %w", err)
+	}
+	return written, fw.Close()
+}
+
+// openChunks reads chunks 0..n-1 of upload id in order.
+func (s *Store) openChunks(ctx context.Context, id string, n int) io.ReadCloser {
+	return &chunkReader{ctx: ctx, s: s, id: id, n: n}
+}
+
+// deleteUpload removes what upload id left behind.
+func (s *Store) deleteUpload(ctx context.Context, id string) {
+	_ = s.driver.Delete(ctx, "/uploads/"+id)
+}
+
+type chunkReader struct {
+	ctx  context.Context
+	s    *Store
+	id   string
+	n, i int
+	cur  io.ReadCloser
+}
+
+func (c *chunkReader) Read(p []byte) (int, error) {
+	for {
+		if c.cur == nil {
+			if c.i >= c.n {
+				return 0, io.EOF
+			}
+			rc, err := c.s.driver.Reader(c.ctx, chunkPath(c.id, c.i), 0)
+			if err != nil {
+				return 0, fmt.Errorf("content store: %w", err)
+			}
+			c.cur, c.i = rc, c.i+1
+		}
+		n, err := c.cur.Read(p)
+		if err == io.EOF {
+			c.cur.Close()
+			c.cur = nil
+			if n > 0 {
+				return n, nil
+			}
+			continue
+		}
+		return n, err
+	}
+}
+
+func (c *chunkReader) Close() error {
+	if c.cur != nil {
+		return c.cur.Close()
+	}
+	return nil
+}

@@ -191,26 +191,40 @@ func (u *Upstream) Normalize(repo string) string {
 	return repo
 }
 
+// transport returns a round tripper authenticated for repo, for pulls or, with push, for
+// pushes. Authenticated transports are cached per repository and scope.
+func (u *Upstream) transport(ctx context.Context, repo string, push bool) (http.RoundTripper, error) {
+	scope := u.reg.Repo(repo).Scope(transport.PullScope)
+	if push {
+		scope = u.reg.Repo(repo).Scope(transport.PushScope)
+	}
+	u.mu.Lock()
+	t, ok := u.transports.Get(scope)
+	u.mu.Unlock()
+	if ok {
+		return t, nil
+	}
+	auth, err := u.auth()
+	if err != nil {
+		return nil, fmt.Errorf("credentials for %s: %w", u.name, err)
+	}
+	t, err = transport.NewWithContext(ctx, u.reg, auth, u.inner, []string{scope})
+	if err != nil {
+		return nil, u.wrapErr(err)
+	}
+	u.mu.Lock()
+	u.transports.Add(scope, t)
+	u.mu.Unlock()
+	return t, nil
+}
+
 // client returns an HTTP client authenticated for pulls from repo. Redirects are followed
 // only to the upstream's own host or to https URLs (blob storage), at most 5 times, and the
 // upstream's credentials are never sent to another host.
 func (u *Upstream) client(ctx context.Context, repo string) (*http.Client, error) {
-	u.mu.Lock()
-	t, ok := u.transports.Get(repo)
-	u.mu.Unlock()
-	if !ok {
-		auth, err := u.auth()
-		if err != nil {
-			return nil, fmt.Errorf("credentials for %s: %w", u.name, err)
-		}
-		scope := u.reg.Repo(repo).Scope(transport.PullScope)
-		t, err = transport.NewWithContext(ctx, u.reg, auth, u.inner, []string{scope})
-		if err != nil {
-			return nil, u.wrapErr(err)
-		}
-		u.mu.Lock()
-		u.transports.Add(repo, t)
-		u.mu.Unlock()
+	t, err := u.transport(ctx, repo, false)
+	if err != nil {
+		return nil, err
 	}
 	host := u.base.Host
 	return &http.Client{Transport: t, CheckRedirect: func(req *http.Request, via []*http.Request) error {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"os"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
@@ -79,10 +80,22 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
+	var pushers *proxy.Pushers
+	if cfg.Push.Htpasswd != "" {
+		htpasswd, err := os.ReadFile(cfg.Push.Htpasswd)
+		if err != nil {
+			return nil, fmt.Errorf("push.htpasswd: %w", err)
+		}
+		if pushers, err = proxy.NewPushers(cfg.Push, htpasswd); err != nil {
+			return nil, fmt.Errorf("push.%w", err)
+		}
+	}
 	h, err := proxy.New(proxy.Options{
 		Store:     proxy.NewStore(driver),
 		Upstreams: routes,
 		Gate:      engine,
+		Pushers:   pushers,
+		Decisions: decisions,
 		TagTTL:    cfg.Cache.TagTTL,
 		Logger:    log,
 	})

@@ -1,0 +1,433 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/distribution/distribution/v3/registry/api/errcode"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/hashicorp/golang-lru/v2/expirable"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/policy"
+)
+
+// signatureTagRE matches the tags cosign writes: "sha256-<hex>.sig" / ".att" (legacy) and
+// "sha256-<hex>" (the referrers tag schema index).
+var signatureTagRE = regexp.MustCompile(`^sha256-([0-9a-f]{64})(\.sig|\.att)?$`)
+
+// upload is one blob upload session. Its chunks are stored under /uploads/<id>/ until the
+// final PUT assembles and checks them.
+type upload struct {
+	mu     sync.Mutex
+	id     string
+	image  string
+	user   string
+	size   int64
+	chunks int
+}
+
+func newUploads() *expirable.LRU[string, *upload] {
+	return expirable.NewLRU[string, *upload](4096, nil, time.Hour)
+}
+
+// authorizePush returns the authenticated user allowed to write image, or the error to
+// answer: 401 without (valid) credentials, 403 when the user has no grant for image.
+func (h *Handler) authorizePush(w http.ResponseWriter, r *http.Request, image string) (string, error) {
+	p := h.opts.Pushers
+	if p == nil {
+		return "", errcode.ErrorCodeUnsupported.WithMessage("portcullis is a read-only mirror here: no push users are configured")
+	}
+	user, err := p.authenticate(r)
+	if err != nil || user == "" {
+		p.challenge(w)
+		msg := "authentication required to push"
+		if err != nil {
+			msg = err.Error()
+		}
+		return "", errcode.ErrorCodeUnauthorized.WithMessage(msg)
+	}
+	if !p.mayPush(user, image) {
+		return "", errcode.ErrorCodeDenied.WithMessage(fmt.Sprintf("user %q may not push to %s", user, image))
+	}
+	return user, nil
+}
+
+// servePush handles the write side: blob uploads, manifest PUT and DELETE.
+func (h *Handler) servePush(w http.ResponseWriter, r *http.Request, rt route, info *requestInfo) error {
+	image := rt.image()
+	user, err := h.authorizePush(w, r, image)
+	if err != nil {
+		return err
+	}
+	info.user = user
+	switch {
+	case rt.kind == kindUploads:
+		return h.serveUpload(w, r, rt, user)
+	case rt.kind == kindManifests && r.Method == http.MethodPut:
+		return h.putManifest(w, r, rt)
+	case rt.kind == kindManifests && r.Method == http.MethodDelete:
+		return h.deleteManifest(w, r, rt)
+	case rt.kind == kindBlobs && r.Method == http.MethodDelete && h.opts.Pushers.plainPush(image):
+		return h.forwardDelete(w, r, rt, "blobs")
+	}
+	return errcode.ErrorCodeUnsupported.WithMessage(fmt.Sprintf("%s %s is not supported", r.Method, r.URL.Path))
+}
+
+// serveUpload implements the blob upload protocol: POST (monolithic with ?digest=, or a
+// session; ?mount= is answered with a session), PATCH chunks, PUT ?digest= to finish, GET
+// status, DELETE cancel. Blobs are checked against their digest before they are pushed to
+// the upstream with the proxy's credentials.
+func (h *Handler) serveUpload(w http.ResponseWriter, r *http.Request, rt route, user string) error {
+	ctx := r.Context()
+	base := "/v2/" + rt.name + "/blobs/uploads/"
+	id := strings.TrimPrefix(r.URL.Path, base)
+	if r.Method == http.MethodPost {
+		if id != "" {
+			return errcode.ErrorCodeUnsupported.WithMessage("POST goes to " + base)
+		}
+		if dgst := r.URL.Query().Get("digest"); dgst != "" {
+			d, err := digest.Parse(dgst)
+			if err != nil {
+				return errcode.ErrorCodeDigestInvalid.WithMessage(err.Error())
+			}
+			return h.finishUpload(w, r, rt, &upload{id: newID(), image: rt.image(), user: user}, d)
+		}
+		if mount := r.URL.Query().Get("mount"); mount != "" {
+			if d, err := digest.Parse(mount); err == nil {
+				if size, _, err := h.opts.Store.BlobSize(ctx, rt.upstream.name, rt.repo, d); err == nil {
+					if err := h.pushBlob(ctx, rt, d, size); err == nil {
+						return blobCreated(w, rt, d)
+					}
+				}
+			}
+		}
+		u := &upload{id: newID(), image: rt.image(), user: user}
+		h.uploads.Add(u.id, u)
+		return uploadAccepted(w, base, u, http.StatusAccepted)
+	}
+	u, ok := h.uploads.Get(id)
+	if !ok || u.image != rt.image() || u.user != user {
+		return errcode.ErrorCodeBlobUploadUnknown.WithMessage(fmt.Sprintf("no upload %q for %s", id, rt.image()))
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	switch r.Method {
+	case http.MethodGet:
+		return uploadAccepted(w, base, u, http.StatusNoContent)
+	case http.MethodDelete:
+		h.uploads.Remove(id)
+		h.opts.Store.deleteUpload(context.WithoutCancel(ctx), id)
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	case http.MethodPatch:
+		if cr := r.Header.Get("Content-Range"); cr != "" {
+			start, _, ok := strings.Cut(cr, "-")
+			if n, err := strconv.ParseInt(strings.TrimPrefix(start, "bytes="), 10, 64); !ok || err != nil || n != u.size {
+				w.Header().Set("Range", fmt.Sprintf("0-%d", max(u.size-1, 0)))
+				return errcode.ErrorCodeRangeInvalid.WithMessage(fmt.Sprintf("chunk starts at %q, upload is at %d", cr, u.size))
+			}
+		}
+		if err := h.appendChunk(ctx, u, r.Body); err != nil {
+			return err
+		}
+		return uploadAccepted(w, base, u, http.StatusAccepted)
+	case http.MethodPut:
+		d, err := digest.Parse(r.URL.Query().Get("digest"))
+		if err != nil {
+			return errcode.ErrorCodeDigestInvalid.WithMessage(fmt.Sprintf("PUT needs ?digest=: %v", err))
+		}
+		h.uploads.Remove(id)
+		return h.finishUpload(w, r, rt, u, d)
+	}
+	return errcode.ErrorCodeUnsupported.WithMessage(r.Method + " is not part of the upload protocol")
+}
+
+// maxPushBlob caps one pushed blob; signatures are small, and plain push-through is for
+// tests and small artifacts, not image builds.
+const maxPushBlob = 512 << 20
+
+func (h *Handler) appendChunk(ctx context.Context, u *upload, body io.Reader) error {
+	n, err := h.opts.Store.putChunk(ctx, u.id, u.chunks, io.LimitReader(body, maxPushBlob-u.size+1))
+	if err != nil {
+		return err
+	}
+	u.chunks++
+	u.size += n
+	if u.size > maxPushBlob {
+		return errcode.ErrorCodeSizeInvalid.WithMessage(fmt.Sprintf("blob over the %d byte push limit", maxPushBlob))
+	}
+	return nil
+}
+
+// finishUpload takes the request body as the last chunk, checks the whole blob against d,
+// stores it and pushes it to the upstream.
+func (h *Handler) finishUpload(w http.ResponseWriter, r *http.Request, rt route, u *upload, d digest.Digest) error {
+	ctx := r.Context()
+	st := h.opts.Store
+	defer st.deleteUpload(context.WithoutCancel(ctx), u.id)
+	if err := h.appendChunk(ctx, u, r.Body); err != nil {
+		return err
+	}
+	bw, err := st.NewBlobWriter(ctx, d)
+	if err != nil {
+		return err
+	}
+	rc := st.openChunks(ctx, u.id, u.chunks)
+	_, err = io.Copy(bw, rc)
+	rc.Close()
+	if err != nil {
+		bw.Cancel(ctx)
+		return fmt.Errorf("assemble upload: %w", err)
+	}
+	if !bw.Verified() {
+		bw.Cancel(ctx)
+		return errcode.ErrorCodeDigestInvalid.WithMessage(fmt.Sprintf("uploaded content does not match %s", d))
+	}
+	if err := bw.Commit(ctx, rt.upstream.name, rt.repo); err != nil {
+		return err
+	}
+	if err := h.pushBlob(ctx, rt, d, u.size); err != nil {
+		return err
+	}
+	return blobCreated(w, rt, d)
+}
+
+func blobCreated(w http.ResponseWriter, rt route, d digest.Digest) error {
+	w.Header().Set("Location", "/v2/"+rt.name+"/blobs/"+d.String())
+	w.Header().Set("Docker-Content-Digest", d.String())
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+func uploadAccepted(w http.ResponseWriter, base string, u *upload, status int) error {
+	w.Header().Set("Location", base+u.id)
+	w.Header().Set("Docker-Upload-UUID", u.id)
+	w.Header().Set("Range", fmt.Sprintf("0-%d", max(u.size-1, 0)))
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(status)
+	return nil
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// upstreamRepo names repo in rt's upstream for go-containerregistry's remote package.
+func (rt route) upstreamRepo() (name.Repository, error) {
+	var opts []name.Option
+	if rt.upstream.base.Scheme == "http" {
+		opts = append(opts, name.Insecure)
+	}
+	return name.NewRepository(rt.upstream.reg.Name()+"/"+rt.repo, opts...)
+}
+
+func (h *Handler) remoteOpts(ctx context.Context, rt route) ([]remote.Option, error) {
+	t, err := rt.upstream.transport(ctx, rt.repo, true)
+	if err != nil {
+		return nil, err
+	}
+	return []remote.Option{remote.WithTransport(t), remote.WithContext(ctx)}, nil
+}
+
+// pushBlob copies stored blob d to the upstream.
+func (h *Handler) pushBlob(ctx context.Context, rt route, d digest.Digest, size int64) error {
+	repo, err := rt.upstreamRepo()
+	if err != nil {
+		return err
+	}
+	opts, err := h.remoteOpts(ctx, rt)
+	if err != nil {
+		return err
+	}
+	l := &storedLayer{ctx: ctx, st: h.opts.Store, d: d, size: size}
+	if err := remote.WriteLayer(repo, l, opts...); err != nil {
+		return rt.upstream.wrapErr(fmt.Errorf("push blob %s: %w", d, err))
+	}
+	return nil
+}
+
+// storedLayer presents a stored blob to go-containerregistry for upload.
+type storedLayer struct {
+	ctx  context.Context
+	st   *Store
+	d    digest.Digest
+	size int64
+}
+
+func (l *storedLayer) Digest() (v1.Hash, error)            { return v1.NewHash(l.d.String()) }
+func (l *storedLayer) DiffID() (v1.Hash, error)            { return l.Digest() }
+func (l *storedLayer) Size() (int64, error)                { return l.size, nil }
+func (l *storedLayer) MediaType() (types.MediaType, error) { return "application/octet-stream", nil }
+func (l *storedLayer) Compressed() (io.ReadCloser, error)  { return l.st.OpenBlob(l.ctx, l.d, 0) }
+func (l *storedLayer) Uncompressed() (io.ReadCloser, error) {
+	return l.Compressed()
+}
+
+// subjectOf returns the image digest a signature artifact refers to: its subject, or the
+// digest its cosign tag names.
+func subjectOf(ref string, m oci.Manifest) digest.Digest {
+	var doc struct {
+		Subject *struct {
+			Digest digest.Digest `json:"digest"`
+		} `json:"subject"`
+	}
+	if json.Unmarshal(m.Bytes, &doc) == nil && doc.Subject != nil && doc.Subject.Digest.Validate() == nil {
+		return doc.Subject.Digest
+	}
+	if sm := signatureTagRE.FindStringSubmatch(ref); sm != nil {
+		return digest.NewDigestFromEncoded(digest.SHA256, sm[1])
+	}
+	return ""
+}
+
+// isSignaturePush reports whether a manifest PUT is a signature: signature content, pushed
+// by digest or under a cosign tag.
+func isSignaturePush(ref string, m oci.Manifest) bool {
+	if !policy.IsSignatureArtifact(m) {
+		return false
+	}
+	_, byDigest := digest.Parse(ref)
+	return byDigest == nil || signatureTagRE.MatchString(ref)
+}
+
+// putManifest forwards a signature manifest (or, for plain push-through images, any
+// manifest) to the upstream. A manifest with a subject gets the OCI-Subject header: the
+// upstream's referrers tag schema index is updated here, because portcullis answers the
+// referrers API and clients therefore skip that step. Cached denials of the signed digest
+// are dropped at once.
+func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) error {
+	ctx := r.Context()
+	b, err := readCapped(r.Body, oci.MaxManifestSize)
+	if err != nil {
+		return errcode.ErrorCodeManifestInvalid.WithMessage(fmt.Sprintf("manifest over the %d byte limit", oci.MaxManifestSize))
+	}
+	var want digest.Digest
+	if d, err := digest.Parse(rt.ref); err == nil {
+		want = d
+	}
+	m, err := oci.NewManifest(b, manifestMediaType(b, r.Header.Get("Content-Type")), want)
+	if err != nil {
+		return errcode.ErrorCodeDigestInvalid.WithMessage(err.Error())
+	}
+	if !json.Valid(b) {
+		return errcode.ErrorCodeManifestInvalid.WithMessage("manifest is not JSON")
+	}
+	image := rt.image()
+	signature := isSignaturePush(rt.ref, m)
+	if !signature && !h.opts.Pushers.plainPush(image) {
+		return errcode.ErrorCodeDenied.WithMessage(fmt.Sprintf("portcullis accepts only signature pushes here (cosign .sig/.att manifests or sigstore bundle referrers); %s is not open to other pushes", image))
+	}
+	repo, err := rt.upstreamRepo()
+	if err != nil {
+		return err
+	}
+	opts, err := h.remoteOpts(ctx, rt)
+	if err != nil {
+		return err
+	}
+	var target name.Reference = repo.Tag(rt.ref)
+	if want != "" {
+		target = repo.Digest(want.String())
+	}
+	if err := remote.Put(target, rawManifest{raw: m.Bytes, mt: types.MediaType(m.MediaType)}, opts...); err != nil {
+		return rt.upstream.wrapErr(fmt.Errorf("push manifest %s: %w", rt.ref, err))
+	}
+	if err := h.opts.Store.PutManifest(ctx, rt.upstream.name, rt.repo, m); err != nil {
+		h.log.WarnContext(ctx, "caching pushed manifest failed", slog.String("error", err.Error()))
+	}
+	subject := subjectOf(rt.ref, m)
+	if subject != "" && h.opts.Decisions != nil {
+		h.opts.Decisions.Forget(ctx, "", subject)
+	}
+	if hasSubject(m) {
+		w.Header().Set("OCI-Subject", subject.String())
+	}
+	h.log.InfoContext(ctx, "pushed", slog.String("image", image), slog.String("ref", rt.ref),
+		slog.String("digest", m.Digest.String()), slog.Bool("signature", signature), slog.String("subject", subject.String()))
+	w.Header().Set("Location", "/v2/"+rt.name+"/manifests/"+m.Digest.String())
+	w.Header().Set("Docker-Content-Digest", m.Digest.String())
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+func hasSubject(m oci.Manifest) bool {
+	var doc struct {
+		Subject json.RawMessage `json:"subject"`
+	}
+	return json.Unmarshal(m.Bytes, &doc) == nil && len(bytes.TrimSpace(doc.Subject)) > 0 && string(doc.Subject) != "null"
+}
+
+// deleteManifest deletes a signature (or, for plain push-through images, any manifest)
+// upstream, where the upstream allows it.
+func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt route) error {
+	ctx := r.Context()
+	m, err := rt.upstream.Manifest(ctx, rt.repo, rt.ref)
+	if err != nil {
+		return err
+	}
+	if !isSignaturePush(rt.ref, m) && !h.opts.Pushers.plainPush(rt.image()) {
+		return errcode.ErrorCodeDenied.WithMessage(fmt.Sprintf("portcullis deletes only signatures here; %s@%s is not one", rt.image(), m.Digest))
+	}
+	if err := h.forwardDelete(w, r, rt, "manifests"); err != nil {
+		return err
+	}
+	if subject := subjectOf(rt.ref, m); subject != "" && h.opts.Decisions != nil {
+		h.opts.Decisions.Forget(ctx, "", subject)
+	}
+	return nil
+}
+
+// forwardDelete sends the DELETE to the upstream with the proxy's credentials.
+func (h *Handler) forwardDelete(w http.ResponseWriter, r *http.Request, rt route, kind string) error {
+	ctx := r.Context()
+	t, err := rt.upstream.transport(ctx, rt.repo, true)
+	if err != nil {
+		return err
+	}
+	target := *rt.upstream.base
+	target.Path = "/v2/" + rt.repo + "/" + kind + "/" + rt.ref
+	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, target.String(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Transport: t}).Do(req)
+	if err != nil {
+		return rt.upstream.wrapErr(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
+		b, _ := readCapped(resp.Body, 64<<10)
+		return rt.upstream.wrapErr(&UpstreamError{Upstream: rt.upstream.name, Status: resp.StatusCode, Message: strings.TrimSpace(string(b))})
+	}
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+type rawManifest struct {
+	raw []byte
+	mt  types.MediaType
+}
+
+func (r rawManifest) RawManifest() ([]byte, error)        { return r.raw, nil }
+func (r rawManifest) MediaType() (types.MediaType, error) { return r.mt, nil }

@@ -1,0 +1,252 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy"
+)
+
+// denyGate refuses everything it has not been told to allow, like an enforcing policy.
+type denyGate struct {
+	mu      sync.Mutex
+	allowed map[digest.Digest]bool
+	err     error // returned instead of a decision when set
+}
+
+func (g *denyGate) Admit(_ context.Context, req policy.Request) (cache.Decision, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.err != nil {
+		return cache.Decision{}, g.err
+	}
+	if g.allowed[req.Manifest.Digest] {
+		return cache.Decision{Allowed: true}, nil
+	}
+	return cache.Decision{}, &policy.DenyError{Image: req.Image, Digest: req.Manifest.Digest, Policy: "test", Reason: "unsigned"}
+}
+
+// forgetter records what it is told to forget.
+type forgetter struct {
+	mu     sync.Mutex
+	forgot []digest.Digest
+}
+
+func (f *forgetter) Forget(_ context.Context, _ string, d digest.Digest) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.forgot = append(f.forgot, d)
+}
+
+func pushEnv(t *testing.T, gate *denyGate, f *forgetter) *env {
+	t.Helper()
+	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	p, err := proxy.NewPushers(proxy.PushConfig{
+		Htpasswd: "htpasswd",
+		Users:    []proxy.PushUser{{Name: "ci", Images: []string{upName + "/signed/**"}}},
+	}, []byte("ci:"+string(hash)+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newEnv(t, func(_ *proxy.UpstreamConfig, o *proxy.Options) {
+		o.Gate, o.Pushers, o.Decisions = gate, p, f
+	})
+}
+
+func (e *env) do(t *testing.T, method, path string, body []byte, auth bool, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, e.proxy.URL+path, bytes.NewReader(body))
+	if auth {
+		req.SetBasicAuth("ci", "pw")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func TestDeniedManifest(t *testing.T) {
+	gate := &denyGate{}
+	e := pushEnv(t, gate, &forgetter{})
+	e.push(t, "signed/app:v1", randomImage(t))
+	for _, method := range []string{http.MethodGet, http.MethodHead} {
+		resp, b := e.do(t, method, "/v2/signed/app/manifests/v1", nil, false)
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("%s: status %d, want 403", method, resp.StatusCode)
+		}
+		if method == http.MethodGet && (errCode(t, b) != "DENIED" || !strings.Contains(string(b), `denied by policy \"test\": unsigned`)) {
+			t.Errorf("GET: body %s", b)
+		}
+		if resp.Header.Get("Docker-Content-Digest") != "" {
+			t.Errorf("%s: a denial names the digest", method)
+		}
+		// A user who may push signatures for the image resolves it, to sign it.
+		resp, _ = e.do(t, method, "/v2/signed/app/manifests/v1", nil, true)
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Content-Digest") == "" {
+			t.Errorf("%s by the push user: status %d", method, resp.StatusCode)
+		}
+	}
+	gate.mu.Lock()
+	gate.err = &proxy.UnavailableError{Upstream: upName, Err: errors.New("signature lookup timed out")}
+	gate.mu.Unlock()
+	resp, b := e.do(t, http.MethodGet, "/v2/signed/app/manifests/v1", nil, false)
+	if resp.StatusCode != http.StatusServiceUnavailable || errCode(t, b) != "UNAVAILABLE" {
+		t.Errorf("undecidable: %d %s, want 503 UNAVAILABLE", resp.StatusCode, b)
+	}
+}
+
+func TestBlobUploadProtocol(t *testing.T) {
+	e := pushEnv(t, &denyGate{}, &forgetter{})
+	blob := bytes.Repeat([]byte("portcullis"), 1000)
+	d := digest.FromBytes(blob)
+	upstreamHas := func(t *testing.T, d digest.Digest) bool {
+		t.Helper()
+		resp, err := http.Head(e.up.URL + "/v2/signed/app/blobs/" + d.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+
+	t.Run("monolithic", func(t *testing.T) {
+		resp, b := e.do(t, "POST", "/v2/signed/app/blobs/uploads/?digest="+d.String(), blob, true)
+		if resp.StatusCode != http.StatusCreated || resp.Header.Get("Docker-Content-Digest") != d.String() || !upstreamHas(t, d) {
+			t.Fatalf("status %d %s", resp.StatusCode, b)
+		}
+	})
+	t.Run("chunked", func(t *testing.T) {
+		blob := append(bytes.Clone(blob), "chunked"...)
+		d := digest.FromBytes(blob)
+		resp, _ := e.do(t, "POST", "/v2/signed/app/blobs/uploads/", nil, true)
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode != http.StatusAccepted || loc == "" {
+			t.Fatalf("start: %d", resp.StatusCode)
+		}
+		resp, _ = e.do(t, "PATCH", loc, blob[:4000], true, "Content-Range", "0-3999")
+		if resp.StatusCode != http.StatusAccepted || resp.Header.Get("Range") != "0-3999" {
+			t.Fatalf("chunk 1: %d range %q", resp.StatusCode, resp.Header.Get("Range"))
+		}
+		resp, _ = e.do(t, "PATCH", loc, blob[4000:], true, "Content-Range", "10-20")
+		if resp.StatusCode != http.StatusRequestedRangeNotSatisfiable {
+			t.Fatalf("out-of-order chunk: %d, want 416", resp.StatusCode)
+		}
+		resp, _ = e.do(t, "PATCH", loc, blob[4000:8000], true, "Content-Range", "4000-7999")
+		if resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("chunk 2: %d", resp.StatusCode)
+		}
+		resp, _ = e.do(t, "GET", loc, nil, true)
+		if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Range") != "0-7999" {
+			t.Fatalf("status: %d %q", resp.StatusCode, resp.Header.Get("Range"))
+		}
+		resp, b := e.do(t, "PUT", loc+"?digest="+d.String(), blob[8000:], true)
+		if resp.StatusCode != http.StatusCreated || !upstreamHas(t, d) {
+			t.Fatalf("finish: %d %s", resp.StatusCode, b)
+		}
+	})
+	t.Run("wrong digest", func(t *testing.T) {
+		wrong := digest.FromString("something else")
+		resp, b := e.do(t, "POST", "/v2/signed/app/blobs/uploads/?digest="+wrong.String(), blob, true)
+		if resp.StatusCode != http.StatusBadRequest || errCode(t, b) != "DIGEST_INVALID" || upstreamHas(t, wrong) {
+			t.Fatalf("status %d %s", resp.StatusCode, b)
+		}
+	})
+	for _, tc := range []struct {
+		name   string
+		path   string
+		auth   bool
+		status int
+		code   string
+	}{
+		{"anonymous", "/v2/signed/app/blobs/uploads/", false, 401, "UNAUTHORIZED"},
+		{"outside the user's images", "/v2/other/app/blobs/uploads/", true, 403, "DENIED"},
+		{"unknown session", "/v2/signed/app/blobs/uploads/nope", true, 404, "BLOB_UPLOAD_UNKNOWN"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			method := "POST"
+			if strings.HasSuffix(tc.path, "nope") {
+				method = "PATCH"
+			}
+			resp, b := e.do(t, method, tc.path, blob, tc.auth)
+			if resp.StatusCode != tc.status || errCode(t, b) != tc.code {
+				t.Fatalf("got %d %s, want %d %s", resp.StatusCode, b, tc.status, tc.code)
+			}
+		})
+	}
+}
+
+func TestManifestPush(t *testing.T) {
+	f := &forgetter{}
+	e := pushEnv(t, &denyGate{}, f)
+	img := randomImage(t)
+	d := e.push(t, "signed/app:v1", img)
+	raw, _ := img.RawManifest()
+
+	// A cosign bundle referrer of the image (blobs pushed first, as cosign does).
+	bundle := []byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`)
+	for _, b := range [][]byte{bundle, []byte("{}")} {
+		if resp, body := e.do(t, "POST", "/v2/signed/app/blobs/uploads/?digest="+digest.FromBytes(b).String(), b, true); resp.StatusCode != 201 {
+			t.Fatalf("blob: %d %s", resp.StatusCode, body)
+		}
+	}
+	referrer := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.dev.sigstore.bundle.v0.3+json",`+
+		`"config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":%q,"size":2},`+
+		`"layers":[{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","digest":%q,"size":%d}],`+
+		`"subject":{"mediaType":"application/vnd.docker.distribution.manifest.v2+json","digest":%q,"size":%d}}`,
+		digest.FromBytes([]byte("{}")), digest.FromBytes(bundle), len(bundle), d, len(raw))
+	rd := digest.FromString(referrer)
+	resp, b := e.do(t, "PUT", "/v2/signed/app/manifests/"+rd.String(), []byte(referrer), true, "Content-Type", "application/vnd.oci.image.manifest.v1+json")
+	if resp.StatusCode != http.StatusCreated || resp.Header.Get("OCI-Subject") != d.String() {
+		t.Fatalf("bundle referrer: %d %s (OCI-Subject %q)", resp.StatusCode, b, resp.Header.Get("OCI-Subject"))
+	}
+	if len(f.forgot) != 1 || f.forgot[0].String() != d.String() {
+		t.Errorf("forgot %v, want the subject %s", f.forgot, d)
+	}
+	// The upstream (this one has the referrers API) lists it.
+	ref, _ := name.ParseReference(e.host+"/signed/app@"+d.String(), name.Insecure)
+	idx, err := remote.Referrers(ref.(name.Digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im, _ := idx.IndexManifest(); len(im.Manifests) != 1 || im.Manifests[0].Digest.String() != rd.String() {
+		t.Errorf("upstream referrers: %+v", im)
+	}
+
+	// An image is not a signature, by tag or by digest.
+	for _, ref := range []string{"v2", digest.FromBytes(raw).String()} {
+		resp, b = e.do(t, "PUT", "/v2/signed/app/manifests/"+ref, raw, true, "Content-Type", "application/vnd.docker.distribution.manifest.v2+json")
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(string(b), "only signature pushes") {
+			t.Errorf("image pushed as %s: %d %s", ref, resp.StatusCode, b)
+		}
+	}
+	// A signature manifest under an ordinary tag is refused too.
+	resp, b = e.do(t, "PUT", "/v2/signed/app/manifests/latest", []byte(referrer), true, "Content-Type", "application/vnd.oci.image.manifest.v1+json")
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("signature under tag latest: %d %s", resp.StatusCode, b)
+	}
+	// Oversized.
+	resp, b = e.do(t, "PUT", "/v2/signed/app/manifests/sha256-"+d.Hex+".sig", bytes.Repeat([]byte(" "), 4<<20+1), true)
+	if resp.StatusCode != http.StatusBadRequest || errCode(t, b) != "MANIFEST_INVALID" {
+		t.Errorf("oversized: %d %s", resp.StatusCode, b)
+	}
+}
