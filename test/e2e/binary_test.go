@@ -38,6 +38,37 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// startBinary runs `portcullis serve --config cfg` and waits until it listens.
+func startBinary(t *testing.T, bin, cfg string) (*exec.Cmd, string, *syncBuffer) {
+	t.Helper()
+	cmd := exec.Command(bin, "serve", "--config", cfg)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	logs := &syncBuffer{}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			logs.WriteString(line + "\n")
+			if i := strings.Index(line, `"addr":"`); i >= 0 && strings.Contains(line, "listening") {
+				addr <- strings.SplitN(line[i+8:], `"`, 2)[0]
+			}
+		}
+		close(addr)
+	}()
+	select {
+	case host := <-addr:
+		return cmd, host, logs
+	case <-time.After(20 * time.Second):
+		t.Fatalf("portcullis did not start:\n%s", logs.String())
+	}
+	return nil, "", nil
+}
+
 // buildBinary builds cmd/portcullis once per test run.
 func buildBinary(t *testing.T) string {
 	t.Helper()
@@ -96,31 +127,7 @@ func TestServeBinaryGracefulShutdown(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "serve", "--config", cfg)
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	var logs syncBuffer
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			logs.WriteString(line + "\n")
-			if i := strings.Index(line, `"addr":"`); i >= 0 && strings.Contains(line, "listening") {
-				addr <- strings.SplitN(line[i+8:], `"`, 2)[0]
-			}
-		}
-		close(addr)
-	}()
-	var host string
-	select {
-	case host = <-addr:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("portcullis did not start:\n%s", logs.String())
-	}
+	cmd, host, logs := startBinary(t, bin, cfg)
 	for _, p := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get("http://" + host + p)
 		if err != nil || resp.StatusCode != 200 {
@@ -167,4 +174,68 @@ func TestServeBinaryGracefulShutdown(t *testing.T) {
 	if !strings.Contains(logs.String(), `"msg":"request"`) || !strings.Contains(logs.String(), `"repo":"demo/app"`) {
 		t.Errorf("no structured request log line:\n%s", logs.String())
 	}
+}
+
+// TestHotReload changes the policies of a running `portcullis serve`: by rewriting its
+// configuration file, then with SIGHUP; an invalid file is rejected and the running
+// policies keep serving.
+func TestHotReload(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	up := newUpstream(t)
+	up.pushImage(t, "demo/app:v1", testImage(t))
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "portcullis.yaml")
+	write := func(defaultPolicy string, extra string) {
+		t.Helper()
+		yml := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {format: json}\nstorage: {driver: inmemory}\n"+
+			"upstreams:\n  - name: %s\n    url: %s\n    insecure: true\n    default: true\ndefaultPolicy: %s\n%s",
+			upstreamName, up.srv.URL, defaultPolicy, extra)
+		// Replace the file as editors and ConfigMaps do.
+		tmp := cfg + ".tmp"
+		if err := os.WriteFile(tmp, []byte(yml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("deny", "")
+	cmd, host, logs := startBinary(t, bin, cfg)
+	status := func() int { return get(t, host, "/v2/demo/app/manifests/v1").status }
+	eventually := func(want int, what string) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for status() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: status %d, want %d\n%s", what, status(), want, logs.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	eventually(http.StatusForbidden, "start with defaultPolicy deny")
+
+	write("allow", "")
+	eventually(http.StatusOK, "after the file changed to defaultPolicy allow")
+
+	write("allow", "policies:\n  - name: broken\n    images: [\"NOT A GLOB\"]\n")
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "configuration rejected") {
+		if time.Now().After(deadline) {
+			t.Fatalf("invalid configuration not reported:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := status(); got != http.StatusOK {
+		t.Fatalf("after an invalid configuration the old policies must keep serving: status %d", got)
+	}
+
+	// SIGHUP reloads too (here the watcher may also fire; either way the new file applies).
+	write("deny", "")
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	eventually(http.StatusForbidden, "after SIGHUP with defaultPolicy deny")
 }
