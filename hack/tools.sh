@@ -27,6 +27,21 @@ for t in "${tools[@]}"; do
   ln -sf "$cache/$dir/$exe" "bin/$name"
 done
 
+# The OCI distribution-spec conformance suite is a test binary: build it in a scratch module.
+conf_version=v0.0.0-20260831232431-97274622c111
+if [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" oci-conformance "* ]]; then
+  dir="$cache/oci-conformance-$conf_version"
+  if [ ! -x "$dir/conformance.test" ]; then
+    echo "tools: building the OCI conformance suite $conf_version (once per machine)" >&2
+    scratch=$(mktemp -d)
+    (cd "$scratch" && printf 'module conformancebuild\n\ngo 1.26\n' > go.mod \
+      && go get "github.com/opencontainers/distribution-spec/conformance@$conf_version" \
+      && go test -c -o conformance.test github.com/opencontainers/distribution-spec/conformance)
+    mkdir -p "$dir" && mv "$scratch/conformance.test" "$dir/" && rm -rf "$scratch"
+  fi
+  ln -sf "$dir/conformance.test" bin/oci-conformance
+fi
+
 if [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" skopeo "* ]]; then
   if ! command -v skopeo >/dev/null; then
     echo "tools: installing skopeo from Debian" >&2

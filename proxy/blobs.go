@@ -235,8 +235,11 @@ func parseRange(h string, size int64) (start, length int64, partial bool, err er
 		e := size - 1
 		if b != "" {
 			e, err = strconv.ParseInt(b, 10, 64)
-			if err != nil || e < s {
+			if err != nil {
 				return 0, size, false, nil
+			}
+			if e < s {
+				return 0, 0, false, errRangeNotSatisfiable // as distribution answers it
 			}
 			if e >= size {
 				e = size - 1

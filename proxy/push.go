@@ -85,7 +85,10 @@ func (h *Handler) servePush(w http.ResponseWriter, r *http.Request, rt route, in
 	case rt.kind == kindManifests && r.Method == http.MethodDelete:
 		return h.deleteManifest(w, r, rt)
 	case rt.kind == kindBlobs && r.Method == http.MethodDelete && h.opts.Pushers.plainPush(image):
-		return h.forwardDelete(w, r, rt, "blobs")
+		if err := h.forwardDelete(w, r, rt, "blobs"); err != nil {
+			return err
+		}
+		return h.opts.Store.Unlink(r.Context(), rt.upstream.name, rt.repo, "_blobs", digest.Digest(rt.ref))
 	}
 	return errcode.ErrorCodeUnsupported.WithMessage(fmt.Sprintf("%s %s is not supported", r.Method, r.URL.Path))
 }
@@ -137,12 +140,8 @@ func (h *Handler) serveUpload(w http.ResponseWriter, r *http.Request, rt route, 
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	case http.MethodPatch:
-		if cr := r.Header.Get("Content-Range"); cr != "" {
-			start, _, ok := strings.Cut(cr, "-")
-			if n, err := strconv.ParseInt(strings.TrimPrefix(start, "bytes="), 10, 64); !ok || err != nil || n != u.size {
-				w.Header().Set("Range", fmt.Sprintf("0-%d", max(u.size-1, 0)))
-				return errcode.ErrorCodeRangeInvalid.WithMessage(fmt.Sprintf("chunk starts at %q, upload is at %d", cr, u.size))
-			}
+		if err := checkChunkStart(w, r, u); err != nil {
+			return err
 		}
 		if err := h.appendChunk(ctx, u, r.Body); err != nil {
 			return err
@@ -153,10 +152,27 @@ func (h *Handler) serveUpload(w http.ResponseWriter, r *http.Request, rt route, 
 		if err != nil {
 			return errcode.ErrorCodeDigestInvalid.WithMessage(fmt.Sprintf("PUT needs ?digest=: %v", err))
 		}
+		if err := checkChunkStart(w, r, u); err != nil {
+			return err
+		}
 		h.uploads.Remove(id)
 		return h.finishUpload(w, r, rt, u, d)
 	}
 	return errcode.ErrorCodeUnsupported.WithMessage(r.Method + " is not part of the upload protocol")
+}
+
+// checkChunkStart refuses a chunk whose Content-Range does not start where the upload is.
+func checkChunkStart(w http.ResponseWriter, r *http.Request, u *upload) error {
+	cr := r.Header.Get("Content-Range")
+	if cr == "" {
+		return nil
+	}
+	start, _, ok := strings.Cut(cr, "-")
+	if n, err := strconv.ParseInt(strings.TrimPrefix(start, "bytes="), 10, 64); !ok || err != nil || n != u.size {
+		w.Header().Set("Range", fmt.Sprintf("0-%d", max(u.size-1, 0)))
+		return errcode.ErrorCodeRangeInvalid.WithMessage(fmt.Sprintf("chunk starts at %q, upload is at %d", cr, u.size))
+	}
+	return nil
 }
 
 // maxPushBlob caps one pushed blob; signatures are small, and plain push-through is for
@@ -392,6 +408,12 @@ func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt rout
 	if err := h.forwardDelete(w, r, rt, "manifests"); err != nil {
 		return err
 	}
+	if _, byDigest := digest.Parse(rt.ref); byDigest == nil {
+		if err := h.opts.Store.Unlink(ctx, rt.upstream.name, rt.repo, "_manifests", m.Digest); err != nil {
+			return err
+		}
+	}
+	h.tags.Remove(rt.upstream.name + "/" + rt.repo + ":" + rt.ref)
 	if subject := subjectOf(rt.ref, m); subject != "" && h.opts.Decisions != nil {
 		h.opts.Decisions.Forget(ctx, "", subject)
 	}

@@ -110,6 +110,16 @@ func (s *Store) HasManifest(ctx context.Context, d digest.Digest) bool {
 	return err == nil
 }
 
+// Unlink hides d (kind "_manifests" or "_blobs") from repo again, after it was deleted
+// upstream through the proxy. The content stays for other repositories.
+func (s *Store) Unlink(ctx context.Context, upstream, repo, kind string, d digest.Digest) error {
+	err := s.driver.Delete(ctx, linkPath(upstream, repo, kind, d))
+	if isNotFound(err) {
+		return nil
+	}
+	return err
+}
+
 // LinkManifest makes a stored manifest visible to repo.
 func (s *Store) LinkManifest(ctx context.Context, upstream, repo string, d digest.Digest) error {
 	return s.link(ctx, upstream, repo, "_manifests", d)
