@@ -17,6 +17,9 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/oci"
@@ -52,6 +55,8 @@ type Options struct {
 	// Decisions is told to forget its decisions about a digest when a signature for it is
 	// pushed, so that a just-signed image is admitted at once. Optional.
 	Decisions Forgetter
+	// Meter records request counts and durations. Default: a no-op meter.
+	Meter metric.Meter
 }
 
 // Forgetter drops cached decisions about digest d (of every repository when repository is
@@ -62,10 +67,12 @@ type Forgetter interface {
 
 // Handler serves the read side of the OCI distribution API as a pull-through mirror.
 type Handler struct {
-	opts    Options
-	log     *slog.Logger
-	tags    *expirable.LRU[string, tagEntry]
-	uploads *expirable.LRU[string, *upload]
+	opts     Options
+	log      *slog.Logger
+	tags     *expirable.LRU[string, tagEntry]
+	uploads  *expirable.LRU[string, *upload]
+	requests metric.Int64Counter
+	duration metric.Float64Histogram
 }
 
 type tagEntry struct {
@@ -87,7 +94,20 @@ func New(opts Options) (*Handler, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Handler{opts: opts, log: opts.Logger, tags: expirable.NewLRU[string, tagEntry](16384, nil, 0), uploads: newUploads()}, nil
+	if opts.Meter == nil {
+		opts.Meter = noop.NewMeterProvider().Meter("")
+	}
+	h := &Handler{opts: opts, log: opts.Logger, tags: expirable.NewLRU[string, tagEntry](16384, nil, 0), uploads: newUploads()}
+	var err error
+	if h.requests, err = opts.Meter.Int64Counter("portcullis.requests",
+		metric.WithDescription("Distribution API requests, by method, endpoint, status and source.")); err != nil {
+		return nil, err
+	}
+	if h.duration, err = opts.Meter.Float64Histogram("portcullis.request.duration", metric.WithUnit("s"),
+		metric.WithDescription("Time to answer a distribution API request.")); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // ServeHTTP implements http.Handler.
@@ -117,6 +137,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			attrs = append(attrs, slog.String("error", info.err.Error()))
 		}
 		h.log.LogAttrs(r.Context(), slog.LevelInfo, "request", slogAttrs(attrs)...)
+		mattrs := metric.WithAttributes(attribute.String("method", r.Method), attribute.String("endpoint", info.rt.kind),
+			attribute.Int("status", rec.status), attribute.String("source", info.source))
+		h.requests.Add(r.Context(), 1, mattrs)
+		h.duration.Record(r.Context(), time.Since(start).Seconds(), mattrs)
 	}()
 	if err := h.serve(rec, r, info); err != nil {
 		info.err = err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/config"
+	"github.com/portcullis/portcullis/internal/telemetry"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
 	"github.com/portcullis/portcullis/verify"
@@ -90,7 +91,16 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 			return nil, fmt.Errorf("push.%w", err)
 		}
 	}
+	metrics, err := telemetry.New()
+	if err != nil {
+		return nil, err
+	}
+	meter := metrics.Meter("github.com/portcullis/portcullis")
+	if err := telemetry.ObserveEngine(meter, engine, decisions.Len); err != nil {
+		return nil, err
+	}
 	h, err := proxy.New(proxy.Options{
+		Meter:     meter,
 		Store:     proxy.NewStore(driver),
 		Upstreams: routes,
 		Gate:      engine,
@@ -114,6 +124,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
+	mux.Handle("GET /metrics", metrics.Handler())
 	mux.Handle("/v2/", h)
 	mux.Handle("/v2", h)
 	a.Handler = mux

@@ -172,6 +172,13 @@ func TestSkopeoSeesDenials(t *testing.T) {
 	if err == nil || !strings.Contains(out, "denied by policy") {
 		t.Fatalf("unsigned image: err %v, output:\n%s", err, out)
 	}
+	// Both outcomes are counted for Prometheus.
+	m := get(t, e.px.host, "/metrics")
+	for _, want := range []string{`portcullis_decisions_total{`, `outcome="denied"`, `outcome="allowed"`, `portcullis_requests_total{`, `endpoint="manifests"`, `status="403"`} {
+		if !strings.Contains(string(m.body), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }
 
 func TestSignedIndexAdmitsEachPlatform(t *testing.T) {

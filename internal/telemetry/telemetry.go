@@ -1,0 +1,70 @@
+// Package telemetry sets up portcullis's OpenTelemetry metrics, exported for Prometheus on
+// a registry of their own (never the process-global one), and the instruments that report
+// the policy engine's decisions.
+package telemetry
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	promclient "github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/attribute"
+	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+
+	"github.com/portcullis/portcullis/policy"
+)
+
+// Metrics is a meter provider with its Prometheus endpoint.
+type Metrics struct {
+	provider *sdkmetric.MeterProvider
+	handler  http.Handler
+}
+
+// New returns a meter provider exporting to a private Prometheus registry.
+func New() (*Metrics, error) {
+	reg := promclient.NewRegistry()
+	exp, err := otelprom.New(otelprom.WithRegisterer(reg))
+	if err != nil {
+		return nil, fmt.Errorf("prometheus exporter: %w", err)
+	}
+	return &Metrics{
+		provider: sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp)),
+		handler:  promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
+	}, nil
+}
+
+// Meter returns the named meter.
+func (m *Metrics) Meter(name string) metric.Meter { return m.provider.Meter(name) }
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler { return m.handler }
+
+// Shutdown flushes and stops the provider.
+func (m *Metrics) Shutdown(ctx context.Context) error { return m.provider.Shutdown(ctx) }
+
+// ObserveEngine reports the engine's decision counts and the decision cache's size.
+func ObserveEngine(meter metric.Meter, engine *policy.Engine, cacheLen func() int) error {
+	decisions, err := meter.Int64ObservableCounter("portcullis.decisions",
+		metric.WithDescription("Manifest admission decisions, by outcome (warned ones are also allowed)."))
+	if err != nil {
+		return err
+	}
+	entries, err := meter.Int64ObservableGauge("portcullis.decision_cache.entries",
+		metric.WithDescription("Decisions held in the decision cache."))
+	if err != nil {
+		return err
+	}
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		s := engine.Stats()
+		for outcome, n := range map[string]uint64{"allowed": s.Allowed, "warned": s.Warned, "denied": s.Denied, "failed": s.Failed, "cached": s.Cached} {
+			o.ObserveInt64(decisions, int64(n), metric.WithAttributes(attribute.String("outcome", outcome)))
+		}
+		o.ObserveInt64(entries, int64(cacheLen()))
+		return nil
+	}, decisions, entries)
+	return err
+}
