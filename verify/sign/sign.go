@@ -11,6 +11,13 @@
 //     registries without the referrers API.
 //
 // Signing is offline: nothing is uploaded to a transparency log.
+//
+// Besides signing (Legacy, Bundle), the package holds what the CLI's cosign workflow needs
+// around it: AttachLegacy and PushBundle store signatures made elsewhere or earlier (cosign
+// attach, sign --upload=false), with certificate material; Resolve turns a tag into the digests
+// to sign (one, or an index and all its children for --recursive); LegacyTag and ReferrersTag
+// name where signatures live (cosign triangulate); Clean deletes them (cosign clean). Key
+// loading is package keys' job.
 package sign
 
 import (
@@ -58,13 +65,6 @@ const (
 // signature to the "sha256-<hex>.sig" manifest in sigRepo (img's repository when zero).
 // It returns the tag written.
 func Legacy(ctx context.Context, img name.Digest, sigRepo name.Repository, s signature.Signer, annotations map[string]string, opts ...remote.Option) (name.Tag, error) {
-	if sigRepo.Name() == "" || sigRepo.RepositoryStr() == "" {
-		sigRepo = img.Context()
-	}
-	h, err := v1.NewHash(img.DigestStr())
-	if err != nil {
-		return name.Tag{}, fmt.Errorf("image digest: %w", err)
-	}
 	pl, err := LegacyPayload(img, annotations)
 	if err != nil {
 		return name.Tag{}, err
@@ -73,8 +73,64 @@ func Legacy(ctx context.Context, img name.Digest, sigRepo name.Repository, s sig
 	if err != nil {
 		return name.Tag{}, fmt.Errorf("sign payload: %w", err)
 	}
+	return AttachLegacy(ctx, img, sigRepo, pl, sig, nil, opts...)
+}
+
+// Certificate is certificate material stored next to a signature: the PEM leaf certificate
+// whose key made the signature and, optionally, the PEM chain (intermediates … root).
+type Certificate struct {
+	Leaf, Chain []byte
+}
+
+// Annotations used for certificates on legacy signature layers.
+const (
+	CertificateAnnotation = "dev.sigstore.cosign/certificate"
+	ChainAnnotation       = "dev.sigstore.cosign/chain"
+)
+
+// LegacyTag is the tag of img's legacy signature manifest in sigRepo (img's repository when
+// zero): "<repo>:sha256-<hex>.sig". suffix "att" and "sbom" name cosign's other attachments.
+func LegacyTag(img name.Digest, sigRepo name.Repository, suffix string) (name.Tag, error) {
+	if sigRepo.Name() == "" || sigRepo.RepositoryStr() == "" {
+		sigRepo = img.Context()
+	}
+	h, err := v1.NewHash(img.DigestStr())
+	if err != nil {
+		return name.Tag{}, fmt.Errorf("image digest: %w", err)
+	}
+	return sigRepo.Tag(fmt.Sprintf("%s-%s.%s", h.Algorithm, h.Hex, suffix)), nil
+}
+
+// AttachLegacy adds a signature made elsewhere (sig, the raw signature bytes over payload) to
+// the "sha256-<hex>.sig" manifest of img in sigRepo (img's repository when zero), with the
+// certificate material when cert is not nil. Existing signatures stay; the same payload with
+// the same signature is not added twice. The payload must be a simple signing payload naming
+// img's digest: a signature over another digest would never verify for img.
+func AttachLegacy(ctx context.Context, img name.Digest, sigRepo name.Repository, pl, sig []byte, cert *Certificate, opts ...remote.Option) (name.Tag, error) {
+	tag, err := LegacyTag(img, sigRepo, "sig")
+	if err != nil {
+		return name.Tag{}, err
+	}
+	var p payload.SimpleContainerImage
+	if err := json.Unmarshal(pl, &p); err != nil {
+		return name.Tag{}, fmt.Errorf("payload is not a simple signing payload: %w", err)
+	}
+	if p.Critical.Image.DockerManifestDigest != img.DigestStr() {
+		return name.Tag{}, fmt.Errorf("payload names digest %q, not the image's %s", p.Critical.Image.DockerManifestDigest, img.DigestStr())
+	}
+	if len(sig) == 0 {
+		return name.Tag{}, errors.New("empty signature")
+	}
 	b64 := base64.StdEncoding.EncodeToString(sig)
-	tag := sigRepo.Tag(fmt.Sprintf("%s-%s.sig", h.Algorithm, h.Hex))
+	ann := map[string]string{SignatureAnnotation: b64}
+	if cert != nil {
+		if len(cert.Leaf) > 0 {
+			ann[CertificateAnnotation] = string(cert.Leaf)
+		}
+		if len(cert.Chain) > 0 {
+			ann[ChainAnnotation] = string(cert.Chain)
+		}
+	}
 	opts = append(opts, remote.WithContext(ctx))
 
 	base, err := remote.Image(tag, opts...)
@@ -102,7 +158,7 @@ func Legacy(ctx context.Context, img name.Digest, sigRepo name.Repository, s sig
 	}
 	out, err := mutate.Append(base, mutate.Addendum{
 		Layer:       static.NewLayer(pl, types.MediaType(oci.MediaTypeSimpleSigning)),
-		Annotations: map[string]string{SignatureAnnotation: b64},
+		Annotations: ann,
 	})
 	if err != nil {
 		return name.Tag{}, err
@@ -143,6 +199,13 @@ func Bundle(ctx context.Context, repo name.Repository, subject v1.Descriptor, s 
 	if err != nil {
 		return v1.Hash{}, err
 	}
+	return PushBundle(ctx, repo, subject, b, opts...)
+}
+
+// PushBundle pushes a sigstore bundle with cosign's signing predicate (from NewBundle or
+// NewCertificateBundle) to repo as an OCI 1.1 referrer of subject, as cosign v3 does. repo may
+// differ from the subject's repository (COSIGN_REPOSITORY). It returns the referrer's digest.
+func PushBundle(ctx context.Context, repo name.Repository, subject v1.Descriptor, b []byte, opts ...remote.Option) (v1.Hash, error) {
 	opts = append(opts, remote.WithContext(ctx))
 	layer := static.NewLayer(b, types.MediaType(oci.MediaTypeSigstoreBundle))
 	cfg := static.NewLayer([]byte("{}"), types.MediaType(oci.MediaTypeEmptyJSON))
@@ -181,16 +244,45 @@ func Bundle(ctx context.Context, repo name.Repository, subject v1.Descriptor, s 
 // envelope over an in-toto statement with cosign's signing predicate and the annotations as
 // subject annotations, with pub's key hint and no transparency log entry.
 func NewBundle(ctx context.Context, d v1.Hash, s signature.Signer, pub crypto.PublicKey, annotations map[string]string) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("public key: %w", err)
+	}
+	hint := sha256.Sum256(der)
+	return newBundle(ctx, d, s, &protobundle.VerificationMaterial{
+		Content: &protobundle.VerificationMaterial_PublicKey{PublicKey: &protocommon.PublicKeyIdentifier{
+			Hint: base64.StdEncoding.EncodeToString(hint[:]),
+		}},
+	}, annotations)
+}
+
+// NewCertificateBundle is NewBundle for a signer holding a certificate: the bundle carries the
+// DER leaf certificate (bundle v0.3 holds no chain; verifiers get it from their trusted root).
+func NewCertificateBundle(ctx context.Context, d v1.Hash, s signature.Signer, leafDER []byte, annotations map[string]string) ([]byte, error) {
+	if len(leafDER) == 0 {
+		return nil, errors.New("empty certificate")
+	}
+	return newBundle(ctx, d, s, &protobundle.VerificationMaterial{
+		Content: &protobundle.VerificationMaterial_Certificate{Certificate: &protocommon.X509Certificate{RawBytes: leafDER}},
+	}, annotations)
+}
+
+// Statement returns the in-toto statement cosign v3 signs for digest d.
+func Statement(d v1.Hash, annotations map[string]string) ([]byte, error) {
 	subj := map[string]any{"digest": map[string]string{d.Algorithm: d.Hex}}
 	if len(annotations) > 0 {
 		subj["annotations"] = annotations
 	}
-	stmt, err := json.Marshal(map[string]any{
+	return json.Marshal(map[string]any{
 		"_type":         InTotoStatementType,
 		"subject":       []any{subj},
 		"predicateType": SignPredicateType,
 		"predicate":     map[string]any{},
 	})
+}
+
+func newBundle(ctx context.Context, d v1.Hash, s signature.Signer, vm *protobundle.VerificationMaterial, annotations map[string]string) ([]byte, error) {
+	stmt, err := Statement(d, annotations)
 	if err != nil {
 		return nil, err
 	}
@@ -198,18 +290,9 @@ func NewBundle(ctx context.Context, d v1.Hash, s signature.Signer, pub crypto.Pu
 	if err != nil {
 		return nil, fmt.Errorf("sign statement: %w", err)
 	}
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return nil, fmt.Errorf("public key: %w", err)
-	}
-	hint := sha256.Sum256(der)
 	pb := &protobundle.Bundle{
-		MediaType: oci.MediaTypeSigstoreBundle,
-		VerificationMaterial: &protobundle.VerificationMaterial{
-			Content: &protobundle.VerificationMaterial_PublicKey{PublicKey: &protocommon.PublicKeyIdentifier{
-				Hint: base64.StdEncoding.EncodeToString(hint[:]),
-			}},
-		},
+		MediaType:            oci.MediaTypeSigstoreBundle,
+		VerificationMaterial: vm,
 		Content: &protobundle.Bundle_DsseEnvelope{DsseEnvelope: &protodsse.Envelope{
 			Payload:     stmt,
 			PayloadType: InTotoPayloadType,

@@ -1,0 +1,26 @@
+// Package keys reads and writes the key material of the cosign workflow: cosign's encrypted
+// private key files, public key PEM files, and references to keys held elsewhere.
+//
+// # Private key files
+//
+// A private key file is a PEM block of type "ENCRYPTED SIGSTORE PRIVATE KEY" (cosign ≥ 1.x;
+// "ENCRYPTED COSIGN PRIVATE KEY" from older cosign is read too) whose body is the JSON that
+// go-securesystemslib's encrypted.Encrypt makes of the PKCS#8 DER key: scrypt key derivation
+// and NaCl secretbox. The password may be empty; an empty password still encrypts. Plain
+// ("PRIVATE KEY", "EC PRIVATE KEY") keys are refused, as cosign refuses them: a key on disk is
+// always encrypted. GenerateKeyPair makes ECDSA P-256 keys, as cosign generate-key-pair.
+//
+// # Key references
+//
+// Wherever the CLI takes --key, a reference is one of:
+//
+//   - "env://VAR": the variable VAR holds the PEM key itself;
+//   - a KMS URI, "awskms://", "gcpkms://", "azurekms://", "hashivault://": the key is used
+//     through sigstore/sigstore's kms package. Its providers register themselves when their
+//     modules are blank-imported; that happens in package main only, so this package works
+//     (and fails with a clear error for KMS references) without them;
+//   - anything else: a file path.
+//
+// The package reads no environment and no terminal by itself: callers pass a LookupEnv and a
+// PassFunc, so that only main decides where passwords come from.
+package keys

@@ -1,0 +1,237 @@
+package keys
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/sigstore/sigstore/pkg/signature/kms"
+)
+
+// PEM block types of cosign's encrypted private keys.
+const (
+	PEMTypeEncrypted       = "ENCRYPTED SIGSTORE PRIVATE KEY"
+	PEMTypeEncryptedCosign = "ENCRYPTED COSIGN PRIVATE KEY"
+)
+
+// KMSSchemes are the URI schemes of the key management services sigstore/sigstore supports.
+var KMSSchemes = []string{"awskms://", "gcpkms://", "azurekms://", "hashivault://"}
+
+// envScheme prefixes a reference to an environment variable holding a PEM key.
+const envScheme = "env://"
+
+// PassFunc returns the password of an encrypted private key. confirm asks for it twice (when
+// a new key is written); the CLI prompts or reads COSIGN_PASSWORD.
+type PassFunc func(confirm bool) ([]byte, error)
+
+// LookupEnv reads an environment variable, as os.LookupEnv.
+type LookupEnv func(string) (string, bool)
+
+// ErrWrongPassword is returned when an encrypted private key does not decrypt with the
+// password given.
+var ErrWrongPassword = errors.New("incorrect password for the private key (or the key is corrupt)")
+
+// IsKMS reports whether ref is a KMS URI.
+func IsKMS(ref string) bool {
+	for _, s := range KMSSchemes {
+		if strings.HasPrefix(ref, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// GenerateKeyPair returns a new ECDSA P-256 key pair: the private key encrypted with password
+// (which may be empty) as a PEM "ENCRYPTED SIGSTORE PRIVATE KEY", and the public key as a PEM
+// "PUBLIC KEY".
+func GenerateKeyPair(password []byte) (privPEM, pubPEM []byte, err error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("generate key: %w", err)
+	}
+	privPEM, err = EncryptPrivateKey(priv, password)
+	if err != nil {
+		return nil, nil, err
+	}
+	pubPEM, err = cryptoutils.MarshalPublicKeyToPEM(priv.Public())
+	if err != nil {
+		return nil, nil, fmt.Errorf("encode public key: %w", err)
+	}
+	return privPEM, pubPEM, nil
+}
+
+// EncryptPrivateKey encodes priv as cosign does: PKCS#8 DER encrypted with password (scrypt,
+// secretbox) in a PEM "ENCRYPTED SIGSTORE PRIVATE KEY" block.
+func EncryptPrivateKey(priv crypto.PrivateKey, password []byte) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		return nil, fmt.Errorf("encode private key: %w", err)
+	}
+	if password == nil {
+		password = []byte{}
+	}
+	enc, err := encrypted.Encrypt(der, password)
+	if err != nil {
+		return nil, fmt.Errorf("encrypt private key: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: PEMTypeEncrypted, Bytes: enc}), nil
+}
+
+// DecryptPrivateKey reads a cosign encrypted private key PEM. A password that does not
+// decrypt it gives an error wrapping ErrWrongPassword.
+func DecryptPrivateKey(pemBytes, password []byte) (crypto.PrivateKey, error) {
+	block, _ := pem.Decode(pemBytes)
+	if block == nil {
+		return nil, errors.New("not a PEM private key")
+	}
+	switch block.Type {
+	case PEMTypeEncrypted, PEMTypeEncryptedCosign:
+	default:
+		return nil, fmt.Errorf("unsupported private key type %q: want %q as written by generate-key-pair (cosign refuses unencrypted keys too; convert with cosign import-key-pair)", block.Type, PEMTypeEncrypted)
+	}
+	if password == nil {
+		password = []byte{}
+	}
+	der, err := encrypted.Decrypt(block.Bytes, password)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrWrongPassword, err)
+	}
+	priv, err := x509.ParsePKCS8PrivateKey(der)
+	if err != nil {
+		return nil, fmt.Errorf("parse decrypted private key: %w", err)
+	}
+	return priv, nil
+}
+
+// Signer is a loaded signing key.
+type Signer struct {
+	signature.SignerVerifier
+	// Public is the signer's public key.
+	Public crypto.PublicKey
+	// Ref is the reference it was loaded from, for messages.
+	Ref string
+}
+
+// LoadSigner loads the private key ref names (a file, "env://VAR" or a KMS URI). pass is asked
+// for the password of an encrypted key; it is not called for KMS keys. The hash function is
+// cosign's default for the key type (SHA-256 for P-256 and RSA, SHA-384 for P-384, SHA-512
+// for P-521, pure Ed25519).
+func LoadSigner(ctx context.Context, ref string, pass PassFunc, env LookupEnv) (*Signer, error) {
+	if ref == "" {
+		return nil, errors.New("no key given")
+	}
+	if IsKMS(ref) {
+		sv, err := kms.Get(ctx, ref, crypto.SHA256)
+		if err != nil {
+			return nil, fmt.Errorf("kms key %s: %w", ref, err)
+		}
+		pub, err := sv.PublicKey()
+		if err != nil {
+			return nil, fmt.Errorf("kms key %s: public key: %w", ref, err)
+		}
+		return &Signer{SignerVerifier: sv, Public: pub, Ref: ref}, nil
+	}
+	raw, err := readRef(ref, env)
+	if err != nil {
+		return nil, err
+	}
+	if pass == nil {
+		return nil, errors.New("no password function")
+	}
+	pw, err := pass(false)
+	if err != nil {
+		return nil, err
+	}
+	priv, err := DecryptPrivateKey(raw, pw)
+	if err != nil {
+		return nil, fmt.Errorf("private key %s: %w", ref, err)
+	}
+	sv, err := signature.LoadDefaultSignerVerifier(priv)
+	if err != nil {
+		return nil, fmt.Errorf("private key %s: %w", ref, err)
+	}
+	pub, err := sv.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("private key %s: %w", ref, err)
+	}
+	return &Signer{SignerVerifier: sv, Public: pub, Ref: ref}, nil
+}
+
+// LoadVerifier loads the public key ref names (a PEM file, "env://VAR" or a KMS URI) as a
+// verifier with cosign's default hash function for the key type.
+func LoadVerifier(ctx context.Context, ref string, env LookupEnv) (signature.Verifier, error) {
+	if ref == "" {
+		return nil, errors.New("no key given")
+	}
+	if IsKMS(ref) {
+		sv, err := kms.Get(ctx, ref, crypto.SHA256)
+		if err != nil {
+			return nil, fmt.Errorf("kms key %s: %w", ref, err)
+		}
+		return sv, nil
+	}
+	raw, err := readRef(ref, env)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := cryptoutils.UnmarshalPEMToPublicKey(raw)
+	if err != nil {
+		return nil, fmt.Errorf("public key %s: %w", ref, err)
+	}
+	v, err := signature.LoadDefaultVerifier(pub)
+	if err != nil {
+		return nil, fmt.Errorf("public key %s: %w", ref, err)
+	}
+	return v, nil
+}
+
+// CreateKMSKey creates a key in the KMS ref names with the provider's default algorithm and
+// returns its public key as PEM.
+func CreateKMSKey(ctx context.Context, ref string) ([]byte, error) {
+	if !IsKMS(ref) {
+		return nil, fmt.Errorf("%q is not a KMS URI (%s)", ref, strings.Join(KMSSchemes, ", "))
+	}
+	sv, err := kms.Get(ctx, ref, crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("kms key %s: %w", ref, err)
+	}
+	pub, err := sv.CreateKey(ctx, sv.DefaultAlgorithm())
+	if err != nil {
+		return nil, fmt.Errorf("create kms key %s: %w", ref, err)
+	}
+	return cryptoutils.MarshalPublicKeyToPEM(pub)
+}
+
+// PublicKeyPEM returns the PEM "PUBLIC KEY" of pub.
+func PublicKeyPEM(pub crypto.PublicKey) ([]byte, error) {
+	return cryptoutils.MarshalPublicKeyToPEM(pub)
+}
+
+func readRef(ref string, env LookupEnv) ([]byte, error) {
+	if name, ok := strings.CutPrefix(ref, envScheme); ok {
+		if env == nil {
+			return nil, fmt.Errorf("key %s: no environment", ref)
+		}
+		v, ok := env(name)
+		if !ok || v == "" {
+			return nil, fmt.Errorf("key %s: environment variable %s is not set", ref, name)
+		}
+		return []byte(v), nil
+	}
+	b, err := os.ReadFile(ref)
+	if err != nil {
+		return nil, fmt.Errorf("read key: %w", err)
+	}
+	return b, nil
+}
