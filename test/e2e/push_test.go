@@ -174,3 +174,79 @@ func TestPushesPortcullisRefuses(t *testing.T) {
 		t.Fatalf("skopeo: anonymous pull of a signed image: %v\n%s", err, out)
 	}
 }
+
+// TestPortcullisSignThroughTheProxy signs with `portcullis sign` through an enforcing proxy
+// (authenticated) with two keys made by `portcullis generate-key-pair`: the real cosign
+// verifies both signatures and their -a annotations, and a policy that requires both keys
+// admits the image at once, with no wait for the cached denial to expire.
+func TestPortcullisSignThroughTheProxy(t *testing.T) {
+	bin := buildBinary(t)
+	cosign3, cosign2 := tool(t, "cosign3"), tool(t, "cosign2")
+	crane := tool(t, "crane")
+	dir := t.TempDir()
+	keys := map[string]string{}
+	for _, k := range []string{"alice", "bob"} {
+		prefix := filepath.Join(dir, k)
+		if out, err := testtool.Run(t, dir, bin, nil, "generate-key-pair", "--output-key-prefix", prefix); err != nil {
+			t.Fatalf("generate-key-pair: %v\n%s", err, out)
+		}
+		keys[k] = prefix
+	}
+	hash, _ := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err := os.WriteFile(filepath.Join(dir, "htpasswd"), []byte("ci:"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	up := newUpstream(t)
+	px := startProxy(t, up, fmt.Sprintf(`cache: {negativeTTL: 1h, ttl: 1h}
+policies:
+  - name: two-person
+    images: ["%[1]s/**"]
+    require: all
+    authorities:
+      - {name: alice, key: {path: %[2]s.pub}, annotations: {env: prod}}
+      - {name: bob, key: {path: %[3]s.pub}}
+push:
+  htpasswd: %[4]s
+  users: [{name: ci, images: ["%[1]s/**"]}]
+`, upstreamName, keys["alice"], keys["bob"], filepath.Join(dir, "htpasswd")))
+	d := up.pushImage(t, "team/app:v1", testImage(t))
+	img := px.host + "/team/app@" + d.String()
+	creds := []string{"--registry-username", "ci", "--registry-password", "s3cret", "--allow-http-registry"}
+	pull := func() error {
+		_, err := testtool.Run(t, "", crane, nil, "pull", "--insecure", "--format", "oci", px.host+"/team/app:v1", filepath.Join(t.TempDir(), "o"))
+		return err
+	}
+	sign := func(key string, extra ...string) {
+		t.Helper()
+		args := append([]string{"sign", "--key", key + ".key", "--tlog-upload=false", "-y"}, creds...)
+		args = append(append(args, extra...), img)
+		if out, err := testtool.Run(t, "", bin, nil, args...); err != nil {
+			t.Fatalf("portcullis sign: %v\n%s", err, out)
+		}
+	}
+
+	if pull() == nil {
+		t.Fatal("unsigned image admitted")
+	}
+	sign(keys["alice"], "-a", "env=prod") // bundle (cosign v3's default format)
+	if pull() == nil {
+		t.Fatal("admitted with one of the two required signatures")
+	}
+	sign(keys["bob"], "--new-bundle-format=false") // legacy .sig
+	if err := pull(); err != nil {
+		t.Fatalf("both keys signed through the proxy, still denied: %v", err)
+	}
+
+	upImg := up.host + "/team/app@" + d.String()
+	verify := []string{"verify", "--insecure-ignore-tlog", "--allow-http-registry"}
+	testtool.Cosign(t, cosign3, nil, append(verify, "--key", keys["alice"]+".pub", "-a", "env=prod", upImg)...)
+	if out, err := testtool.Run(t, "", cosign3, nil, append(verify, "--key", keys["alice"]+".pub", "-a", "env=dev", upImg)...); err == nil {
+		t.Errorf("cosign accepted a wrong annotation:\n%s", out)
+	}
+	// cosign reads .sig only when an image has no bundle referrers (cosign >= 2.6.4), so the
+	// legacy signature is checked by cosign v2 on an image that has only that.
+	d2 := up.pushImage(t, "team/legacy:v1", testImage(t))
+	img = px.host + "/team/legacy@" + d2.String()
+	sign(keys["bob"], "--new-bundle-format=false")
+	testtool.Cosign(t, cosign2, nil, append(verify, "--key", keys["bob"]+".pub", up.host+"/team/legacy@"+d2.String())...)
+}
