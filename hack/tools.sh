@@ -42,10 +42,14 @@ if [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" oci-conformance "* ]]; then
   ln -sf "$dir/conformance.test" bin/oci-conformance
 fi
 
-if [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" skopeo "* ]]; then
-  if ! command -v skopeo >/dev/null; then
-    echo "tools: installing skopeo from Debian" >&2
+# Pulling clients from Debian: skopeo (registries.conf mirrors) and containerd (hosts.toml).
+if [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" skopeo "* ]] || [[ " ${only[*]} " == *" containerd "* ]]; then
+  missing=()
+  command -v skopeo >/dev/null || missing+=(skopeo)
+  command -v containerd >/dev/null && command -v ctr >/dev/null || missing+=(containerd)
+  if [ ${#missing[@]} -gt 0 ]; then
+    echo "tools: installing ${missing[*]} from Debian" >&2
     sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
-    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq skopeo >/dev/null
+    $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 fi

@@ -1,0 +1,162 @@
+package e2e
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portcullis/portcullis/internal/testtool"
+)
+
+// containerd is a private containerd daemon, configured with portcullis as the mirror of
+// upstream.invalid through a hosts.toml, as an operator configures a node.
+type containerd struct {
+	ctr, sock, hostsDir string
+}
+
+func startContainerd(t *testing.T, mirror string) *containerd {
+	t.Helper()
+	daemon := testtool.Path(t, "containerd")
+	ctr := testtool.Path(t, "ctr")
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("containerd needs root")
+		}
+		t.Skip("containerd needs root")
+	}
+	dir, err := os.MkdirTemp("", "ctd") // short: socket paths are limited to 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	cfg := fmt.Sprintf(`version = 2
+root = %[1]q
+state = %[2]q
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp", "io.containerd.internal.v1.tracing"]
+[grpc]
+  address = %[3]q
+[ttrpc]
+  address = %[4]q
+[debug]
+  address = %[5]q
+[metrics]
+  address = ""
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), filepath.Join(dir, "c.sock"), filepath.Join(dir, "t.sock"), filepath.Join(dir, "d.sock"))
+	if err := os.WriteFile(filepath.Join(dir, "config.toml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hosts := filepath.Join(dir, "certs.d", upstreamName)
+	if err := os.MkdirAll(hosts, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	toml := fmt.Sprintf("server = \"https://%s\"\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n  skip_verify = true\n", upstreamName, mirror)
+	if err := os.WriteFile(filepath.Join(hosts, "hosts.toml"), []byte(toml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(daemon, "--config", filepath.Join(dir, "config.toml"))
+	cmd.Env = testtool.OfflineEnv(t)
+	log, _ := os.Create(filepath.Join(dir, "containerd.log"))
+	cmd.Stdout, cmd.Stderr = log, log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait(); log.Close() })
+	c := &containerd{ctr: ctr, sock: filepath.Join(dir, "c.sock"), hostsDir: filepath.Join(dir, "certs.d")}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := c.run(t, "version"); err == nil {
+			return c
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(filepath.Join(dir, "containerd.log"))
+			t.Fatalf("containerd did not start:\n%s", b)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (c *containerd) run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.ctr, append([]string{"--address", c.sock, "-n", "test"}, args...)...)
+	cmd.Env = testtool.OfflineEnv(t)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// pull pulls ref through the mirror; containerd adds ?ns=upstream.invalid to each request.
+func (c *containerd) pull(t *testing.T, ref string) (string, error) {
+	t.Helper()
+	return c.run(t, "images", "pull", "--all-platforms", "--hosts-dir", c.hostsDir, "--snapshotter", "native", upstreamName+"/"+ref)
+}
+
+// exported returns the blobs of ref as containerd stored them, by digest.
+func (c *containerd) exported(t *testing.T, ref string) map[string][]byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "export.tar")
+	if o, err := c.run(t, "images", "export", "--all-platforms", out, upstreamName+"/"+ref); err != nil {
+		t.Fatalf("ctr export: %v\n%s", err, o)
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	blobs := map[string][]byte{}
+	tr := tar.NewReader(f)
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return blobs
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if name, ok := strings.CutPrefix(h.Name, "blobs/sha256/"); ok && h.Typeflag == tar.TypeReg {
+			b, _ := io.ReadAll(tr)
+			blobs["sha256:"+name] = b
+		}
+	}
+}
+
+func TestContainerdPullsThroughMirror(t *testing.T) {
+	f := newFixture(t)
+	c := startContainerd(t, f.px.host)
+	for _, tc := range []struct {
+		ref  string
+		want map[string][]byte
+	}{
+		{"demo/app:v1", f.imgBlobs},
+		{"demo/multi:v1", f.idxBlobs},
+	} {
+		t.Run(tc.ref, func(t *testing.T) {
+			if out, err := c.pull(t, tc.ref); err != nil {
+				t.Fatalf("ctr pull: %v\n%s", err, out)
+			}
+			sameContent(t, c.exported(t, tc.ref), tc.want)
+		})
+	}
+}
+
+func TestContainerdSeesDenials(t *testing.T) {
+	e := newEnforcing(t, "")
+	c := startContainerd(t, e.px.host)
+	signed := e.push(t, "ctr/signed")
+	cosignSign(t, e.cosign3, e.trusted, signed)
+	e.push(t, "ctr/unsigned")
+	if out, err := c.pull(t, "ctr/signed:v1"); err != nil {
+		t.Fatalf("signed image: %v\n%s", err, out)
+	}
+	out, err := c.pull(t, "ctr/unsigned:v1")
+	if err == nil || !strings.Contains(out, "403") {
+		t.Fatalf("unsigned image: err %v\n%s", err, out)
+	}
+}
