@@ -4,8 +4,17 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -238,4 +247,52 @@ func TestHotReload(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(http.StatusForbidden, "after SIGHUP with defaultPolicy deny")
+}
+
+// TestServeTLS serves HTTPS with the configured certificate.
+func TestServeTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	up := newUpstream(t)
+	d := up.pushImage(t, "demo/app:v1", testImage(t))
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "portcullis"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	certPath, keyPath := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	_ = os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	_ = os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+	cfg := filepath.Join(dir, "portcullis.yaml")
+	yml := fmt.Sprintf("listen: 127.0.0.1:0\ntls: {cert: %s, key: %s}\nstorage: {driver: inmemory}\ndefaultPolicy: allow\n"+
+		"upstreams:\n  - name: %s\n    url: %s\n    insecure: true\n    default: true\n", certPath, keyPath, upstreamName, up.srv.URL)
+	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, host, _ := startBinary(t, bin, cfg)
+	leaf, _ := x509.ParseCertificate(der)
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := client.Get("https://" + host + "/v2/demo/app/manifests/v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Content-Digest") != d.String() {
+		t.Fatalf("HTTPS manifest: %d %s", resp.StatusCode, resp.Header.Get("Docker-Content-Digest"))
+	}
+	if resp, err := http.Get("http://" + host + "/v2/"); err == nil && resp.StatusCode == http.StatusOK {
+		t.Errorf("plain HTTP answered on the TLS port")
+	}
 }
