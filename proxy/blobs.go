@@ -83,19 +83,29 @@ func (h *Handler) fillCtx(ctx context.Context) (context.Context, context.CancelF
 	return context.WithTimeout(context.WithoutCancel(ctx), h.opts.FillTimeout)
 }
 
+// openFill starts downloading d from the upstream and writing it into the store.
+func (h *Handler) openFill(ctx context.Context, rt route, d digest.Digest) (io.ReadCloser, int64, *BlobWriter, error) {
+	rc, size, err := rt.upstream.OpenBlob(ctx, rt.repo, d)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	bw, err := h.opts.Store.NewBlobWriter(ctx, d)
+	if err != nil {
+		rc.Close()
+		return nil, 0, nil, err
+	}
+	return rc, size, bw, nil
+}
+
 // fillBlob downloads d into the store without serving it.
 func (h *Handler) fillBlob(ctx context.Context, rt route, d digest.Digest) error {
 	ctx, cancel := h.fillCtx(ctx)
 	defer cancel()
-	rc, _, err := rt.upstream.OpenBlob(ctx, rt.repo, d)
+	rc, _, bw, err := h.openFill(ctx, rt, d)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	bw, err := h.opts.Store.NewBlobWriter(ctx, d)
-	if err != nil {
-		return err
-	}
 	if _, err := io.Copy(bw, rc); err != nil {
 		bw.Cancel(ctx)
 		return fmt.Errorf("blob %s from upstream %s: %w", d, rt.upstream.name, err)
@@ -112,15 +122,11 @@ func (h *Handler) fillBlob(ctx context.Context, rt route, d digest.Digest) error
 func (h *Handler) streamBlob(w http.ResponseWriter, r *http.Request, rt route, d digest.Digest) error {
 	ctx, cancel := h.fillCtx(r.Context())
 	defer cancel()
-	rc, size, err := rt.upstream.OpenBlob(ctx, rt.repo, d)
+	rc, size, bw, err := h.openFill(ctx, rt, d)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
-	bw, err := h.opts.Store.NewBlobWriter(ctx, d)
-	if err != nil {
-		return err
-	}
 	blobHeaders(w, d)
 	if size >= 0 {
 		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))

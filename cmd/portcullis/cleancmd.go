@@ -24,23 +24,15 @@ when there is none). COSIGN_REPOSITORY changes the repository.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			ref, err := reg.parseRef(args[0])
-			if err != nil {
-				return err
-			}
-			ropts, err := reg.remoteOpts(ctx)
-			if err != nil {
-				return err
-			}
 			sigRepo, err := e.signaturesRepository(&reg)
 			if err != nil {
 				return err
 			}
-			ts, err := sign.Resolve(ctx, ref, false, ropts...)
+			t, ropts, err := reg.resolveOne(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			img := ts[0].Ref
+			img := t.Ref
 			if sigRepo.RepositoryStr() == "" {
 				sigRepo = img.Context()
 			}
@@ -103,26 +95,18 @@ found could not be deleted. Asks for confirmation unless -f.`,
 			default:
 				return fmt.Errorf("--type %q: want all, signature, attestation, sbom or referrer", typ)
 			}
-			ref, err := reg.parseRef(args[0])
-			if err != nil {
-				return err
-			}
-			if err := e.confirm(errw, force, fmt.Sprintf("this will delete the %s attachments of %s", typ, ref), "-f"); err != nil {
-				return err
-			}
-			ropts, err := reg.remoteOpts(ctx)
-			if err != nil {
+			if err := e.confirm(errw, force, fmt.Sprintf("this will delete the %s attachments of %s", typ, args[0]), "-f"); err != nil {
 				return err
 			}
 			sigRepo, err := e.signaturesRepository(&reg)
 			if err != nil {
 				return err
 			}
-			ts, err := sign.Resolve(ctx, ref, false, ropts...)
+			t, ropts, err := reg.resolveOne(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			rs, err := sign.Clean(ctx, ts[0].Ref, sigRepo, sign.CleanKind(typ), ropts...)
+			rs, err := sign.Clean(ctx, t.Ref, sigRepo, sign.CleanKind(typ), ropts...)
 			var failed []string
 			for _, r := range rs {
 				if r.Err != nil {
@@ -133,7 +117,7 @@ found could not be deleted. Asks for confirmation unless -f.`,
 				fmt.Fprintf(errw, "Removed %s\n", r.What)
 			}
 			if len(rs) == 0 && err == nil {
-				fmt.Fprintf(errw, "nothing to remove for %s\n", ts[0].Ref)
+				fmt.Fprintf(errw, "nothing to remove for %s\n", t.Ref)
 			}
 			if err != nil {
 				return err

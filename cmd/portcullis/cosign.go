@@ -20,6 +20,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/portcullis/portcullis/verify/keys"
+	"github.com/portcullis/portcullis/verify/sign"
 )
 
 // Environment variables of the cosign workflow, with cosign's names.
@@ -168,6 +169,24 @@ func (o *registryOptions) parseRef(s string) (name.Reference, error) {
 		return nil, fmt.Errorf("invalid image reference %q: %w", s, err)
 	}
 	return ref, nil
+}
+
+// resolveOne parses arg and resolves it to the digest it names now, for commands that act
+// on one image; it returns the registry options it used.
+func (o *registryOptions) resolveOne(ctx context.Context, arg string) (sign.Target, []remote.Option, error) {
+	ref, err := o.parseRef(arg)
+	if err != nil {
+		return sign.Target{}, nil, err
+	}
+	ropts, err := o.remoteOpts(ctx)
+	if err != nil {
+		return sign.Target{}, nil, err
+	}
+	ts, err := sign.Resolve(ctx, ref, false, ropts...)
+	if err != nil {
+		return sign.Target{}, nil, err
+	}
+	return ts[0], ropts, nil
 }
 
 // signaturesRepository is COSIGN_REPOSITORY when set, else the zero repository (the image's

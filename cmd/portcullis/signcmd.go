@@ -281,19 +281,11 @@ func newGenerate(e *cliEnv) *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			ref, err := reg.parseRef(args[0])
+			t, _, err := reg.resolveOne(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			ropts, err := reg.remoteOpts(ctx)
-			if err != nil {
-				return err
-			}
-			ts, err := sign.Resolve(ctx, ref, false, ropts...)
-			if err != nil {
-				return err
-			}
-			pl, err := sign.LegacyPayload(ts[0].Ref, ann)
+			pl, err := sign.LegacyPayload(t.Ref, ann)
 			if err != nil {
 				return err
 			}
@@ -327,23 +319,15 @@ digest.`,
 			if sigRef == "" {
 				return errors.New("--signature is required")
 			}
-			ref, err := reg.parseRef(args[0])
-			if err != nil {
-				return err
-			}
-			ropts, err := reg.remoteOpts(ctx)
-			if err != nil {
-				return err
-			}
 			sigRepo, err := e.signaturesRepository(&reg)
 			if err != nil {
 				return err
 			}
-			ts, err := sign.Resolve(ctx, ref, false, ropts...)
+			t, ropts, err := reg.resolveOne(ctx, args[0])
 			if err != nil {
 				return err
 			}
-			pl, err := legacyPayload(payloadPath, ts[0].Ref, nil)
+			pl, err := legacyPayload(payloadPath, t.Ref, nil)
 			if err != nil {
 				return err
 			}
@@ -364,7 +348,7 @@ digest.`,
 					}
 				}
 			}
-			tag, err := sign.AttachLegacy(ctx, ts[0].Ref, sigRepo, pl, sig, cert, ropts...)
+			tag, err := sign.AttachLegacy(ctx, t.Ref, sigRepo, pl, sig, cert, ropts...)
 			if err != nil {
 				return err
 			}
