@@ -26,8 +26,36 @@ test: tools lint
 unit:
 	$(GO) test -race -count=1 $(PKGS)
 
-bench:
+# Benchmark report: portcullis vs distribution's proxy vs direct upstream access, on
+# 127.0.0.1 (see test/bench/doc.go). Prints the tables and writes test/bench/results.md.
+# BENCH_BLOB_SIZE=1GiB for the large-blob run, BENCH_DURATION=5s for longer warm cells.
+BENCH_OUT ?= $(CURDIR)/test/bench/results.md
+bench: tools
+	PORTCULLIS_BENCH=1 BENCH_OUT=$(BENCH_OUT) $(GO) test -count=1 -run '^TestReport$$' -timeout 60m ./test/bench
+	@cat $(BENCH_OUT)
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# Each fuzz target for FUZZTIME (go test -fuzz takes one package and one target at a time).
+# Run one for long with e.g. `go test -run '^$$' -fuzz '^FuzzParseRoute$$' -fuzztime 1h ./proxy`.
+FUZZTIME ?= 10s
+FUZZMINIMIZETIME ?= 2s
+FUZZ_TARGETS := \
+	./proxy:FuzzParseRoute \
+	./proxy:FuzzManifestMediaType \
+	./proxy:FuzzParseRange \
+	./internal/oci:FuzzNewManifest \
+	./policy:FuzzIsSignatureArtifact \
+	./policy:FuzzPolicyMatch \
+	./verify:FuzzParseObject \
+	./verify:FuzzVerify \
+	./verify:FuzzHostileSignatures \
+	./config:FuzzLoad
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$name ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) $$pkg; \
+	done
 
 run: build
 	$(BIN) serve --config portcullis.example.yaml

@@ -226,6 +226,9 @@ func parseRange(h string, size int64) (start, length int64, partial bool, err er
 		if err != nil || n <= 0 {
 			return 0, size, false, nil
 		}
+		if size == 0 {
+			return 0, 0, false, errRangeNotSatisfiable // no byte to serve
+		}
 		if n > size {
 			n = size
 		}

@@ -1,0 +1,110 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/test/bench"
+)
+
+// TestColdDigestOneSignatureLookup sends 500 concurrent requests for one signed digest that
+// portcullis has never seen and checks, at the upstream, that its signatures were looked up
+// exactly once: one GET of the legacy ".sig" tag, one referrers API request and one GET of
+// the referrers tag schema index, whatever the interleaving.
+func TestColdDigestOneSignatureLookup(t *testing.T) {
+	up, count := inProcessUpstream(t)
+	host := strings.TrimPrefix(up.URL, "http://")
+	key := newSigningKey(t)
+	img := pushImage(t, host, "cold/app", "v1", 256, 1)
+	signBundle(t, host, key, img)
+
+	a := inProcessPortcullis(t, portcullisYAML("127.0.0.1:0", "", up.URL, key.pubPath, ""))
+	px := httptest.NewServer(a.Handler)
+	t.Cleanup(px.Close)
+	count.reset()
+
+	const n = 500
+	client := bench.Client(n)
+	t.Cleanup(client.CloseIdleConnections)
+	url := px.URL + "/v2/cold/app/manifests/" + img.digest.String()
+	res := bench.Burst(context.Background(), n, func(ctx context.Context) error {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		req.Header.Set("Accept", oci.MediaTypeOCIManifest)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK || !bytes.Equal(b, img.manifest) {
+			return fmt.Errorf("status %d, body %.200s", resp.StatusCode, b)
+		}
+		return nil
+	})
+	if res.Errors > 0 {
+		t.Fatalf("%d of %d requests failed, first: %v", res.Errors, n, res.FirstErr)
+	}
+	for _, kind := range []string{countSigTag, countReferrersAPI, countReferrersTag} {
+		if got := count.get(kind); got != 1 {
+			t.Errorf("upstream saw %d × %s for %d concurrent cold requests, want exactly 1", got, kind, n)
+		}
+	}
+	st := a.Engine.Stats()
+	if st.Allowed != n || st.Denied != 0 || st.Failed != 0 {
+		t.Errorf("engine stats %+v, want %d allowed and nothing else", st, n)
+	}
+	t.Logf("500 cold requests in %s (p50 %s, p99 %s); upstream manifest GETs %d",
+		res.Elapsed, res.Percentile(0.5), res.Percentile(0.99), count.get(countManifestGET))
+}
+
+// BenchmarkWarmManifest measures the cached-decision path through portcullis's HTTP handler
+// (no network between client and handler): a manifest whose signature was verified once,
+// served again from the content store after the policy engine finds its decision cached.
+// By digest the upstream is not contacted; by tag, with cache.tagTTL set, neither.
+func BenchmarkWarmManifest(b *testing.B) {
+	b.Run("by-digest", func(b *testing.B) { warmManifest(b, false) })
+	b.Run("by-tag", func(b *testing.B) { warmManifest(b, true) })
+}
+
+func warmManifest(b *testing.B, byTag bool) {
+	up, count := inProcessUpstream(b)
+	host := strings.TrimPrefix(up.URL, "http://")
+	key := newSigningKey(b)
+	img := pushImage(b, host, "warm/app", "v1", 256, 1)
+	signBundle(b, host, key, img)
+	a := inProcessPortcullis(b, portcullisYAML("127.0.0.1:0", "", up.URL, key.pubPath, "cache: {tagTTL: 1h}\n"))
+	ref := img.digest.String()
+	if byTag {
+		ref = img.tag
+	}
+	req := httptest.NewRequest(http.MethodGet, "/v2/warm/app/manifests/"+ref, nil)
+	req.Header.Set("Accept", oci.MediaTypeOCIManifest)
+	serve := func() {
+		w := httptest.NewRecorder()
+		a.Handler.ServeHTTP(w, req)
+		if w.Code != http.StatusOK || !bytes.Equal(w.Body.Bytes(), img.manifest) {
+			b.Fatalf("status %d: %s", w.Code, w.Body.Bytes())
+		}
+	}
+	serve() // verify once: the decision is cached from here on
+	count.reset()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		serve()
+	}
+	b.StopTimer()
+	if n := count.get(countSigTag) + count.get(countReferrersAPI) + count.get(countManifestGET) + count.get(countManifestHEAD); n != 0 {
+		b.Fatalf("the warm path sent %d requests upstream", n)
+	}
+}

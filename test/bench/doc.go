@@ -1,0 +1,19 @@
+// Package bench measures portcullis against CNCF distribution's registry in proxy mode and
+// against direct upstream access, and holds the load generator those measurements use.
+//
+// `make bench` runs TestReport (skipped unless PORTCULLIS_BENCH=1): an upstream
+// distribution registry (bin/registry, filesystem storage) on 127.0.0.1, distribution in
+// proxy mode in front of it, and portcullis (test/bench/benchproxy, built by internal/app as
+// the CLI builds it) enforcing a key-signature policy over the same images. It prints a
+// table and writes it to results.md. Environment:
+//
+//	PORTCULLIS_BENCH=1        run the report
+//	BENCH_DURATION=2s         time per warm-manifest cell
+//	BENCH_BLOB_SIZE=64MiB     large-blob size (e.g. 1GiB)
+//	BENCH_OUT=path            where the Markdown table goes (default test/bench/results.md)
+//
+// The load generator (Run) is bounded in requests and time and is only ever pointed at
+// 127.0.0.1. The Go benchmarks (go test -bench) measure the cached-decision path through the
+// HTTP handler, and TestColdDigestOneSignatureLookup, part of `make test`, checks that 500
+// concurrent cold requests for one digest cause exactly one upstream signature lookup.
+package bench

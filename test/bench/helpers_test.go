@@ -1,0 +1,227 @@
+package bench_test
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/distribution/distribution/v3/configuration"
+	"github.com/distribution/distribution/v3/registry/handlers"
+	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory" // the in-process upstream's storage
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/sigstore/sigstore/pkg/cryptoutils"
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/sirupsen/logrus"
+
+	"github.com/portcullis/portcullis/config"
+	"github.com/portcullis/portcullis/internal/app"
+	"github.com/portcullis/portcullis/verify/sign"
+)
+
+// upstreamName is how clients and policies name the upstream; it never resolves.
+const upstreamName = "bench.invalid"
+
+// signingKey is an ECDSA P-256 key as cosign generates, with its public key in a PEM file.
+type signingKey struct {
+	signer  signature.SignerVerifier
+	pub     crypto.PublicKey
+	pubPath string
+}
+
+func newSigningKey(tb testing.TB) signingKey {
+	tb.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sv, err := signature.LoadECDSASignerVerifier(priv, crypto.SHA256)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pem, err := cryptoutils.MarshalPublicKeyToPEM(priv.Public())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p := filepath.Join(tb.TempDir(), "cosign.pub")
+	if err := os.WriteFile(p, pem, 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	return signingKey{signer: sv, pub: priv.Public(), pubPath: p}
+}
+
+// pushed is an image in the upstream.
+type pushed struct {
+	repo     string
+	tag      string
+	digest   v1.Hash
+	manifest []byte
+	img      v1.Image
+}
+
+// pushImage writes a random image (layers of layerSize bytes) to host/repo:tag.
+func pushImage(tb testing.TB, host, repo, tag string, layerSize int64, layers int) pushed {
+	tb.Helper()
+	img, err := random.Image(layerSize, int64(layers))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ref, err := name.ParseReference(host+"/"+repo+":"+tag, name.Insecure)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := remote.Write(ref, img); err != nil {
+		tb.Fatal(err)
+	}
+	d, _ := img.Digest()
+	raw, _ := img.RawManifest()
+	return pushed{repo: repo, tag: tag, digest: d, manifest: raw, img: img}
+}
+
+// signBundle signs p as cosign v3 does by default: a sigstore bundle pushed as an OCI
+// referrer (through the referrers tag schema on a registry without the referrers API).
+func signBundle(tb testing.TB, host string, k signingKey, p pushed) {
+	tb.Helper()
+	repo, err := name.NewRepository(host+"/"+p.repo, name.Insecure)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	mt, _ := p.img.MediaType()
+	desc := v1.Descriptor{MediaType: mt, Digest: p.digest, Size: int64(len(p.manifest))}
+	if _, err := sign.Bundle(context.Background(), repo, desc, k.signer, k.pub, nil); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// inProcessUpstream is distribution's registry app (v3.1.2, no referrers API) with
+// in-memory storage, behind a request counter.
+func inProcessUpstream(tb testing.TB) (*httptest.Server, *counter) {
+	tb.Helper()
+	logrus.SetOutput(io.Discard) // distribution logs through logrus's global logger
+	cfg := &configuration.Configuration{}
+	cfg.Storage = configuration.Storage{"inmemory": configuration.Parameters{}}
+	cfg.Log.Level = "error"
+	cfg.Log.AccessLog.Disabled = true
+	c := &counter{next: handlers.NewApp(context.Background(), cfg)}
+	srv := httptest.NewServer(c)
+	tb.Cleanup(srv.Close)
+	return srv, c
+}
+
+// counter counts the requests an upstream receives by kind.
+type counter struct {
+	next http.Handler
+	mu   sync.Mutex
+	n    map[string]int
+}
+
+// Kinds of upstream request counted.
+const (
+	countSigTag       = "GET .sig tag"      // legacy signature lookup
+	countReferrersAPI = "GET referrers API" // bundle lookup, referrers API
+	countReferrersTag = "GET referrers tag" // bundle lookup, tag schema fallback
+	countManifestGET  = "GET manifest"      // any other manifest GET
+	countManifestHEAD = "HEAD manifest"     // tag freshness checks
+	countBlobGET      = "GET blob"          // blobs, including signature bundles
+	countOther        = "other"             //
+)
+
+func classify(r *http.Request) string {
+	p := r.URL.Path
+	switch {
+	case strings.Contains(p, "/referrers/"):
+		return countReferrersAPI
+	case strings.Contains(p, "/manifests/"):
+		ref := p[strings.LastIndex(p, "/")+1:]
+		switch {
+		case r.Method == http.MethodHead:
+			return countManifestHEAD
+		case strings.HasSuffix(ref, ".sig"):
+			return countSigTag
+		case strings.HasPrefix(ref, "sha256-"):
+			return countReferrersTag
+		}
+		return countManifestGET
+	case strings.Contains(p, "/blobs/sha256:") && r.Method == http.MethodGet:
+		return countBlobGET
+	}
+	return countOther
+}
+
+func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c.mu.Lock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[classify(r)]++
+	c.mu.Unlock()
+	c.next.ServeHTTP(w, r)
+}
+
+func (c *counter) get(kind string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[kind]
+}
+
+func (c *counter) reset() {
+	c.mu.Lock()
+	c.n = nil
+	c.mu.Unlock()
+}
+
+// portcullisYAML is the configuration of a portcullis that requires a signature by the key
+// at pubPath for every image of the upstream at upstreamURL.
+func portcullisYAML(listen, storeDir, upstreamURL, pubPath, extra string) string {
+	storage := "storage: {driver: inmemory}\n"
+	if storeDir != "" {
+		storage = "storage: {driver: filesystem, params: {rootdirectory: " + storeDir + "}}\n"
+	}
+	return fmt.Sprintf(`listen: %s
+log: {format: json, level: warn}
+%supstreams:
+  - name: %s
+    url: %s
+    insecure: true
+    default: true
+policies:
+  - name: bench
+    images: ["%s/**"]
+    authorities:
+      - name: bench-key
+        key: {path: %s}
+defaultPolicy: deny
+%s`, listen, storage, upstreamName, upstreamURL, upstreamName, pubPath, extra)
+}
+
+// inProcessPortcullis builds portcullis with internal/app, as `portcullis serve` does.
+func inProcessPortcullis(tb testing.TB, yml string) *app.App {
+	tb.Helper()
+	p := filepath.Join(tb.TempDir(), "portcullis.yaml")
+	if err := os.WriteFile(p, []byte(yml), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	cfg, err := config.Load(p, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	a, err := app.New(context.Background(), cfg, app.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a
+}
