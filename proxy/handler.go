@@ -20,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/oci"
@@ -73,6 +74,7 @@ type Handler struct {
 	uploads  *expirable.LRU[string, *upload]
 	requests metric.Int64Counter
 	duration metric.Float64Histogram
+	flights  singleflight.Group // manifest resolutions in progress
 }
 
 type tagEntry struct {
@@ -133,6 +135,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if info.user != "" {
 			attrs = append(attrs, slog.String("user", info.user))
 		}
+		if info.shared {
+			attrs = append(attrs, slog.Bool("shared", true))
+		}
 		if info.err != nil {
 			attrs = append(attrs, slog.String("error", info.err.Error()))
 		}
@@ -161,6 +166,7 @@ type requestInfo struct {
 	digest digest.Digest
 	source string // "store" or "upstream"
 	user   string // authenticated push user
+	shared bool   // the manifest came from a resolution shared with concurrent requests
 	err    error
 }
 
@@ -212,6 +218,35 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *requestInf
 		return h.servePush(w, r, rt, info)
 	}
 	return errcode.ErrorCodeUnsupported.WithMessage(fmt.Sprintf("%s %s is not supported: portcullis is a read-only mirror", r.Method, r.URL.Path))
+}
+
+// resolveShared collapses concurrent resolutions of one reference, so that N simultaneous
+// cold requests make one upstream fetch. The shared work is detached from any one client's
+// cancellation and bounded by the upstream timeouts.
+func (h *Handler) resolveShared(ctx context.Context, rt route, info *requestInfo) (oci.Manifest, error) {
+	type resolved struct {
+		m      oci.Manifest
+		source string
+	}
+	ch := h.flights.DoChan(rt.upstream.name+"/"+rt.repo+":"+rt.ref, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*rt.upstream.timeout)
+		defer cancel()
+		var ri requestInfo
+		m, err := h.resolveManifest(fctx, rt, &ri)
+		return resolved{m, ri.source}, err
+	})
+	select {
+	case <-ctx.Done():
+		return oci.Manifest{}, ctx.Err()
+	case res := <-ch:
+		if res.Err != nil {
+			return oci.Manifest{}, res.Err
+		}
+		r := res.Val.(resolved)
+		info.source = r.source
+		info.shared = res.Shared
+		return r.m, nil
+	}
 }
 
 // resolveManifest returns the manifest rt.ref names, from the store when possible.
@@ -280,7 +315,7 @@ func (h *Handler) fetchManifest(ctx context.Context, rt route, info *requestInfo
 
 func (h *Handler) serveManifest(w http.ResponseWriter, r *http.Request, rt route, info *requestInfo) error {
 	ctx := r.Context()
-	m, err := h.resolveManifest(ctx, rt, info)
+	m, err := h.resolveShared(ctx, rt, info)
 	if err != nil {
 		return err
 	}

@@ -59,6 +59,10 @@ func TestColdDigestOneSignatureLookup(t *testing.T) {
 			t.Errorf("upstream saw %d × %s for %d concurrent cold requests, want exactly 1", got, kind, n)
 		}
 	}
+	// The image's manifest once (concurrent fetches are collapsed) and the bundle referrer's.
+	if got := count.get(countManifestGET); got != 2 {
+		t.Errorf("upstream saw %d other manifest GETs for %d concurrent cold requests, want 2 (the image, its bundle)", got, n)
+	}
 	st := a.Engine.Stats()
 	if st.Allowed != n || st.Denied != 0 || st.Failed != 0 {
 		t.Errorf("engine stats %+v, want %d allowed and nothing else", st, n)
