@@ -307,9 +307,17 @@ func (h *Handler) fetchManifest(ctx context.Context, rt route, info *requestInfo
 		return m, err
 	}
 	info.source = "upstream"
-	if err := h.opts.Store.PutManifest(ctx, rt.upstream.name, rt.repo, m); err != nil {
-		h.log.WarnContext(ctx, "caching manifest failed", slog.String("digest", m.Digest.String()), slog.String("error", err.Error()))
-	}
+	// Written behind: the store's writes (fsync'd files) are off the request's path, and
+	// the store answers reads of the manifest from memory until they are done.
+	done := h.opts.Store.putPending(rt.upstream.name, rt.repo, m)
+	go func() {
+		defer done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if err := h.opts.Store.PutManifest(sctx, rt.upstream.name, rt.repo, m); err != nil {
+			h.log.WarnContext(sctx, "caching manifest failed", slog.String("digest", m.Digest.String()), slog.String("error", err.Error()))
+		}
+	}()
 	return m, nil
 }
 

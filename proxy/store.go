@@ -9,6 +9,7 @@ import (
 	"io"
 	"path"
 	"strings"
+	"sync"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/opencontainers/go-digest"
@@ -32,11 +33,30 @@ import (
 // so a reader never sees partial or unverified content.
 type Store struct {
 	driver storagedriver.StorageDriver
+
+	mu sync.Mutex
+	// pending holds manifests being written behind, by link path, so that reads find them
+	// before the driver has them.
+	pending map[string]oci.Manifest
 }
 
 // NewStore returns a Store on driver.
 func NewStore(driver storagedriver.StorageDriver) *Store {
-	return &Store{driver: driver}
+	return &Store{driver: driver, pending: map[string]oci.Manifest{}}
+}
+
+// putPending makes m readable for repo at once, until the returned func is called (when
+// the caller's PutManifest has finished, successfully or not).
+func (s *Store) putPending(upstream, repo string, m oci.Manifest) (done func()) {
+	key := linkPath(upstream, repo, "_manifests", m.Digest)
+	s.mu.Lock()
+	s.pending[key] = m
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		delete(s.pending, key)
+		s.mu.Unlock()
+	}
 }
 
 func blobPath(d digest.Digest) string {
@@ -75,6 +95,12 @@ func (s *Store) link(ctx context.Context, upstream, repo, kind string, d digest.
 // Manifest returns the stored manifest d if repo fetched it before; oci.ErrNotFound otherwise.
 // The stored bytes are checked against d on every read.
 func (s *Store) Manifest(ctx context.Context, upstream, repo string, d digest.Digest) (oci.Manifest, error) {
+	s.mu.Lock()
+	m, pending := s.pending[linkPath(upstream, repo, "_manifests", d)]
+	s.mu.Unlock()
+	if pending {
+		return m, nil
+	}
 	ok, err := s.linked(ctx, upstream, repo, "_manifests", d)
 	if err != nil {
 		return oci.Manifest{}, fmt.Errorf("content store: %w", err)
