@@ -13,9 +13,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/distribution/distribution/v3/configuration"
-	"github.com/distribution/distribution/v3/registry/handlers"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory" // the in-process upstream's storage
 	"github.com/google/go-containerregistry/pkg/name"
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
@@ -27,6 +24,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/internal/testtool"
 	"github.com/portcullis/portcullis/verify"
 )
 
@@ -202,17 +200,7 @@ func newGGCR(t testing.TB) upstream {
 // referrers API, so clients use the referrers tag schema.
 func newDistribution(t testing.TB) upstream {
 	t.Helper()
-	cfg := &configuration.Configuration{
-		Storage: configuration.Storage{
-			"inmemory": configuration.Parameters{},
-			"maintenance": configuration.Parameters{"uploadpurging": map[any]any{
-				"enabled": false,
-			}},
-		},
-	}
-	cfg.HTTP.Secret = "portcullis-test"
-	app := handlers.NewApp(context.Background(), cfg)
-	srv := httptest.NewServer(app)
+	srv := httptest.NewServer(testtool.Distribution(t))
 	t.Cleanup(srv.Close)
 	return upstream{name: "distribution", host: strings.TrimPrefix(srv.URL, "http://")}
 }

@@ -7,8 +7,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,19 +15,15 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/distribution/distribution/v3/configuration"
-	"github.com/distribution/distribution/v3/registry/handlers"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory" // the in-process upstream's storage
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
-	"github.com/sirupsen/logrus"
 
-	"github.com/portcullis/portcullis/config"
 	"github.com/portcullis/portcullis/internal/app"
+	"github.com/portcullis/portcullis/internal/testtool"
 	"github.com/portcullis/portcullis/verify/sign"
 )
 
@@ -111,12 +105,7 @@ func signBundle(tb testing.TB, host string, k signingKey, p pushed) {
 // in-memory storage, behind a request counter.
 func inProcessUpstream(tb testing.TB) (*httptest.Server, *counter) {
 	tb.Helper()
-	logrus.SetOutput(io.Discard) // distribution logs through logrus's global logger
-	cfg := &configuration.Configuration{}
-	cfg.Storage = configuration.Storage{"inmemory": configuration.Parameters{}}
-	cfg.Log.Level = "error"
-	cfg.Log.AccessLog.Disabled = true
-	c := &counter{next: handlers.NewApp(context.Background(), cfg)}
+	c := &counter{next: testtool.Distribution(tb)}
 	srv := httptest.NewServer(c)
 	tb.Cleanup(srv.Close)
 	return srv, c
@@ -211,17 +200,5 @@ defaultPolicy: deny
 // inProcessPortcullis builds portcullis with internal/app, as `portcullis serve` does.
 func inProcessPortcullis(tb testing.TB, yml string) *app.App {
 	tb.Helper()
-	p := filepath.Join(tb.TempDir(), "portcullis.yaml")
-	if err := os.WriteFile(p, []byte(yml), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	cfg, err := config.Load(p, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	a, err := app.New(context.Background(), cfg, app.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return a
+	return testtool.Portcullis(tb, yml, nil)
 }

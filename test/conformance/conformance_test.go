@@ -5,12 +5,10 @@
 package conformance
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -25,8 +23,6 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/portcullis/portcullis/config"
-	"github.com/portcullis/portcullis/internal/app"
 	"github.com/portcullis/portcullis/internal/testtool"
 )
 
@@ -103,22 +99,11 @@ policies:
     mode: warn
     authorities: [{name: test-key, key: {data: %q}}]
 push:
-  htpasswd: htpasswd
+  htpasswd: %s
   users: [{name: conformance, images: ["upstream.invalid/conformance/**"]}]
   passThrough: {images: ["upstream.invalid/conformance/**"], allow: any}
-`, filepath.Join(dir, "store"), upstream, string(pub))
-	p := filepath.Join(dir, "portcullis.yaml")
-	if err := os.WriteFile(p, []byte(yml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(p, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := app.New(context.Background(), cfg, app.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+`, filepath.Join(dir, "store"), upstream, string(pub), filepath.Join(dir, "htpasswd"))
+	a := testtool.Portcullis(t, yml, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -4,20 +4,14 @@
 package e2e
 
 import (
-	"context"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/distribution/distribution/v3/configuration"
-	"github.com/distribution/distribution/v3/registry/handlers"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory" // upstream registry's storage
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -25,10 +19,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/sirupsen/logrus"
 
-	"github.com/portcullis/portcullis/config"
-	"github.com/portcullis/portcullis/internal/app"
 	"github.com/portcullis/portcullis/internal/testtool"
 )
 
@@ -44,14 +35,7 @@ type upstream struct {
 
 func newUpstream(t *testing.T) *upstream {
 	t.Helper()
-	t.Setenv("OTEL_TRACES_EXPORTER", "none")
-	logrus.SetOutput(io.Discard) // distribution logs through logrus's global logger
-	cfg := &configuration.Configuration{}
-	cfg.Storage = configuration.Storage{"inmemory": configuration.Parameters{}}
-	cfg.Log.Level = "error"
-	cfg.Log.AccessLog.Disabled = true
-	a := handlers.NewApp(context.Background(), cfg)
-	srv := httptest.NewServer(a)
+	srv := httptest.NewServer(testtool.Distribution(t))
 	t.Cleanup(srv.Close)
 	return &upstream{srv: srv, host: strings.TrimPrefix(srv.URL, "http://")}
 }
@@ -60,7 +44,6 @@ func newUpstream(t *testing.T) *upstream {
 type proxyServer struct {
 	srv  *httptest.Server
 	host string
-	cfg  *config.Config
 }
 
 func startProxy(t *testing.T, up *upstream, yamlExtra string) *proxyServer {
@@ -69,19 +52,7 @@ func startProxy(t *testing.T, up *upstream, yamlExtra string) *proxyServer {
 	yml := "listen: 127.0.0.1:0\nlog: {format: text, level: warn}\n" +
 		"storage: {driver: filesystem, params: {rootdirectory: " + filepath.Join(dir, "store") + "}}\n" +
 		"upstreams:\n  - name: " + upstreamName + "\n    url: " + up.srv.URL + "\n    insecure: true\n    default: true\n" + yamlExtra
-	p := filepath.Join(dir, "portcullis.yaml")
-	if err := os.WriteFile(p, []byte(yml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := config.Load(p, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	a, err := app.New(context.Background(), cfg, app.Options{Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testtool.Portcullis(t, yml, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +60,7 @@ func startProxy(t *testing.T, up *upstream, yamlExtra string) *proxyServer {
 	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: a.Handler}}
 	srv.Start()
 	t.Cleanup(srv.Close)
-	return &proxyServer{srv: srv, host: ln.Addr().String(), cfg: cfg}
+	return &proxyServer{srv: srv, host: ln.Addr().String()}
 }
 
 type testWriter struct{ t *testing.T }

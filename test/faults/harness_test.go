@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -28,20 +27,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/distribution/distribution/v3/configuration"
-	"github.com/distribution/distribution/v3/registry/handlers"
-	_ "github.com/distribution/distribution/v3/registry/storage/driver/inmemory" // the upstream's storage
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
-	"github.com/sirupsen/logrus"
 
-	"github.com/portcullis/portcullis/config"
 	"github.com/portcullis/portcullis/internal/app"
 	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/internal/testtool"
 	"github.com/portcullis/portcullis/verify/sign"
 )
 
@@ -101,12 +96,7 @@ func newEnv(t *testing.T, o opts) *env {
 	if o.timeout == 0 {
 		o.timeout = 2 * time.Second
 	}
-	logrus.SetOutput(io.Discard)
-	cfg := &configuration.Configuration{}
-	cfg.Storage = configuration.Storage{"inmemory": configuration.Parameters{}}
-	cfg.Log.Level = "error"
-	cfg.Log.AccessLog.Disabled = true
-	e := &env{t: t, f: &faulty{next: handlers.NewApp(context.Background(), cfg)}}
+	e := &env{t: t, f: &faulty{next: testtool.Distribution(t)}}
 	e.up = httptest.NewServer(e.f)
 	e.host = strings.TrimPrefix(e.up.URL, "http://")
 
@@ -140,18 +130,7 @@ policies:
         key: {path: %[5]s}
 defaultPolicy: deny
 %[6]s`, upstreamName, e.up.URL, o.timeout, o.retries, pubPath, o.extra)
-	p := filepath.Join(dir, "portcullis.yaml")
-	if err := os.WriteFile(p, []byte(yml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	c, err := config.Load(p, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.app, err = app.New(context.Background(), c, app.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.app = testtool.Portcullis(t, yml, nil)
 	e.px = httptest.NewServer(e.app.Handler)
 	e.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}, Timeout: 30 * time.Second}
 	t.Cleanup(func() {
