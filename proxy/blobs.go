@@ -159,19 +159,21 @@ func (h *Handler) streamBlob(w http.ResponseWriter, r *http.Request, rt route, d
 			panic(http.ErrAbortHandler)
 		}
 	}
-	if err := bw.Commit(ctx, rt.upstream.name, rt.repo); err != nil || (size >= 0 && total != size) {
-		if err == nil {
-			err = fmt.Errorf("upstream sent %d bytes, announced %d", total, size)
-		}
+	if !bw.Verified() || (size >= 0 && total != size) {
+		bw.Cancel(ctx)
 		h.log.ErrorContext(ctx, "blob from upstream rejected", slog.String("upstream", rt.upstream.name),
-			slog.String("repo", rt.repo), slog.String("digest", d.String()), slog.String("error", err.Error()))
-		if !bw.Verified() || size >= 0 && total != size {
-			panic(http.ErrAbortHandler)
-		}
-		// Verified content that only failed to reach the cache is still served.
+			slog.String("repo", rt.repo), slog.String("digest", d.String()),
+			slog.String("error", fmt.Sprintf("content does not match its digest (%d bytes, %d announced)", total, size)))
+		panic(http.ErrAbortHandler)
 	}
+	// Verified: the client gets the last chunk now; making the store's copy durable (an
+	// fsync of the whole blob) happens after.
 	if clientOK && len(pending) > 0 {
 		_, _ = w.Write(pending)
+		_ = http.NewResponseController(w).Flush()
+	}
+	if err := bw.Commit(ctx, rt.upstream.name, rt.repo); err != nil {
+		h.log.WarnContext(ctx, "caching blob failed", slog.String("digest", d.String()), slog.String("error", err.Error()))
 	}
 	return nil
 }
