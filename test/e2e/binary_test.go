@@ -296,3 +296,19 @@ func TestServeTLS(t *testing.T) {
 		t.Errorf("plain HTTP answered on the TLS port")
 	}
 }
+
+// TestDemo runs the README's first command: offline, no configuration.
+func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	out, err := testtool.Run(t, "", buildBinary(t), nil, "demo")
+	if err != nil {
+		t.Fatalf("portcullis demo: %v\n%s", err, out)
+	}
+	for _, want := range []string{"ADMITTED   demo.invalid/demo/signed:v1", "DENIED     demo.invalid/demo/unsigned:v1", `denied by policy "demo"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+}
