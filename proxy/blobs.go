@@ -24,6 +24,13 @@ func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request, rt route, in
 	d := digest.Digest(rt.ref)
 	info.digest = d
 	up, st := rt.upstream, h.opts.Store
+	if c, ok := h.committing.Load(d); ok {
+		select { // a download of d is being made durable in the store: use it
+		case <-c.(chan struct{}):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	size, linked, err := st.BlobSize(ctx, up.name, rt.repo, d)
 	stored := err == nil
 	if err != nil && !errors.Is(err, oci.ErrNotFound) {
@@ -167,7 +174,13 @@ func (h *Handler) streamBlob(w http.ResponseWriter, r *http.Request, rt route, d
 		panic(http.ErrAbortHandler)
 	}
 	// Verified: the client gets the last chunk now; making the store's copy durable (an
-	// fsync of the whole blob) happens after.
+	// fsync of the whole blob) happens after, and requests for d meanwhile wait for it.
+	committed := make(chan struct{})
+	h.committing.Store(d, committed)
+	defer func() {
+		h.committing.Delete(d)
+		close(committed)
+	}()
 	if clientOK && len(pending) > 0 {
 		_, _ = w.Write(pending)
 		_ = http.NewResponseController(w).Flush()

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
@@ -75,6 +76,9 @@ type Handler struct {
 	requests metric.Int64Counter
 	duration metric.Float64Histogram
 	flights  singleflight.Group // manifest resolutions in progress
+	// committing maps a blob digest to a channel closed once its verified download is
+	// durable in the store.
+	committing sync.Map
 }
 
 type tagEntry struct {
@@ -99,7 +103,7 @@ func New(opts Options) (*Handler, error) {
 	if opts.Meter == nil {
 		opts.Meter = noop.NewMeterProvider().Meter("")
 	}
-	h := &Handler{opts: opts, log: opts.Logger, tags: expirable.NewLRU[string, tagEntry](16384, nil, 0), uploads: newUploads()}
+	h := &Handler{opts: opts, log: opts.Logger, tags: expirable.NewLRU[string, tagEntry](16384, nil, 0), uploads: newUploads(opts.Store)}
 	var err error
 	if h.requests, err = opts.Meter.Int64Counter("portcullis.requests",
 		metric.WithDescription("Distribution API requests, by method, endpoint, status and source.")); err != nil {

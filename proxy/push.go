@@ -43,8 +43,12 @@ type upload struct {
 	chunks int
 }
 
-func newUploads() *expirable.LRU[string, *upload] {
-	return expirable.NewLRU[string, *upload](4096, nil, time.Hour)
+// newUploads holds upload sessions for an hour; the chunks of a session that expires or is
+// evicted unfinished are deleted from the store.
+func newUploads(st *Store) *expirable.LRU[string, *upload] {
+	return expirable.NewLRU[string, *upload](4096, func(id string, _ *upload) {
+		go st.deleteUpload(context.Background(), id)
+	}, time.Hour)
 }
 
 // authorizePush returns the authenticated user allowed to write image, or the error to
@@ -155,7 +159,7 @@ func (h *Handler) serveUpload(w http.ResponseWriter, r *http.Request, rt route, 
 		if err := checkChunkStart(w, r, u); err != nil {
 			return err
 		}
-		h.uploads.Remove(id)
+		defer h.uploads.Remove(id) // after finishing: removal deletes what is left of it
 		return h.finishUpload(w, r, rt, u, d)
 	}
 	return errcode.ErrorCodeUnsupported.WithMessage(r.Method + " is not part of the upload protocol")
