@@ -79,6 +79,8 @@ type Handler struct {
 	// committing maps a blob digest to a channel closed once its verified download is
 	// durable in the store.
 	committing sync.Map
+	// background counts the store writes done behind requests; Close waits for them.
+	background sync.WaitGroup
 }
 
 type tagEntry struct {
@@ -314,15 +316,31 @@ func (h *Handler) fetchManifest(ctx context.Context, rt route, info *requestInfo
 	// Written behind: the store's writes (fsync'd files) are off the request's path, and
 	// the store answers reads of the manifest from memory until they are done.
 	done := h.opts.Store.putPending(rt.upstream.name, rt.repo, m)
-	go func() {
+	h.background.Go(func() {
 		defer done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
 		if err := h.opts.Store.PutManifest(sctx, rt.upstream.name, rt.repo, m); err != nil {
 			h.log.WarnContext(sctx, "caching manifest failed", slog.String("digest", m.Digest.String()), slog.String("error", err.Error()))
 		}
-	}()
+	})
 	return m, nil
+}
+
+// Close waits until the store writes made behind requests have finished, or ctx is done.
+// Call it after the HTTP server has stopped taking requests.
+func (h *Handler) Close(ctx context.Context) error {
+	finished := make(chan struct{})
+	go func() {
+		h.background.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for store writes: %w", ctx.Err())
+	}
 }
 
 func (h *Handler) serveManifest(w http.ResponseWriter, r *http.Request, rt route, info *requestInfo) error {

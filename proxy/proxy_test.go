@@ -98,7 +98,12 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := httptest.NewServer(h)
+	t.Cleanup(func() {
+		if err := h.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	p := httptest.NewServer(h) // closed before h: cleanups run last-in first-out
 	t.Cleanup(p.Close)
 	return &env{up: up, faults: f, proxy: p, host: strings.TrimPrefix(up.URL, "http://")}
 }

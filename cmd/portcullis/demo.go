@@ -131,6 +131,7 @@ func runDemo(ctx context.Context, out io.Writer, listen string, keep bool) error
 	if err != nil {
 		return err
 	}
+	defer func() { _ = a.Close(context.WithoutCancel(ctx)) }() // after srv.Close, before the store goes
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err

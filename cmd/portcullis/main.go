@@ -117,5 +117,5 @@ func serve(ctx context.Context, cfg *config.Config, a *app.App, log *slog.Logger
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
-	return nil
+	return a.Close(sctx)
 }

@@ -35,6 +35,7 @@ type App struct {
 	// Cache holds the decisions.
 	Cache  *cache.Memory
 	driver storagedriver.StorageDriver
+	proxy  *proxy.Handler
 	opts   Options
 }
 
@@ -112,7 +113,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &App{Engine: engine, Cache: decisions, driver: driver, opts: opts}
+	a := &App{Engine: engine, Cache: decisions, driver: driver, proxy: h, opts: opts}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -129,6 +130,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	mux.Handle("/v2", h)
 	a.Handler = mux
 	return a, nil
+}
+
+// Close waits for the work the App does behind requests (content written to the store) to
+// finish, or for ctx to be done. Call it once the HTTP server has shut down.
+func (a *App) Close(ctx context.Context) error {
+	return a.proxy.Close(ctx)
 }
 
 // Reload compiles the policies of cfg and, if they are valid, swaps them in atomically;

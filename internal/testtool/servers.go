@@ -57,5 +57,12 @@ func Portcullis(t testing.TB, yml string, log *slog.Logger) *app.App {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Registered after the caller's TempDirs, so it runs before they are removed: the store
+	// writes made behind requests finish first.
+	t.Cleanup(func() {
+		if err := a.Close(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
 	return a
 }

@@ -58,5 +58,5 @@ func run() error {
 	if err := srv.Serve(ln); err != http.ErrServerClosed {
 		return err
 	}
-	return nil
+	return a.Close(context.Background())
 }
