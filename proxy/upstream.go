@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -22,6 +23,7 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/portcullis/portcullis/internal/oci"
 )
@@ -108,9 +110,23 @@ type Upstream struct {
 	auth      func() (authn.Authenticator, error)
 	inner     http.RoundTripper
 
-	mu         sync.Mutex
-	transports *expirable.LRU[string, http.RoundTripper] // authenticated transports by repository
+	mu          sync.Mutex
+	transports  *expirable.LRU[string, http.RoundTripper] // authenticated transports by repository
+	challenge   *transport.Challenge                      // the answer to GET /v2/, until challengeAt+challengeTTL
+	challengeAt time.Time
+	pings       singleflight.Group
+	// noReferrersAPI is when the upstream was last seen without the referrers API (Unix
+	// nanoseconds; 0: never): for referrersAPITTL after it, the tag schema is asked directly.
+	noReferrersAPI atomic.Int64
 }
+
+// How long an upstream's authentication challenge and the absence of its referrers API are
+// remembered: one GET /v2/ per upstream rather than per repository, and no referrers API
+// request bound to fail before every tag schema lookup.
+const (
+	challengeTTL    = 10 * time.Minute
+	referrersAPITTL = 10 * time.Minute
+)
 
 // NewUpstream builds the client for c, which must be valid. base is the HTTP transport to
 // dial with; nil means a fresh one.
@@ -152,9 +168,9 @@ func NewUpstream(c UpstreamConfig, base *http.Transport) (*Upstream, error) {
 	if c.Retries != nil {
 		retries = *c.Retries
 	}
-	var inner http.RoundTripper = base
+	var inner http.RoundTripper = transport.NewUserAgent(base, "portcullis")
 	if retries > 0 {
-		inner = transport.NewRetry(base,
+		inner = transport.NewRetry(inner,
 			transport.WithRetryBackoff(transport.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: retries + 1}),
 			transport.WithRetryStatusCodes(http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, http.StatusTooManyRequests))
 	}
@@ -208,7 +224,7 @@ func (u *Upstream) transport(ctx context.Context, repo string, push bool) (http.
 	if err != nil {
 		return nil, fmt.Errorf("credentials for %s: %w", u.name, err)
 	}
-	t, err = transport.NewWithContext(ctx, u.reg, auth, u.inner, []string{scope})
+	t, err = u.authenticate(ctx, auth, scope)
 	if err != nil {
 		return nil, u.wrapErr(err)
 	}
@@ -216,6 +232,48 @@ func (u *Upstream) transport(ctx context.Context, repo string, push bool) (http.
 	u.transports.Add(scope, t)
 	u.mu.Unlock()
 	return t, nil
+}
+
+// authenticate does what transport.NewWithContext does, with the upstream's challenge (its
+// answer to GET /v2/) remembered rather than asked for again for every repository: a bearer
+// token exchange for scope when the upstream wants one, static or no credentials otherwise.
+func (u *Upstream) authenticate(ctx context.Context, auth authn.Authenticator, scope string) (http.RoundTripper, error) {
+	pr, err := u.ping(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tok := &transport.Token{}
+	if strings.EqualFold(pr.Scheme, "bearer") {
+		if tok, err = transport.Exchange(ctx, u.reg, auth, u.inner, []string{scope}, pr); err != nil {
+			return nil, err
+		}
+	}
+	return transport.FromToken(u.reg, auth, u.inner, pr, tok)
+}
+
+// ping returns the upstream's authentication challenge, asking for it at most once per
+// challengeTTL however many requests need it at the same time.
+func (u *Upstream) ping(ctx context.Context) (*transport.Challenge, error) {
+	u.mu.Lock()
+	pr, at := u.challenge, u.challengeAt
+	u.mu.Unlock()
+	if pr != nil && time.Since(at) < challengeTTL {
+		return pr, nil
+	}
+	v, err, _ := u.pings.Do("", func() (any, error) {
+		pr, err := transport.Ping(context.WithoutCancel(ctx), u.reg, u.inner)
+		if err != nil {
+			return nil, err
+		}
+		u.mu.Lock()
+		u.challenge, u.challengeAt = pr, time.Now()
+		u.mu.Unlock()
+		return pr, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*transport.Challenge), nil
 }
 
 // client returns an HTTP client authenticated for pulls from repo. Redirects are followed
@@ -505,14 +563,19 @@ func (u *Upstream) Referrers(ctx context.Context, repo string, d digest.Digest) 
 	if err := d.Validate(); err != nil {
 		return nil, fmt.Errorf("referrers of %q: %w", d, err)
 	}
-	idx, err := u.referrersAPI(ctx, repo, d)
-	if err == nil {
-		return idx.Manifests, nil
-	}
-	var ue *UpstreamError
-	if !errors.As(err, &ue) || (ue.Status != http.StatusNotFound && ue.Status != http.StatusBadRequest &&
-		ue.Status != http.StatusMethodNotAllowed && ue.Status != http.StatusNotImplemented) {
-		return nil, err
+	if seen := u.noReferrersAPI.Load(); seen == 0 || time.Since(time.Unix(0, seen)) >= referrersAPITTL {
+		idx, err := u.referrersAPI(ctx, repo, d)
+		if err == nil {
+			return idx.Manifests, nil
+		}
+		var ue *UpstreamError
+		if !errors.As(err, &ue) || (ue.Status != http.StatusNotFound && ue.Status != http.StatusBadRequest &&
+			ue.Status != http.StatusMethodNotAllowed && ue.Status != http.StatusNotImplemented) {
+			return nil, err
+		}
+		if lacksEndpoint(ue) {
+			u.noReferrersAPI.Store(time.Now().UnixNano())
+		}
 	}
 	m, err := u.Manifest(ctx, repo, ReferrersTag(d))
 	if errors.Is(err, oci.ErrNotFound) {
@@ -555,6 +618,18 @@ func (u *Upstream) referrersAPI(ctx context.Context, repo string, d digest.Diges
 		idx.Manifests = []ocispec.Descriptor{}
 	}
 	return idx, nil
+}
+
+// lacksEndpoint reports whether ue says the upstream has no such endpoint, rather than that
+// the repository or manifest is unknown: a registry that implements the referrers API
+// answers with OCI error codes (other than UNSUPPORTED); a missing route does not.
+func lacksEndpoint(ue *UpstreamError) bool {
+	for _, c := range ue.Codes {
+		if c != "UNSUPPORTED" {
+			return false
+		}
+	}
+	return true
 }
 
 // ReferrersTag is the referrers tag schema tag for d: "sha256-<hex>".
