@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 
@@ -126,6 +127,13 @@ func (h *Handler) fillBlob(ctx context.Context, rt route, d digest.Digest) error
 // streamBlob sends d to the client while writing it to the store. The digest is checked
 // before the last chunk is sent: on a mismatch the stored copy is discarded and the client's
 // connection is cut, so it sees a failed download rather than wrong content.
+//
+// The copy is a pipeline, so that it runs at the pace of its slowest stage rather than at
+// the sum of their costs: a goroutine reads the upstream into free buffers, a second writes
+// each filled buffer to the store (which hashes it), and the handler's goroutine sends each
+// stored buffer to the client one chunk behind, so the last is held back until the whole
+// blob is hashed. Each stage hands a buffer on only when done with it, and buffers return
+// to the free list once sent, so memory stays at pipelineBuffers chunks whatever the size.
 func (h *Handler) streamBlob(w http.ResponseWriter, r *http.Request, rt route, d digest.Digest) error {
 	ctx, cancel := h.fillCtx(r.Context())
 	defer cancel()
@@ -140,31 +148,72 @@ func (h *Handler) streamBlob(w http.ResponseWriter, r *http.Request, rt route, d
 	}
 	w.WriteHeader(http.StatusOK)
 
-	bufA, bufB := make([]byte, chunk), make([]byte, chunk)
-	var pending []byte
+	// Every piece holds a buffer from free, so no more than pipelineBuffers pieces exist
+	// and sends on read and stored never block.
+	free := make(chan []byte, pipelineBuffers)
+	for range pipelineBuffers {
+		free <- make([]byte, chunk)
+	}
+	read, stored := make(chan piece, pipelineBuffers), make(chan piece, pipelineBuffers)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	defer func() { // however the handler ends, no stage outlives it
+		close(done)
+		cancel() // unblocks a read from the upstream
+		wg.Wait()
+	}()
+	wg.Go(func() { // upstream → read; the last piece sent has err set
+		defer close(read)
+		for {
+			var buf []byte
+			select {
+			case buf = <-free:
+			case <-done:
+				return
+			}
+			n, err := io.ReadFull(rc, buf)
+			if err == io.ErrUnexpectedEOF {
+				err = io.EOF
+			}
+			read <- piece{buf[:n], err}
+			if err != nil {
+				return
+			}
+		}
+	})
+	wg.Go(func() { // read → store → stored
+		for p := range read {
+			_, _ = bw.Write(p.buf)
+			stored <- p
+		}
+	})
+
+	var pending []byte // the last chunk stored, not yet sent
 	clientOK := true
 	var total int64
-	for {
-		n, rerr := io.ReadFull(rc, bufA)
-		if n > 0 {
-			total += int64(n)
-			_, _ = bw.Write(bufA[:n])
-			if len(pending) > 0 && clientOK {
+	var rerr error
+	for rerr == nil {
+		p := <-stored // the stages always end with a piece that has err set
+		rerr = p.err
+		if len(p.buf) == 0 {
+			continue
+		}
+		total += int64(len(p.buf))
+		if pending != nil {
+			if clientOK {
 				if _, err := w.Write(pending); err != nil {
 					clientOK = false
 				}
 			}
-			pending = bufA[:n]
-			bufA, bufB = bufB, bufA
+			free <- pending[:chunk]
 		}
-		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
-			break
-		}
-		if rerr != nil {
-			bw.Cancel(ctx)
-			h.log.WarnContext(ctx, "blob download failed", slog.String("digest", d.String()), slog.String("error", rerr.Error()))
-			panic(http.ErrAbortHandler)
-		}
+		pending = p.buf
+	}
+	// Both stages are done with bw now.
+	if rerr != io.EOF {
+		bw.Cancel(ctx)
+		h.log.WarnContext(ctx, "blob download failed", slog.String("digest", d.String()), slog.String("error", rerr.Error()))
+		panic(http.ErrAbortHandler)
 	}
 	if !bw.Verified() || (size >= 0 && total != size) {
 		bw.Cancel(ctx)
@@ -189,6 +238,17 @@ func (h *Handler) streamBlob(w http.ResponseWriter, r *http.Request, rt route, d
 		h.log.WarnContext(ctx, "caching blob failed", slog.String("digest", d.String()), slog.String("error", err.Error()))
 	}
 	return nil
+}
+
+// pipelineBuffers is how many chunk buffers a streamed blob uses: one being read, one being
+// stored, one being sent and one held back.
+const pipelineBuffers = 4
+
+// piece is a chunk passed along streamBlob's pipeline; err is set on the last one, io.EOF
+// if the download ended well.
+type piece struct {
+	buf []byte
+	err error
 }
 
 // serveStoredBlob serves a stored blob, honouring a single byte range.
