@@ -392,7 +392,7 @@ func TestReport(t *testing.T) {
 		ct.add("`cosign verify` (v3.1.3, same image)", ms(cosignWall), "—", "—", "—")
 	}
 	ct.notes = append(ct.notes, fmt.Sprintf("Median of %d images, each cold for every target. Upstream round trip (direct warm manifest GET p50): %s. "+
-		"portcullis's cold manifest includes the signature lookup (.sig tag, referrers API, referrers tag index, bundle manifest and blob) and verification. "+
+		"portcullis's cold manifest includes the signature lookup (the .sig tag and the referrers tag index in parallel, then the bundle manifest, then its blob; the referrers API, absent here, is asked once per upstream and its absence remembered) and verification. "+
 		"Target: ≤ 1 extra round trip over the unverified proxy.", coldImages, ms(rtt)))
 	if cosignWall > 0 {
 		ct.notes = append(ct.notes, fmt.Sprintf("portcullis cold verification vs `cosign verify` wall time: %s faster (target ≥ 20×); "+
