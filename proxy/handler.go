@@ -105,7 +105,8 @@ func New(opts Options) (*Handler, error) {
 	if opts.Meter == nil {
 		opts.Meter = noop.NewMeterProvider().Meter("")
 	}
-	h := &Handler{opts: opts, log: opts.Logger, tags: expirable.NewLRU[string, tagEntry](16384, nil, 0), uploads: newUploads(opts.Store)}
+	h := &Handler{opts: opts, log: opts.Logger, tags: expirable.NewLRU[string, tagEntry](16384, nil, 0)}
+	h.uploads = newUploads(opts.Store, &h.background)
 	var err error
 	if h.requests, err = opts.Meter.Int64Counter("portcullis.requests",
 		metric.WithDescription("Distribution API requests, by method, endpoint, status and source.")); err != nil {

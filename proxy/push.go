@@ -43,11 +43,12 @@ type upload struct {
 	chunks int
 }
 
-// newUploads holds upload sessions for an hour; the chunks of a session that expires or is
-// evicted unfinished are deleted from the store.
-func newUploads(st *Store) *expirable.LRU[string, *upload] {
+// newUploads holds upload sessions for an hour; the chunks of a session that expires, is
+// evicted unfinished or is removed once finished are deleted from the store, off the
+// request's path (counted in background, which Handler.Close waits for).
+func newUploads(st *Store, background *sync.WaitGroup) *expirable.LRU[string, *upload] {
 	return expirable.NewLRU[string, *upload](4096, func(id string, _ *upload) {
-		go st.deleteUpload(context.Background(), id)
+		background.Go(func() { st.deleteUpload(context.Background(), id) })
 	}, time.Hour)
 }
 
