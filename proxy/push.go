@@ -253,30 +253,27 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// upstreamRepo names repo in rt's upstream for go-containerregistry's remote package.
-func (rt route) upstreamRepo() (name.Repository, error) {
-	var opts []name.Option
+// pushRemote names repo in rt's upstream for go-containerregistry's remote package, with the
+// options that push there with the proxy's credentials.
+func (rt route) pushRemote(ctx context.Context) (name.Repository, []remote.Option, error) {
+	var nopts []name.Option
 	if rt.upstream.base.Scheme == "http" {
-		opts = append(opts, name.Insecure)
+		nopts = append(nopts, name.Insecure)
 	}
-	return name.NewRepository(rt.upstream.reg.Name()+"/"+rt.repo, opts...)
-}
-
-func (h *Handler) remoteOpts(ctx context.Context, rt route) ([]remote.Option, error) {
+	repo, err := name.NewRepository(rt.upstream.reg.Name()+"/"+rt.repo, nopts...)
+	if err != nil {
+		return repo, nil, err
+	}
 	t, err := rt.upstream.transport(ctx, rt.repo, true)
 	if err != nil {
-		return nil, err
+		return repo, nil, err
 	}
-	return []remote.Option{remote.WithTransport(t), remote.WithContext(ctx)}, nil
+	return repo, []remote.Option{remote.WithTransport(t), remote.WithContext(ctx)}, nil
 }
 
 // pushBlob copies stored blob d to the upstream.
 func (h *Handler) pushBlob(ctx context.Context, rt route, d digest.Digest, size int64) error {
-	repo, err := rt.upstreamRepo()
-	if err != nil {
-		return err
-	}
-	opts, err := h.remoteOpts(ctx, rt)
+	repo, opts, err := rt.pushRemote(ctx)
 	if err != nil {
 		return err
 	}
@@ -358,11 +355,7 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	if !signature && !h.opts.Pushers.plainPush(image) {
 		return errcode.ErrorCodeDenied.WithMessage(fmt.Sprintf("portcullis accepts only signature pushes here (cosign .sig/.att manifests or sigstore bundle referrers); %s is not open to other pushes", image))
 	}
-	repo, err := rt.upstreamRepo()
-	if err != nil {
-		return err
-	}
-	opts, err := h.remoteOpts(ctx, rt)
+	repo, opts, err := rt.pushRemote(ctx)
 	if err != nil {
 		return err
 	}
