@@ -27,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/internal/testtool"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
 )
@@ -151,11 +152,7 @@ func errCode(t *testing.T, b []byte) string {
 
 func randomImage(t *testing.T) v1.Image {
 	t.Helper()
-	img, err := random.Image(2048, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
+	return testtool.RandomImage(t, 2048, 2)
 }
 
 func TestRoutingStyles(t *testing.T) {

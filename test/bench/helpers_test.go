@@ -17,7 +17,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -70,10 +69,7 @@ type pushed struct {
 // pushImage writes a random image (layers of layerSize bytes) to host/repo:tag.
 func pushImage(tb testing.TB, host, repo, tag string, layerSize int64, layers int) pushed {
 	tb.Helper()
-	img, err := random.Image(layerSize, int64(layers))
-	if err != nil {
-		tb.Fatal(err)
-	}
+	img := testtool.RandomImage(tb, layerSize, int64(layers))
 	ref, err := name.ParseReference(host+"/"+repo+":"+tag, name.Insecure)
 	if err != nil {
 		tb.Fatal(err)

@@ -151,10 +151,7 @@ func newRegistry(t *testing.T) string {
 // pushImage pushes a random image to host/repo:v1 and returns its reference by digest.
 func pushImage(t *testing.T, host, repo string) string {
 	t.Helper()
-	img, err := random.Image(256, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := testtool.RandomImage(t, 256, 1)
 	ref, err := name.ParseReference(host+"/"+repo+":v1", name.Insecure)
 	if err != nil {
 		t.Fatal(err)

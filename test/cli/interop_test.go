@@ -9,18 +9,21 @@ import (
 	"github.com/portcullis/portcullis/internal/testtool"
 )
 
+// keyPairCases are the cosign versions and passwords key pairs are exchanged with.
+var keyPairCases = []struct {
+	name, cosign, password string
+}{
+	{"v3 password", "cosign3", "s3cret"},
+	{"v3 empty password", "cosign3", ""},
+	{"v2 password", "cosign2", "s3cret"},
+	{"v2 empty password", "cosign2", ""},
+}
+
 // TestCosignKeysSignHere: key pairs made by the real cosign generate-key-pair (v2, v3; with
 // a password and with an empty one) sign with portcullis sign, and portcullis verify accepts.
 func TestCosignKeysSignHere(t *testing.T) {
 	pc := portcullis(t)
-	for _, tc := range []struct {
-		name, cosign, password string
-	}{
-		{"v3 password", "cosign3", "s3cret"},
-		{"v3 empty password", "cosign3", ""},
-		{"v2 password", "cosign2", "s3cret"},
-		{"v2 empty password", "cosign2", ""},
-	} {
+	for _, tc := range keyPairCases {
 		t.Run(tc.name, func(t *testing.T) {
 			cosign := testtool.Path(t, tc.cosign)
 			dir := t.TempDir()
@@ -42,14 +45,7 @@ func TestCosignKeysSignHere(t *testing.T) {
 // real cosign v2 and v3, whose verify accepts, as does portcullis verify.
 func TestPortcullisKeysSignInCosign(t *testing.T) {
 	pc := portcullis(t)
-	for _, tc := range []struct {
-		name, cosign, password string
-	}{
-		{"v3 password", "cosign3", "s3cret"},
-		{"v3 empty password", "cosign3", ""},
-		{"v2 password", "cosign2", "s3cret"},
-		{"v2 empty password", "cosign2", ""},
-	} {
+	for _, tc := range keyPairCases {
 		t.Run(tc.name, func(t *testing.T) {
 			cosign := testtool.Path(t, tc.cosign)
 			major := testtool.CosignMajor(t, cosign)

@@ -130,18 +130,12 @@ func (c *containerd) exported(t *testing.T, ref string) map[string][]byte {
 func TestContainerdPullsThroughMirror(t *testing.T) {
 	f := newFixture(t)
 	c := startContainerd(t, f.px.host)
-	for _, tc := range []struct {
-		ref  string
-		want map[string][]byte
-	}{
-		{"demo/app:v1", f.imgBlobs},
-		{"demo/multi:v1", f.idxBlobs},
-	} {
-		t.Run(tc.ref, func(t *testing.T) {
-			if out, err := c.pull(t, tc.ref); err != nil {
+	for _, tc := range f.pulls() {
+		t.Run(tc.repo, func(t *testing.T) {
+			if out, err := c.pull(t, tc.repo); err != nil {
 				t.Fatalf("ctr pull: %v\n%s", err, out)
 			}
-			sameContent(t, c.exported(t, tc.ref), tc.want)
+			sameContent(t, c.exported(t, tc.repo), tc.want)
 		})
 	}
 }

@@ -16,7 +16,6 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
@@ -73,11 +72,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 // testImage is a small OCI image with two layers.
 func testImage(t *testing.T) v1.Image {
 	t.Helper()
-	img, err := random.Image(4096, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
+	return testtool.RandomImage(t, 4096, 2)
 }
 
 // testIndex is a two-platform OCI index.

@@ -25,6 +25,17 @@ type fixture struct {
 	idxBlobs map[string][]byte
 }
 
+// pull is one thing a client pulls from the fixture and the content it must get.
+type pull struct {
+	repo string
+	want map[string][]byte
+}
+
+// pulls are the image and the two-platform index the fixture serves.
+func (f *fixture) pulls() []pull {
+	return []pull{{"demo/app:v1", f.imgBlobs}, {"demo/multi:v1", f.idxBlobs}}
+}
+
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	f := &fixture{up: newUpstream(t), img: testImage(t), idx: testIndex(t)}
@@ -122,13 +133,7 @@ func TestCranePullThroughMirror(t *testing.T) {
 		{"default upstream", f.px.host + "/"},
 		{"path prefix", f.px.host + "/" + upstreamName + "/"},
 	} {
-		for _, tc := range []struct {
-			repo string
-			want map[string][]byte
-		}{
-			{"demo/app:v1", f.imgBlobs},
-			{"demo/multi:v1", f.idxBlobs},
-		} {
+		for _, tc := range f.pulls() {
 			t.Run(style.name+"/"+tc.repo, func(t *testing.T) {
 				dir := filepath.Join(t.TempDir(), "layout")
 				run(t, crane, "pull", "--insecure", "--format", "oci", style.prefix+tc.repo, dir)
@@ -158,13 +163,7 @@ insecure = true
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, tc := range []struct {
-			repo string
-			want map[string][]byte
-		}{
-			{"demo/app:v1", f.imgBlobs},
-			{"demo/multi:v1", f.idxBlobs},
-		} {
+		for _, tc := range f.pulls() {
 			t.Run(style.name+"/"+tc.repo, func(t *testing.T) {
 				dir := filepath.Join(t.TempDir(), "dir")
 				src := "docker://" + upstreamName + "/" + tc.repo
@@ -196,13 +195,7 @@ func (n nsTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 func TestContainerdStyleNamespace(t *testing.T) {
 	f := newFixture(t)
 	opt := remote.WithTransport(nsTransport{ns: upstreamName})
-	for _, tc := range []struct {
-		repo string
-		want map[string][]byte
-	}{
-		{"demo/app:v1", f.imgBlobs},
-		{"demo/multi:v1", f.idxBlobs},
-	} {
+	for _, tc := range f.pulls() {
 		t.Run(tc.repo, func(t *testing.T) {
 			ref, err := name.ParseReference(f.px.host+"/"+tc.repo, name.Insecure)
 			if err != nil {

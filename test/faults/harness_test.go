@@ -29,7 +29,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
@@ -152,11 +151,7 @@ type image struct {
 
 func (e *env) push(repoTag string) image {
 	e.t.Helper()
-	img, err := random.Image(4096, 2)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return e.write(repoTag, img)
+	return e.write(repoTag, testtool.RandomImage(e.t, 4096, 2))
 }
 
 func (e *env) write(repoTag string, img v1.Image) image {
