@@ -125,7 +125,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
 	info := &requestInfo{}
 	defer func() {
-		attrs := []any{
+		attrs := []slog.Attr{
 			slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.Int("status", rec.status), slog.Int64("bytes", rec.bytes),
 			slog.Duration("duration", time.Since(start)),
@@ -148,7 +148,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if info.err != nil {
 			attrs = append(attrs, slog.String("error", info.err.Error()))
 		}
-		h.log.LogAttrs(r.Context(), slog.LevelInfo, "request", slogAttrs(attrs)...)
+		h.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 		mattrs := metric.WithAttributes(attribute.String("method", r.Method), attribute.String("endpoint", info.rt.kind),
 			attribute.Int("status", rec.status), attribute.String("source", info.source))
 		h.requests.Add(r.Context(), 1, mattrs)
@@ -158,14 +158,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		info.err = err
 		writeError(rec, r, info.rt.kind, err)
 	}
-}
-
-func slogAttrs(a []any) []slog.Attr {
-	out := make([]slog.Attr, 0, len(a))
-	for _, v := range a {
-		out = append(out, v.(slog.Attr))
-	}
-	return out
 }
 
 type requestInfo struct {
