@@ -42,10 +42,11 @@ if [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" oci-conformance "* ]]; then
   ln -sf "$dir/conformance.test" bin/oci-conformance
 fi
 
-# Pulling clients from Debian: skopeo (registries.conf mirrors) and containerd (hosts.toml).
-if [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" skopeo "* ]] || [[ " ${only[*]} " == *" containerd "* ]]; then
+# Pulling clients from Debian: skopeo and podman (registries.conf) and containerd (hosts.toml).
+if [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" skopeo "* ]] || [[ " ${only[*]} " == *" podman "* ]] || [[ " ${only[*]} " == *" containerd "* ]]; then
   missing=()
   command -v skopeo >/dev/null || missing+=(skopeo)
+  command -v podman >/dev/null || missing+=(podman)
   command -v containerd >/dev/null && command -v ctr >/dev/null || missing+=(containerd)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "tools: installing ${missing[*]} from Debian" >&2
