@@ -36,6 +36,9 @@ type Decision struct {
 	// Verified reports whether the policy's requirement was met: by the manifest's own
 	// signatures, or (AdmittedBy set) through a verified parent index.
 	Verified bool `json:"verified,omitempty"`
+	// Exempt reports a signature artifact admitted without signatures of its own: its
+	// content was checked to be nothing but signatures or attestations.
+	Exempt bool `json:"exempt,omitempty"`
 	// Warning reports an allowed decision whose policy was not satisfied but is in warn mode.
 	Warning bool `json:"warning,omitempty"`
 	// Policy is the name of the policy that applied; empty when the default policy applied.

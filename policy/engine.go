@@ -21,6 +21,10 @@ import (
 // *verify.Verifier implements it.
 type Verifier interface {
 	Verify(ctx context.Context, reg verify.Registry, s verify.Subject, auths []verify.Authority) (verify.Result, error)
+	// CheckArtifact checks that what a manifest shaped like a signature artifact references
+	// is what it claims to be: nil when it is, a *verify.ArtifactError when it is not, any
+	// other error when that could not be found out.
+	CheckArtifact(ctx context.Context, reg verify.Registry, repo string, m oci.Manifest) error
 }
 
 var _ Verifier = (*verify.Verifier)(nil)
@@ -102,8 +106,10 @@ func WithClock(now func() time.Time) EngineOption {
 
 // Stats counts Admit outcomes since the Engine was created.
 type Stats struct {
-	// Allowed counts manifests admitted, Warned included.
+	// Allowed counts manifests admitted, Warned and Exempt included.
 	Allowed uint64
+	// Exempt counts signature artifacts admitted without signatures of their own.
+	Exempt uint64
 	// Warned counts manifests admitted only because their policy is in warn mode.
 	Warned uint64
 	// Denied counts DenyErrors.
@@ -123,7 +129,7 @@ type Engine struct {
 	logger   *slog.Logger
 	now      func() time.Time
 
-	allowed, warned, denied, failed, cached atomic.Uint64
+	allowed, exempt, warned, denied, failed, cached atomic.Uint64
 }
 
 // NewEngine returns an Engine deciding with set, checking signatures with v and remembering
@@ -156,7 +162,7 @@ func (e *Engine) Set() *Set { return e.set.Load() }
 // Stats returns the outcome counters.
 func (e *Engine) Stats() Stats {
 	return Stats{
-		Allowed: e.allowed.Load(), Warned: e.warned.Load(), Denied: e.denied.Load(),
+		Allowed: e.allowed.Load(), Exempt: e.exempt.Load(), Warned: e.warned.Load(), Denied: e.denied.Load(),
 		Failed: e.failed.Load(), Cached: e.cached.Load(),
 	}
 }
@@ -226,15 +232,25 @@ func (e *Engine) decide(ctx context.Context, set *Set, pol *Policy, req Request)
 		return d, nil
 	}
 	d.Policy, d.Mode = pol.name, string(pol.mode)
-	switch {
-	case pol.mode == ModeOff:
+	if pol.mode == ModeOff {
 		d.Allowed, d.Reason = true, "policy mode is off"
 		return d, nil
-	case IsSignatureArtifact(req.Manifest):
-		d.Allowed, d.Reason = true, "signature artifact, served without signatures of its own"
-		return d, nil
-	case req.Registry == nil:
+	}
+	if req.Registry == nil {
 		return cache.Decision{}, errors.New("no upstream registry to look up signatures in")
+	}
+	var notExempt string
+	if IsSignatureArtifact(req.Manifest) {
+		err := e.verifier.CheckArtifact(ctx, req.Registry, req.Repository, req.Manifest)
+		if err == nil {
+			d.Allowed, d.Exempt, d.Reason = true, true, "signature artifact, served without signatures of its own"
+			return d, nil
+		}
+		if _, ok := errors.AsType[*verify.ArtifactError](err); !ok {
+			return cache.Decision{}, fmt.Errorf("check signature artifact: %w", err)
+		}
+		// Shaped like a signature, but its content is not one: an image like any other.
+		notExempt = err.Error()
 	}
 	res, verr := e.verifier.Verify(ctx, req.Registry, verify.Subject{Repository: req.Repository, Digest: req.Manifest.Digest}, pol.authorities)
 	if verr != nil && len(res.Authorities) != len(pol.authorities) {
@@ -249,6 +265,9 @@ func (e *Engine) decide(ctx context.Context, set *Set, pol *Policy, req Request)
 		return cache.Decision{}, fmt.Errorf("verify signatures: %w", verr)
 	}
 	d.Signers, d.Reason = ev.signers, ev.reason
+	if notExempt != "" {
+		d.Reason += " (" + notExempt + ")"
+	}
 	switch {
 	case ev.satisfied:
 		d.Allowed, d.Verified = true, true
@@ -371,6 +390,10 @@ func (e *Engine) audit(ctx context.Context, req Request, d cache.Decision, cache
 		level, outcome = slog.LevelWarn, "warn"
 		e.allowed.Add(1)
 		e.warned.Add(1)
+	case d.Exempt:
+		outcome = "exempt"
+		e.allowed.Add(1)
+		e.exempt.Add(1)
 	default:
 		e.allowed.Add(1)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/verify"
 )
 
 const appImage = "docker.io/myorg/app"
@@ -195,29 +196,57 @@ func TestAdmitDefaultPolicy(t *testing.T) {
 
 func TestAdmitSignatureArtifacts(t *testing.T) {
 	image := imageManifest(t, "app")
+	disguised := legacySig(t, oci.MediaTypeSimpleSigning)
 	tests := []struct {
-		name       string
-		m          oci.Manifest
-		wantExempt bool
+		name        string
+		m           oci.Manifest
+		checkErr    error // CheckArtifact's answer
+		wantExempt  bool
+		wantChecks  int
+		wantFailure bool // no verdict
 	}{
-		{"legacy signature", legacySig(t, oci.MediaTypeSimpleSigning), true},
-		{"legacy attestation", legacySig(t, oci.MediaTypeDSSEEnvelope), true},
-		{"bundle referrer", bundleReferrer(t, image), true},
-		{"runnable image with a subject", manifestWithSubject(t, image), false},
+		{name: "legacy signature", m: legacySig(t, oci.MediaTypeSimpleSigning), wantExempt: true, wantChecks: 1},
+		{name: "legacy attestation", m: legacySig(t, oci.MediaTypeDSSEEnvelope), wantExempt: true, wantChecks: 1},
+		{name: "bundle referrer", m: bundleReferrer(t, image), wantExempt: true, wantChecks: 1},
+		{name: "runnable image with a subject", m: manifestWithSubject(t, image), wantChecks: 0},
+		{name: "signature-shaped, runnable content", m: disguised, wantChecks: 1,
+			checkErr: &verify.ArtifactError{Reason: "layer 0 is not a simple signing payload"}},
+		{name: "signature-shaped, content unreadable", m: disguised, wantChecks: 1, wantFailure: true,
+			checkErr: &verify.LookupError{Repository: "app", What: "layer 0", Err: errors.New("upstream 503")}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, oneAppPolicy(t, nil, "release-key"))
-			d, err := h.admit(t, tt.m)
-			if tt.wantExempt {
-				if err != nil || !d.Allowed || h.verifier.Calls() != 0 {
-					t.Fatalf("Admit = %+v, %v with %d Verify calls; want allowed without verification", d, err, h.verifier.Calls())
-				}
-				return
+			if tt.checkErr != nil {
+				h.verifier.artifacts[tt.m.Digest] = tt.checkErr
 			}
-			denyError(t, err)
-			if h.verifier.Calls() != 1 {
-				t.Fatalf("Verify calls = %d, want 1: a runnable image is never exempt", h.verifier.Calls())
+			d, err := h.admit(t, tt.m)
+			if h.verifier.checks != tt.wantChecks {
+				t.Errorf("CheckArtifact calls = %d, want %d", h.verifier.checks, tt.wantChecks)
+			}
+			switch {
+			case tt.wantExempt:
+				if err != nil || !d.Allowed || !d.Exempt || h.verifier.Calls() != 0 {
+					t.Fatalf("Admit = %+v, %v with %d Verify calls; want exempt without verification", d, err, h.verifier.Calls())
+				}
+				if s := h.engine.Stats(); s.Exempt != 1 || s.Allowed != 1 {
+					t.Errorf("stats %+v, want 1 exempt, 1 allowed", s)
+				}
+			case tt.wantFailure:
+				if _, denied := errors.AsType[*policy.DenyError](err); err == nil || denied || d.Allowed {
+					t.Fatalf("Admit = %+v, %v; want a failure to decide, neither allowed nor denied", d, err)
+				}
+				if h.verifier.Calls() != 0 {
+					t.Errorf("Verify calls = %d, want 0", h.verifier.Calls())
+				}
+			default:
+				de := denyError(t, err)
+				if h.verifier.Calls() != 1 {
+					t.Fatalf("Verify calls = %d, want 1: a runnable image is never exempt", h.verifier.Calls())
+				}
+				if tt.checkErr != nil && !strings.Contains(de.Reason, "not a signature artifact: layer 0 is not a simple signing payload") {
+					t.Errorf("reason %q does not say why the manifest is not exempt", de.Reason)
+				}
 			}
 		})
 	}

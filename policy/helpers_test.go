@@ -136,17 +136,30 @@ func (r *fakeRegistry) Referrers(context.Context, string, digest.Digest) ([]ocis
 type fakeVerifier struct {
 	registry verify.Registry // the registry every call must receive
 
-	mu     sync.Mutex
-	signed map[digest.Digest][]string
-	err    error
-	calls  int
-	gate   chan struct{}
+	mu        sync.Mutex
+	signed    map[digest.Digest][]string
+	err       error
+	calls     int
+	gate      chan struct{}
+	artifacts map[digest.Digest]error // CheckArtifact's answer per manifest; nil: a real signature
+	checks    int
 }
 
 var _ policy.Verifier = (*fakeVerifier)(nil)
 
 func newFakeVerifier(reg verify.Registry) *fakeVerifier {
-	return &fakeVerifier{registry: reg, signed: map[digest.Digest][]string{}}
+	return &fakeVerifier{registry: reg, signed: map[digest.Digest][]string{}, artifacts: map[digest.Digest]error{}}
+}
+
+// CheckArtifact answers what artifacts says for m (nil by default) and counts its calls.
+func (f *fakeVerifier) CheckArtifact(_ context.Context, reg verify.Registry, _ string, m oci.Manifest) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.checks++
+	if reg != f.registry {
+		return fmt.Errorf("CheckArtifact got registry %v, want %v", reg, f.registry)
+	}
+	return f.artifacts[m.Digest]
 }
 
 func (f *fakeVerifier) sign(d digest.Digest, authorities ...string) {

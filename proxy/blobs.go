@@ -32,16 +32,17 @@ func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request, rt route, in
 			return ctx.Err()
 		}
 	}
+	if err := h.checkBlobAccess(w, r, rt, d, info); err != nil {
+		return err
+	}
 	size, linked, err := st.BlobSize(ctx, up.name, rt.repo, d)
 	stored := err == nil
 	if err != nil && !errors.Is(err, oci.ErrNotFound) {
 		h.log.WarnContext(ctx, "content store read failed", slog.String("error", err.Error()))
 	}
 	if stored && !linked {
-		// Stored for another repository: serve it here only if the upstream has it here too.
-		if _, err := up.StatBlob(ctx, rt.repo, d); err != nil {
-			return err
-		}
+		// Stored for another repository, and referenced by a manifest the upstream served
+		// for this one: the upstream has it here too.
 		if err := st.LinkBlob(ctx, up.name, rt.repo, d); err != nil {
 			h.log.WarnContext(ctx, "linking blob failed", slog.String("error", err.Error()))
 		}

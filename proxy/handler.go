@@ -26,6 +26,7 @@ import (
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/verify"
 )
 
 // Gate decides, before any manifest is served, whether it may be. A *policy.DenyError is
@@ -54,12 +55,24 @@ type Options struct {
 	Logger *slog.Logger
 	// Pushers authenticates and authorises signature pushes; nil makes the proxy read-only.
 	Pushers *Pushers
+	// Artifacts checks that a pushed signature references nothing but signatures. Required
+	// with Pushers.
+	Artifacts ArtifactChecker
 	// Decisions is told to forget its decisions about a digest when a signature for it is
 	// pushed, so that a just-signed image is admitted at once. Optional.
 	Decisions Forgetter
 	// Meter records request counts and durations. Default: a no-op meter.
 	Meter metric.Meter
 }
+
+// ArtifactChecker checks what a manifest shaped like a signature artifact references: nil
+// when it is nothing but signatures, a *verify.ArtifactError when it is something else, any
+// other error when that could not be found out. *verify.Verifier implements it.
+type ArtifactChecker interface {
+	CheckArtifact(ctx context.Context, reg verify.Registry, repo string, m oci.Manifest) error
+}
+
+var _ ArtifactChecker = (*verify.Verifier)(nil)
 
 // Forgetter drops cached decisions about digest d (of every repository when repository is
 // empty). *cache.Memory implements it.
@@ -81,6 +94,8 @@ type Handler struct {
 	committing sync.Map
 	// background counts the store writes done behind requests; Close waits for them.
 	background sync.WaitGroup
+	// grants remembers which blobs each repository may serve (see grants.go).
+	grants grants
 }
 
 type tagEntry struct {
@@ -92,6 +107,9 @@ type tagEntry struct {
 func New(opts Options) (*Handler, error) {
 	if opts.Store == nil || opts.Upstreams == nil || opts.Gate == nil {
 		return nil, errors.New("proxy: store, upstreams and gate are required")
+	}
+	if opts.Pushers != nil && opts.Artifacts == nil {
+		return nil, errors.New("proxy: pushes need an artifact checker")
 	}
 	if opts.TagTTL < 0 {
 		return nil, errors.New("proxy: tag TTL must not be negative")
@@ -105,7 +123,7 @@ func New(opts Options) (*Handler, error) {
 	if opts.Meter == nil {
 		opts.Meter = noop.NewMeterProvider().Meter("")
 	}
-	h := &Handler{opts: opts, log: opts.Logger, tags: expirable.NewLRU[string, tagEntry](16384, nil, 0)}
+	h := &Handler{opts: opts, log: opts.Logger, tags: expirable.NewLRU[string, tagEntry](16384, nil, 0), grants: newGrants()}
 	h.uploads = newUploads(opts.Store, &h.background)
 	var err error
 	if h.requests, err = opts.Meter.Int64Counter("portcullis.requests",
@@ -347,6 +365,8 @@ func (h *Handler) serveManifest(w http.ResponseWriter, r *http.Request, rt route
 		if !h.pusherMaySee(r, rt, err, info) {
 			return err
 		}
+	} else {
+		h.grantReferences(ctx, rt, m)
 	}
 	hd := w.Header()
 	hd.Set("Content-Type", m.MediaType)

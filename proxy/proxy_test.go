@@ -67,6 +67,7 @@ func (admitAll) Admit(context.Context, policy.Request) (cache.Decision, error) {
 }
 
 type env struct {
+	h      *proxy.Handler
 	up     *httptest.Server
 	faults *faults
 	proxy  *httptest.Server
@@ -106,7 +107,7 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	})
 	p := httptest.NewServer(h) // closed before h: cleanups run last-in first-out
 	t.Cleanup(p.Close)
-	return &env{up: up, faults: f, proxy: p, host: strings.TrimPrefix(up.URL, "http://")}
+	return &env{h: h, up: up, faults: f, proxy: p, host: strings.TrimPrefix(up.URL, "http://")}
 }
 
 func nopLog() *log.Logger { return log.New(io.Discard, "", 0) }
@@ -213,6 +214,9 @@ func TestIndexAndBlobs(t *testing.T) {
 	rc, _ := layers[0].Compressed()
 	want, _ := io.ReadAll(rc)
 	blobPath := "/v2/multi/arch/blobs/" + ld.String()
+	if resp, _ := e.get(t, http.MethodGet, "/v2/multi/arch/manifests/"+im.Manifests[0].Digest.String()); resp.StatusCode != http.StatusOK {
+		t.Fatalf("child manifest: status %d", resp.StatusCode)
+	}
 
 	for _, tc := range []struct {
 		name, rng  string
@@ -366,6 +370,9 @@ func TestBlobWithWrongDigestIsNeverServed(t *testing.T) {
 		w.Header().Set("Content-Length", fmt.Sprint(len(bad)))
 		_, _ = w.Write(bad)
 		return true
+	}
+	if resp, _ := e.get(t, http.MethodGet, "/v2/demo/app/manifests/v1"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("manifest: status %d", resp.StatusCode)
 	}
 	e.faults.set(corrupt)
 	path := "/v2/demo/app/blobs/" + ld.String()

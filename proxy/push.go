@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/verify"
 )
 
 // signatureTagRE matches the tags cosign writes: "sha256-<hex>.sig" / ".att" (legacy) and
@@ -93,7 +95,7 @@ func (h *Handler) servePush(w http.ResponseWriter, r *http.Request, rt route, in
 		if err := h.forwardDelete(w, r, rt, "blobs"); err != nil {
 			return err
 		}
-		return h.opts.Store.Unlink(r.Context(), rt.upstream.name, rt.repo, "_blobs", digest.Digest(rt.ref))
+		return h.revokeBlob(r.Context(), rt, digest.Digest(rt.ref))
 	}
 	return errcode.ErrorCodeUnsupported.WithMessage(fmt.Sprintf("%s %s is not supported", r.Method, r.URL.Path))
 }
@@ -121,6 +123,9 @@ func (h *Handler) serveUpload(w http.ResponseWriter, r *http.Request, rt route, 
 			if d, err := digest.Parse(mount); err == nil {
 				if size, _, err := h.opts.Store.BlobSize(ctx, rt.upstream.name, rt.repo, d); err == nil {
 					if err := h.pushBlob(ctx, rt, d, size); err == nil {
+						if err := h.opts.Store.LinkBlob(ctx, rt.upstream.name, rt.repo, d); err != nil {
+							return err
+						}
 						return blobCreated(w, rt, d)
 					}
 				}
@@ -318,14 +323,26 @@ func subjectOf(ref string, m oci.Manifest) digest.Digest {
 	return ""
 }
 
-// isSignaturePush reports whether a manifest PUT is a signature: signature content, pushed
-// by digest or under a cosign tag.
-func isSignaturePush(ref string, m oci.Manifest) bool {
+// isSignaturePush reports whether a manifest PUT (or DELETE) of rt.ref is a signature: pushed
+// by digest or under a cosign tag, shaped like a signature artifact, and referencing nothing
+// but signatures (checked in the upstream, where its blobs were pushed first). A manifest
+// shaped like a signature whose content is something else is refused with the reason,
+// whatever the user may push otherwise.
+func (h *Handler) isSignaturePush(ctx context.Context, rt route, m oci.Manifest) (bool, error) {
 	if !policy.IsSignatureArtifact(m) {
-		return false
+		return false, nil
 	}
-	_, byDigest := digest.Parse(ref)
-	return byDigest == nil || signatureTagRE.MatchString(ref)
+	if _, byDigest := digest.Parse(rt.ref); byDigest != nil && !signatureTagRE.MatchString(rt.ref) {
+		return false, nil
+	}
+	err := h.opts.Artifacts.CheckArtifact(ctx, rt.upstream, rt.repo, m)
+	if _, bad := errors.AsType[*verify.ArtifactError](err); bad {
+		return false, errcode.ErrorCodeDenied.WithMessage(fmt.Sprintf("%s@%s is shaped like a signature but is %v", rt.image(), m.Digest, err))
+	}
+	if err != nil {
+		return false, fmt.Errorf("check pushed signature %s: %w", m.Digest, err)
+	}
+	return true, nil
 }
 
 // putManifest forwards a signature manifest (or, for plain push-through images, any
@@ -351,7 +368,10 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 		return errcode.ErrorCodeManifestInvalid.WithMessage("manifest is not JSON")
 	}
 	image := rt.image()
-	signature := isSignaturePush(rt.ref, m)
+	signature, err := h.isSignaturePush(ctx, rt, m)
+	if err != nil {
+		return err
+	}
 	if !signature && !h.opts.Pushers.plainPush(image) {
 		return errcode.ErrorCodeDenied.WithMessage(fmt.Sprintf("portcullis accepts only signature pushes here (cosign .sig/.att manifests or sigstore bundle referrers); %s is not open to other pushes", image))
 	}
@@ -400,7 +420,11 @@ func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt rout
 	if err != nil {
 		return err
 	}
-	if !isSignaturePush(rt.ref, m) && !h.opts.Pushers.plainPush(rt.image()) {
+	signature, err := h.isSignaturePush(ctx, rt, m)
+	if err != nil && !h.opts.Pushers.plainPush(rt.image()) {
+		return err
+	}
+	if !signature && !h.opts.Pushers.plainPush(rt.image()) {
 		return errcode.ErrorCodeDenied.WithMessage(fmt.Sprintf("portcullis deletes only signatures here; %s@%s is not one", rt.image(), m.Digest))
 	}
 	if err := h.forwardDelete(w, r, rt, "manifests"); err != nil {

@@ -1,7 +1,9 @@
 package proxy_test
 
 import (
+	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +21,7 @@ import (
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/verify"
 )
 
 // denyGate refuses everything it has not been told to allow, like an enforcing policy.
@@ -63,7 +66,7 @@ func pushEnv(t *testing.T, gate *denyGate, f *forgetter) *env {
 		t.Fatal(err)
 	}
 	return newEnv(t, func(_ *proxy.UpstreamConfig, o *proxy.Options) {
-		o.Gate, o.Pushers, o.Decisions = gate, p, f
+		o.Gate, o.Pushers, o.Decisions, o.Artifacts = gate, p, f, verify.New()
 	})
 }
 
@@ -203,7 +206,8 @@ func TestManifestPush(t *testing.T) {
 	raw, _ := img.RawManifest()
 
 	// A cosign bundle referrer of the image (blobs pushed first, as cosign does).
-	bundle := []byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json"}`)
+	bundle := []byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","verificationMaterial":{"publicKey":{"hint":"aGludA=="}},` +
+		`"dsseEnvelope":{"payload":"e30=","payloadType":"application/vnd.in-toto+json","signatures":[{"sig":"c2ln"}]}}`)
 	for _, b := range [][]byte{bundle, []byte("{}")} {
 		if resp, body := e.do(t, "POST", "/v2/signed/app/blobs/uploads/?digest="+digest.FromBytes(b).String(), b, true); resp.StatusCode != 201 {
 			t.Fatalf("blob: %d %s", resp.StatusCode, body)
@@ -239,6 +243,29 @@ func TestManifestPush(t *testing.T) {
 			t.Errorf("image pushed as %s: %d %s", ref, resp.StatusCode, b)
 		}
 	}
+	// A runnable image disguised as a signature (a gzip'd tar labelled as a simple signing
+	// payload, an image config with an entrypoint) is refused under a cosign tag and by
+	// digest, with the reason.
+	layer := gzipTar(t, "run.sh", "#!/bin/sh\necho pwned\n")
+	config := []byte(`{"architecture":"amd64","os":"linux","config":{"Entrypoint":["/run.sh"]},"rootfs":{"type":"layers","diff_ids":[]}}`)
+	for _, b := range [][]byte{layer, config} {
+		if resp, body := e.do(t, "POST", "/v2/signed/app/blobs/uploads/?digest="+digest.FromBytes(b).String(), b, true); resp.StatusCode != 201 {
+			t.Fatalf("blob: %d %s", resp.StatusCode, body)
+		}
+	}
+	disguised := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
+		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},`+
+		`"layers":[{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","digest":%q,"size":%d}]}`,
+		digest.FromBytes(config), len(config), digest.FromBytes(layer), len(layer))
+	for _, ref := range []string{"sha256-" + d.Hex + ".sig", digest.FromString(disguised).String()} {
+		resp, b = e.do(t, "PUT", "/v2/signed/app/manifests/"+ref, []byte(disguised), true, "Content-Type", "application/vnd.oci.image.manifest.v1+json")
+		if resp.StatusCode != http.StatusForbidden || errCode(t, b) != "DENIED" || !strings.Contains(string(b), "shaped like a signature but is not a signature artifact") {
+			t.Errorf("disguised image pushed as %s: %d %s", ref, resp.StatusCode, b)
+		}
+	}
+	if resp, err := http.Head(e.up.URL + "/v2/signed/app/manifests/" + digest.FromString(disguised).String()); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("the upstream has the disguised image: %v %v", resp, err)
+	}
 	// A signature manifest under an ordinary tag is refused too.
 	resp, b = e.do(t, "PUT", "/v2/signed/app/manifests/latest", []byte(referrer), true, "Content-Type", "application/vnd.oci.image.manifest.v1+json")
 	if resp.StatusCode != http.StatusForbidden {
@@ -249,4 +276,19 @@ func TestManifestPush(t *testing.T) {
 	if resp.StatusCode != http.StatusBadRequest || errCode(t, b) != "MANIFEST_INVALID" {
 		t.Errorf("oversized: %d %s", resp.StatusCode, b)
 	}
+}
+
+// gzipTar is a gzip'd tar with one executable file.
+func gzipTar(t *testing.T, name, content string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(content))}); err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.WriteString(tw, content)
+	_ = tw.Close()
+	_ = zw.Close()
+	return buf.Bytes()
 }

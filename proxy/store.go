@@ -27,6 +27,7 @@ import (
 //	/blobs/<alg>/<hex[:2]>/<hex>/data
 //	/manifests/<alg>/<hex>/data, .../mediatype
 //	/repositories/<upstream>/<repo>/_blobs/<alg>/<hex>, /_manifests/<alg>/<hex>   (links)
+//	/repositories/<upstream>/<repo>/_grants/<alg>/<hex>      (blobs the repository may serve)
 //	/uploads/<random>                                                           (in progress)
 //
 // Everything is written to /uploads first and moved into place once its digest is checked,
@@ -144,6 +145,20 @@ func (s *Store) Unlink(ctx context.Context, upstream, repo, kind string, d diges
 		return nil
 	}
 	return err
+}
+
+// Grant records that repo may serve blob d: a manifest admitted in repo references it.
+func (s *Store) Grant(ctx context.Context, upstream, repo string, d digest.Digest) error {
+	return s.link(ctx, upstream, repo, "_grants", d)
+}
+
+// Granted reports whether Grant recorded d for repo.
+func (s *Store) Granted(ctx context.Context, upstream, repo string, d digest.Digest) (bool, error) {
+	ok, err := s.linked(ctx, upstream, repo, "_grants", d)
+	if err != nil {
+		return false, fmt.Errorf("content store: %w", err)
+	}
+	return ok, nil
 }
 
 // LinkManifest makes a stored manifest visible to repo.

@@ -69,7 +69,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	engine := policy.NewEngine(set, verify.New(verify.WithLogger(log)), decisions, policy.WithLogger(log))
+	verifier := verify.New(verify.WithLogger(log))
+	engine := policy.NewEngine(set, verifier, decisions, policy.WithLogger(log))
 	var ups []*proxy.Upstream
 	for i, uc := range cfg.Upstreams {
 		up, err := proxy.NewUpstream(uc, nil)
@@ -106,6 +107,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		Upstreams: routes,
 		Gate:      engine,
 		Pushers:   pushers,
+		Artifacts: verifier,
 		Decisions: decisions,
 		TagTTL:    cfg.Cache.TagTTL,
 		Logger:    log,

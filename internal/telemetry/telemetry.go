@@ -49,7 +49,7 @@ func (m *Metrics) Shutdown(ctx context.Context) error { return m.provider.Shutdo
 // ObserveEngine reports the engine's decision counts and the decision cache's size.
 func ObserveEngine(meter metric.Meter, engine *policy.Engine, cacheLen func() int) error {
 	decisions, err := meter.Int64ObservableCounter("portcullis.decisions",
-		metric.WithDescription("Manifest admission decisions, by outcome (warned ones are also allowed)."))
+		metric.WithDescription("Manifest admission decisions, by outcome (warned and exempt ones are also allowed)."))
 	if err != nil {
 		return err
 	}
@@ -60,7 +60,7 @@ func ObserveEngine(meter metric.Meter, engine *policy.Engine, cacheLen func() in
 	}
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		s := engine.Stats()
-		for outcome, n := range map[string]uint64{"allowed": s.Allowed, "warned": s.Warned, "denied": s.Denied, "failed": s.Failed, "cached": s.Cached} {
+		for outcome, n := range map[string]uint64{"allowed": s.Allowed, "exempt": s.Exempt, "warned": s.Warned, "denied": s.Denied, "failed": s.Failed, "cached": s.Cached} {
 			o.ObserveInt64(decisions, int64(n), metric.WithAttributes(attribute.String("outcome", outcome)))
 		}
 		o.ObserveInt64(entries, int64(cacheLen()))

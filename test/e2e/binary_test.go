@@ -132,7 +132,7 @@ func TestServeBinaryGracefulShutdown(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "portcullis.yaml")
 	yml := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {format: json}\nstorage: {driver: filesystem, params: {rootdirectory: %s}}\n"+
-		"upstreams:\n  - name: %s\n    url: %s\n    insecure: true\n    default: true\n", filepath.Join(dir, "store"), upstreamName, slow.URL)
+		"defaultPolicy: allow\nupstreams:\n  - name: %s\n    url: %s\n    insecure: true\n    default: true\n", filepath.Join(dir, "store"), upstreamName, slow.URL)
 	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -144,6 +144,13 @@ func TestServeBinaryGracefulShutdown(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+
+	// The manifest first, as a runtime pulls: it grants the blob.
+	resp, err := http.Get("http://" + host + "/v2/demo/app/manifests/v1")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("manifest: %v %v", err, resp)
+	}
+	resp.Body.Close()
 
 	type result struct {
 		body []byte

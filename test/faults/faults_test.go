@@ -171,6 +171,21 @@ func TestCutBodies(t *testing.T) {
 			blob, _ := io.ReadAll(rc)
 			bpath := "/v2/cut/app/blobs/" + ld.String()
 
+			// Manifest and signature bundle cut mid-body: an error, never content.
+			e.f.set(cut(e.f.next, pathHas("/manifests/v1"), reset))
+			e.mustRefuse("/v2/cut/app/manifests/v1", http.StatusBadGateway, http.StatusServiceUnavailable)
+			e.f.set(cut(e.f.next, func(r *http.Request) bool {
+				return strings.Contains(r.URL.Path, "/blobs/") && !strings.Contains(r.URL.Path, ld.String())
+			}, reset))
+			r := e.get("/v2/cut/app/manifests/" + im.digest.String())
+			if r.status == http.StatusOK {
+				t.Fatal("admitted with its signature bundle cut in half")
+			}
+			// Healed: the cache holds nothing broken, and the admitted manifest makes its
+			// blobs servable.
+			e.f.set()
+			e.mustServe("/v2/cut/app/manifests/v1", im.manifest)
+
 			// Blob cut mid-body: the client sees a failed download, never all the bytes.
 			e.f.set(cut(e.f.next, pathHas(ld.String()), reset))
 			for range 2 {
@@ -182,20 +197,8 @@ func TestCutBodies(t *testing.T) {
 					t.Fatalf("a blob cut upstream was served as a complete 200 of %d bytes", len(r.body))
 				}
 			}
-			// Manifest and signature bundle cut mid-body: an error, never content.
-			e.f.set(cut(e.f.next, pathHas("/manifests/v1"), reset))
-			e.mustRefuse("/v2/cut/app/manifests/v1", http.StatusBadGateway, http.StatusServiceUnavailable)
-			e.f.set(cut(e.f.next, func(r *http.Request) bool {
-				return strings.Contains(r.URL.Path, "/blobs/") && !strings.Contains(r.URL.Path, ld.String())
-			}, reset))
-			r := e.get("/v2/cut/app/manifests/" + im.digest.String())
-			if r.status == http.StatusOK {
-				t.Fatal("admitted with its signature bundle cut in half")
-			}
-			// Healed: the cache holds nothing broken.
 			e.f.set()
 			e.mustServe(bpath, blob)
-			e.mustServe("/v2/cut/app/manifests/v1", im.manifest)
 		})
 	}
 }
