@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 
@@ -22,10 +23,53 @@ func writeError(w http.ResponseWriter, r *http.Request, kind string, err error) 
 	hd.Set("Content-Length", strconv.Itoa(len(b)))
 	hd.Del("Docker-Content-Digest")
 	hd.Del("Etag")
+	if r.Method == http.MethodHead && e.Code == errcode.ErrorCodeDenied && writeStatusReason(w, r, status, e.Message) {
+		return
+	}
 	w.WriteHeader(status)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(b)
 	}
+}
+
+// maxReasonPhrase bounds the reason phrase writeStatusReason sends.
+const maxReasonPhrase = 1024
+
+// writeStatusReason answers r with status and msg as the status line's reason phrase
+// ("HTTP/1.1 403 image … denied by policy …"), for an HTTP/1 HEAD request. A HEAD response has
+// no body, and containerd resolves a tag with HEAD and reports only the status line (its
+// resp.Status) when that fails: this is the only way its users (ctr, the kubelet's events)
+// see why portcullis refused an image. RFC 9112 lets the reason phrase be any text; clients
+// must not act on it. The net/http server always writes the standard phrase, so the
+// connection is taken over and closed after the response. It reports whether it answered.
+func writeStatusReason(w http.ResponseWriter, r *http.Request, status int, msg string) bool {
+	if r.ProtoMajor != 1 {
+		return false
+	}
+	conn, rw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	if rec, ok := w.(*recorder); ok {
+		rec.status, rec.wroteHeader = status, true
+	}
+	reason := []byte(http.StatusText(status) + ": " + msg)
+	if len(reason) > maxReasonPhrase {
+		reason = append(reason[:maxReasonPhrase-3], "..."...)
+	}
+	for i, c := range reason { // visible ASCII and spaces only: no line breaks, no header injection
+		if c < 0x20 || c > 0x7e {
+			reason[i] = '?'
+		}
+	}
+	_, _ = fmt.Fprintf(rw, "HTTP/1.1 %d %s\r\n", status, reason)
+	h := w.Header().Clone()
+	h.Set("Connection", "close")
+	_ = h.Write(rw)
+	_, _ = rw.WriteString("\r\n")
+	_ = rw.Flush()
+	return true
 }
 
 func classify(kind string, err error) (int, errcode.Error) {

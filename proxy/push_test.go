@@ -28,7 +28,8 @@ import (
 type denyGate struct {
 	mu      sync.Mutex
 	allowed map[digest.Digest]bool
-	err     error // returned instead of a decision when set
+	err     error  // returned instead of a decision when set
+	reason  string // of denials; default "unsigned"
 }
 
 func (g *denyGate) Admit(_ context.Context, req policy.Request) (cache.Decision, error) {
@@ -40,7 +41,11 @@ func (g *denyGate) Admit(_ context.Context, req policy.Request) (cache.Decision,
 	if g.allowed[req.Manifest.Digest] {
 		return cache.Decision{Allowed: true}, nil
 	}
-	return cache.Decision{}, &policy.DenyError{Image: req.Image, Digest: req.Manifest.Digest, Policy: "test", Reason: "unsigned"}
+	reason := g.reason
+	if reason == "" {
+		reason = "unsigned"
+	}
+	return cache.Decision{}, &policy.DenyError{Image: req.Image, Digest: req.Manifest.Digest, Policy: "test", Reason: reason}
 }
 
 // forgetter records what it is told to forget.
@@ -99,6 +104,10 @@ func TestDeniedManifest(t *testing.T) {
 		}
 		if method == http.MethodGet && (errCode(t, b) != "DENIED" || !strings.Contains(string(b), `denied by policy \"test\": unsigned`)) {
 			t.Errorf("GET: body %s", b)
+		}
+		// A HEAD has no body: the reason is in the status line, which is all containerd shows.
+		if method == http.MethodHead && !strings.HasSuffix(resp.Status, `denied by policy "test": unsigned`) {
+			t.Errorf("HEAD: status line %q does not carry the reason", resp.Status)
 		}
 		if resp.Header.Get("Docker-Content-Digest") != "" {
 			t.Errorf("%s: a denial names the digest", method)
@@ -291,4 +300,26 @@ func gzipTar(t *testing.T, name, content string) []byte {
 	_ = tw.Close()
 	_ = zw.Close()
 	return buf.Bytes()
+}
+
+// TestDenialReasonInStatusLine checks that a reason carrying line breaks and non-ASCII text
+// (reasons can quote upstream content) cannot inject headers into a HEAD's status line.
+func TestDenialReasonInStatusLine(t *testing.T) {
+	gate := &denyGate{}
+	e := newEnv(t, func(_ *proxy.UpstreamConfig, o *proxy.Options) { o.Gate = gate })
+	e.push(t, "demo/app:v1", randomImage(t))
+	gate.mu.Lock()
+	gate.reason = "payload type \"x\"\r\nX-Injected: yes\r\n\r\n☠ " + strings.Repeat("long ", 400)
+	gate.mu.Unlock()
+	resp, _ := e.get(t, http.MethodHead, "/v2/demo/app/manifests/v1")
+	if resp.StatusCode != http.StatusForbidden || resp.Header.Get("X-Injected") != "" {
+		t.Fatalf("status %d, headers %v", resp.StatusCode, resp.Header)
+	}
+	if !strings.Contains(resp.Status, `payload type "x"??X-Injected: yes????`) || !strings.HasSuffix(resp.Status, "...") || len(resp.Status) > 1100 {
+		t.Errorf("status line %q", resp.Status)
+	}
+	// The connection was handed back closed, and the next request works.
+	if resp, _ := e.get(t, http.MethodGet, "/v2/demo/app/tags/list"); resp.StatusCode != http.StatusOK {
+		t.Errorf("next request: %d", resp.StatusCode)
+	}
 }

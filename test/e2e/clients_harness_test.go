@@ -127,11 +127,19 @@ type tlsProxy struct {
 	host   string // 127.0.0.1:port
 	caPath string // the CA's certificate (PEM)
 	caDir  string // a certs.d-style directory holding only ca.crt
+	// stop shuts portcullis down as SIGTERM does: requests finish, store writes complete.
+	stop func()
 }
 
 // startTLSProxy runs portcullis with one upstream named 127.0.0.1 and the policy yamlExtra,
 // serving HTTPS as `portcullis serve` does with tls: {cert, key}.
 func startTLSProxy(t *testing.T, yamlExtra string) *tlsProxy {
+	t.Helper()
+	return startTLSProxyStore(t, filepath.Join(t.TempDir(), "store"), yamlExtra)
+}
+
+// startTLSProxyStore is startTLSProxy with its filesystem store at store.
+func startTLSProxyStore(t *testing.T, store, yamlExtra string) *tlsProxy {
 	t.Helper()
 	dir := t.TempDir()
 	caDir := filepath.Join(dir, "certs")
@@ -149,7 +157,7 @@ upstreams:
   - name: %q
     url: http://%s:80
     insecure: true
-`, certPath, keyPath, filepath.Join(dir, "store"), reachableName, reachableName) + yamlExtra
+`, certPath, keyPath, store, reachableName, reachableName) + yamlExtra
 	a := testtool.Portcullis(t, yml, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -161,12 +169,16 @@ upstreams:
 			t.Errorf("serve TLS: %v", err)
 		}
 	}()
-	// Registered after testtool.Portcullis's cleanup, so it runs first.
-	t.Cleanup(func() {
+	px.stop = func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(ctx)
-	})
+		if err := a.Close(ctx); err != nil {
+			t.Error(err)
+		}
+	}
+	// Registered after testtool.Portcullis's cleanup, so it runs first.
+	t.Cleanup(px.stop)
 	px.host = ln.Addr().String()
 	return px
 }

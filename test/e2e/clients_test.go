@@ -71,10 +71,11 @@ func TestContainerdDenialIsFinal(t *testing.T) {
 			if err == nil {
 				t.Fatalf("unsigned image pulled:\n%s", out)
 			}
-			// containerd resolves with HEAD, whose 403 has no body: its message carries the
-			// status, not portcullis's reason.
-			if !strings.Contains(out, "403 Forbidden") || !strings.Contains(out, f.px.host) {
-				t.Errorf("ctr's error does not show portcullis's 403:\n%s", out)
+			// containerd resolves with HEAD, whose 403 has no body, and reports only the
+			// status line: portcullis puts its reason there.
+			if !strings.Contains(out, "403 Forbidden: image "+reachableName+"/clients/unsigned@"+f.unsignedDigest+" denied by policy \"prod\"") ||
+				!strings.Contains(out, f.px.host) {
+				t.Errorf("ctr's error does not show portcullis's 403 and its reason:\n%s", out)
 			}
 			t.Logf("ctr's error: %s", strings.TrimSpace(out))
 			containerdLacks(t, c, f.unsigned, f.unsignedDigest)

@@ -155,9 +155,11 @@ func TestSkopeoSeesDenials(t *testing.T) {
 	signed := e.push(t, "skopeo/signed")
 	cosignSign(t, e.cosign3, e.trusted, signed)
 	e.push(t, "skopeo/unsigned")
+	// portcullis as the registry's location (path-prefix routing), not as a mirror beside it:
+	// see deploy/clients and TestContainersDenialIsFinal for the fallback this avoids.
 	conf := filepath.Join(t.TempDir(), "registries.conf")
 	if err := os.WriteFile(conf, []byte(fmt.Sprintf("unqualified-search-registries = []\nshort-name-mode = \"disabled\"\n"+
-		"[[registry]]\nprefix = %[1]q\nlocation = %[1]q\n[[registry.mirror]]\nlocation = %[2]q\ninsecure = true\n",
+		"[[registry]]\nprefix = %[1]q\nlocation = %[2]q\ninsecure = true\n",
 		upstreamName, e.px.host+"/"+upstreamName)), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +176,7 @@ func TestSkopeoSeesDenials(t *testing.T) {
 	}
 	// Both outcomes are counted for Prometheus.
 	m := get(t, e.px.host, "/metrics")
-	for _, want := range []string{`portcullis_decisions_total{`, `outcome="denied"`, `outcome="allowed"`, `portcullis_requests_total{`, `endpoint="manifests"`, `status="403"`} {
+	for _, want := range []string{`portcullis_decisions_total{`, `outcome="denied"`, `outcome="allowed"`, `outcome="exempt"`, `portcullis_requests_total{`, `endpoint="manifests"`, `status="403"`} {
 		if !strings.Contains(string(m.body), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
