@@ -23,8 +23,10 @@
 //     version hashes the normalised configuration and the public keys themselves.
 //   - Refusals are *DenyError (HTTP 403); every other error means no decision could be made
 //     (HTTP 502/503) and is never cached.
-//   - Signature artifacts are recognised by content (IsSignatureArtifact), never by tag, and
-//     nothing a runtime could unpack is ever exempt.
+//   - Signature artifacts are recognised by content, never by tag: the manifest's shape
+//     (IsSignatureArtifact), then what it references, fetched and parsed by the Verifier's
+//     CheckArtifact. Nothing a runtime could unpack and run is ever exempt; exempt admissions
+//     are their own outcome (Decision.Exempt, audit decision "exempt").
 //   - A manifest is admitted through a parent index only when that index's own signatures
 //     were verified (or it was itself admitted that way) under the same Set and image.
 //   - The cache key's Repository is the full image name, so whoever learns that a signature

@@ -13,6 +13,13 @@
 //   - A blob is cached only when its content matches its digest; a streamed blob whose digest
 //     turns out wrong is discarded and the client's connection is cut before the last chunk.
 //   - Content in the Store is visible to a repository only if it was fetched through it.
+//   - A blob is served (or fetched) for a repository only when a manifest the Gate admitted in
+//     that repository references it (grants.go), or to a push user who pushed it there;
+//     nothing of a denied image leaves as loose blobs.
+//   - A pushed manifest shaped like a signature artifact is forwarded only if what it
+//     references is nothing but signatures (ArtifactChecker).
+//   - A denied HEAD over HTTP/1 carries the reason in its status line (containerd shows only
+//     that).
 //   - Errors become OCI error responses (distribution's errcode) in one place, writeError.
 //
 // Defaults: tag answers are re-checked with the upstream on every request (TagTTL 0, a HEAD

@@ -38,6 +38,14 @@
 //     Ed25519 one cannot even be checked from the digest alone.
 //   - Bundles signed with a certificate are rejected until keyless authorities exist.
 //
+// # Signature artifacts
+//
+// CheckArtifact decides whether a manifest shaped like a signature artifact may be served
+// without signatures of its own: it fetches the config and every layer (each capped, layers
+// at DefaultMaxArtifactLayerSize) and parses each as exactly what its media type claims — a
+// simple signing payload, a DSSE envelope with signatures, a sigstore bundle — and the config
+// as the empty object or an image config without entrypoint, command or environment.
+//
 // # Invariants
 //
 //   - Every byte read from the registry is hostile until verified. Every read is capped:
