@@ -21,6 +21,7 @@ import (
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/proxy/upstream"
 )
 
 // Config is the whole configuration.
@@ -31,7 +32,7 @@ type Config struct {
 	Log    Log    `mapstructure:"log"`
 	// Storage is the content cache's distribution storage driver.
 	Storage   Storage                `mapstructure:"storage"`
-	Upstreams []proxy.UpstreamConfig `mapstructure:"upstreams"`
+	Upstreams []upstream.Config `mapstructure:"upstreams"`
 	Cache     Cache                  `mapstructure:"cache"`
 	// Policies say which signatures each image needs; see package policy.
 	Policies []policy.PolicyConfig `mapstructure:"policies"`

@@ -35,7 +35,7 @@ func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request, rt route, in
 	if err := h.checkBlobAccess(w, r, rt, d, info); err != nil {
 		return err
 	}
-	size, linked, err := st.BlobSize(ctx, up.name, rt.repo, d)
+	size, linked, err := st.BlobSize(ctx, up.Name(), rt.repo, d)
 	stored := err == nil
 	if err != nil && !errors.Is(err, oci.ErrNotFound) {
 		h.log.WarnContext(ctx, "content store read failed", slog.String("error", err.Error()))
@@ -43,7 +43,7 @@ func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request, rt route, in
 	if stored && !linked {
 		// Stored for another repository, and referenced by a manifest the upstream served
 		// for this one: the upstream has it here too.
-		if err := st.LinkBlob(ctx, up.name, rt.repo, d); err != nil {
+		if err := st.LinkBlob(ctx, up.Name(), rt.repo, d); err != nil {
 			h.log.WarnContext(ctx, "linking blob failed", slog.String("error", err.Error()))
 		}
 	}
@@ -69,7 +69,7 @@ func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request, rt route, in
 		if err := h.fillBlob(ctx, rt, d); err != nil {
 			return err
 		}
-		size, _, err := st.BlobSize(ctx, up.name, rt.repo, d)
+		size, _, err := st.BlobSize(ctx, up.Name(), rt.repo, d)
 		if err != nil {
 			return err
 		}
@@ -117,10 +117,10 @@ func (h *Handler) fillBlob(ctx context.Context, rt route, d digest.Digest) error
 	defer rc.Close()
 	if _, err := io.Copy(bw, rc); err != nil {
 		bw.Cancel(ctx)
-		return fmt.Errorf("blob %s from upstream %s: %w", d, rt.upstream.name, err)
+		return fmt.Errorf("blob %s from upstream %s: %w", d, rt.upstream.Name(), err)
 	}
-	if err := bw.Commit(ctx, rt.upstream.name, rt.repo); err != nil {
-		return fmt.Errorf("blob %s from upstream %s: %w", d, rt.upstream.name, err)
+	if err := bw.Commit(ctx, rt.upstream.Name(), rt.repo); err != nil {
+		return fmt.Errorf("blob %s from upstream %s: %w", d, rt.upstream.Name(), err)
 	}
 	return nil
 }
@@ -218,7 +218,7 @@ func (h *Handler) streamBlob(w http.ResponseWriter, r *http.Request, rt route, d
 	}
 	if !bw.Verified() || (size >= 0 && total != size) {
 		bw.Cancel(ctx)
-		h.log.ErrorContext(ctx, "blob from upstream rejected", slog.String("upstream", rt.upstream.name),
+		h.log.ErrorContext(ctx, "blob from upstream rejected", slog.String("upstream", rt.upstream.Name()),
 			slog.String("repo", rt.repo), slog.String("digest", d.String()),
 			slog.String("error", fmt.Sprintf("content does not match its digest (%d bytes, %d announced)", total, size)))
 		panic(http.ErrAbortHandler)
@@ -235,7 +235,7 @@ func (h *Handler) streamBlob(w http.ResponseWriter, r *http.Request, rt route, d
 		_, _ = w.Write(pending)
 		_ = http.NewResponseController(w).Flush()
 	}
-	if err := bw.Commit(ctx, rt.upstream.name, rt.repo); err != nil {
+	if err := bw.Commit(ctx, rt.upstream.Name(), rt.repo); err != nil {
 		h.log.WarnContext(ctx, "caching blob failed", slog.String("digest", d.String()), slog.String("error", err.Error()))
 	}
 	return nil

@@ -22,6 +22,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/proxy/upstream"
 )
 
 // blobProxy starts an upstream that answers every blob GET with blob() and every manifest
@@ -49,7 +50,7 @@ func blobProxy(tb testing.TB, root string, blob func() []byte, ref func() digest
 	}))
 	tb.Cleanup(up.Close)
 	zero := 0
-	u, err := proxy.NewUpstream(proxy.UpstreamConfig{Name: upName, URL: up.URL, Insecure: true, Default: true, Timeout: 10 * time.Second, Retries: &zero}, nil)
+	u, err := upstream.New(upstream.Config{Name: upName, URL: up.URL, Insecure: true, Default: true, Timeout: 10 * time.Second, Retries: &zero}, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}

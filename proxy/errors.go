@@ -12,6 +12,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy/upstream"
 )
 
 // writeError is the one place where errors become OCI error responses.
@@ -94,7 +95,7 @@ func classify(kind string, err error) (int, errcode.Error) {
 			return http.StatusNotFound, errcode.ErrorCodeNameUnknown.WithMessage(err.Error())
 		}
 	}
-	var ue *UpstreamError
+	var ue *upstream.Error
 	if errors.As(err, &ue) {
 		switch ue.Status {
 		case http.StatusUnauthorized, http.StatusForbidden:
@@ -104,14 +105,14 @@ func classify(kind string, err error) (int, errcode.Error) {
 		}
 		return http.StatusBadGateway, errcode.ErrorCodeUnknown.WithMessage(err.Error())
 	}
-	if errors.Is(err, ErrTooLarge) {
+	if errors.Is(err, oci.ErrTooLarge) {
 		code := errcode.ErrorCodeSizeInvalid
 		if kind == kindManifests {
 			code = errcode.ErrorCodeManifestInvalid
 		}
 		return http.StatusBadGateway, code.WithMessage(err.Error())
 	}
-	var un *UnavailableError
+	var un *upstream.UnavailableError
 	if errors.As(err, &un) || errors.Is(err, context.DeadlineExceeded) {
 		return http.StatusServiceUnavailable, errcode.ErrorCodeUnavailable.WithMessage(err.Error())
 	}

@@ -1,9 +1,7 @@
 package proxy
 
 import (
-	"encoding/json"
 	"errors"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -13,18 +11,18 @@ import (
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/proxy/upstream"
 )
 
 func fuzzUpstreams(t testing.TB) *Upstreams {
 	t.Helper()
-	var ups []*Upstream
-	for _, c := range []UpstreamConfig{
+	var ups []*upstream.Client
+	for _, c := range []upstream.Config{
 		{Name: "docker.io", URL: "https://registry-1.docker.io", Default: true},
 		{Name: "ghcr.io", URL: "https://ghcr.io"},
 		{Name: "registry.local:5000", URL: "http://127.0.0.1:5000", Insecure: true},
 	} {
-		up, err := NewUpstream(c, nil)
+		up, err := upstream.New(c, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,16 +74,16 @@ func FuzzParseRoute(f *testing.F) {
 			}
 			return
 		}
-		if rt.upstream == nil || u.byName[rt.upstream.name] != rt.upstream {
+		if rt.upstream == nil || u.byName[rt.upstream.Name()] != rt.upstream {
 			t.Fatalf("parseRoute(%q, %q) picked an unconfigured upstream %+v", path, rawQuery, rt.upstream)
 		}
-		if ns := r.URL.Query().Get("ns"); ns != "" && rt.upstream.name != ns {
-			t.Fatalf("parseRoute(%q, %q): ns=%s but upstream %s", path, rawQuery, ns, rt.upstream.name)
+		if ns := r.URL.Query().Get("ns"); ns != "" && rt.upstream.Name() != ns {
+			t.Fatalf("parseRoute(%q, %q): ns=%s but upstream %s", path, rawQuery, ns, rt.upstream.Name())
 		}
 		if _, err := reference.WithName(rt.repo); err != nil {
 			t.Fatalf("parseRoute(%q, %q): invalid repository %q: %v", path, rawQuery, rt.repo, err)
 		}
-		if rt.image() != rt.upstream.name+"/"+rt.repo {
+		if rt.image() != rt.upstream.Name()+"/"+rt.repo {
 			t.Fatalf("image %q is not upstream/repo", rt.image())
 		}
 		if !strings.HasSuffix(rt.name, strings.TrimPrefix(rt.repo, "library/")) {
@@ -106,41 +104,6 @@ func FuzzParseRoute(f *testing.F) {
 		case kindTags, kindUploads:
 		default:
 			t.Fatalf("unknown route kind %q", rt.kind)
-		}
-	})
-}
-
-// FuzzManifestMediaType checks that the media type portcullis records for a manifest is the
-// one its content declares when it declares one (so the served Content-Type cannot disagree
-// with what the digest covers), else the header's, else the OCI manifest type; never empty.
-func FuzzManifestMediaType(f *testing.F) {
-	f.Add([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json"}`), oci.MediaTypeOCIManifest)
-	f.Add([]byte(`{"schemaVersion":2}`), oci.MediaTypeDockerManifest+"; charset=utf-8")
-	f.Add([]byte(`{"mediaType":""}`), "")
-	f.Add([]byte(`{"MediaType":"x","mediaType":"y"}`), "text/plain")
-	f.Add([]byte(`not json`), "garbage;;")
-	f.Fuzz(func(t *testing.T, b []byte, contentType string) {
-		got := manifestMediaType(b, contentType)
-		if got == "" {
-			t.Fatal("empty media type")
-		}
-		var probe struct {
-			MediaType string `json:"mediaType"`
-		}
-		if json.Unmarshal(b, &probe) == nil && probe.MediaType != "" {
-			if got != probe.MediaType {
-				t.Fatalf("content declares %q, recorded %q", probe.MediaType, got)
-			}
-			return
-		}
-		if mt, _, err := mime.ParseMediaType(contentType); err == nil && mt != "" {
-			if got != mt {
-				t.Fatalf("header says %q, recorded %q", mt, got)
-			}
-			return
-		}
-		if got != oci.MediaTypeOCIManifest {
-			t.Fatalf("no declared type, recorded %q", got)
 		}
 	})
 }

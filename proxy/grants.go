@@ -38,7 +38,7 @@ func newGrants() grants {
 }
 
 func grantKey(rt route, d digest.Digest) string {
-	return rt.upstream.name + "/" + rt.repo + "@" + d.String()
+	return rt.upstream.Name() + "/" + rt.repo + "@" + d.String()
 }
 
 // blobReferences returns the blobs an image manifest references (config and layers); an
@@ -92,7 +92,7 @@ func (h *Handler) grantReferences(ctx context.Context, rt route, m oci.Manifest)
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
 		for _, d := range todo {
-			if err := h.opts.Store.Grant(sctx, rt.upstream.name, rt.repo, d); err != nil {
+			if err := h.opts.Store.Grant(sctx, rt.upstream.Name(), rt.repo, d); err != nil {
 				h.log.WarnContext(sctx, "recording a blob grant failed", slog.String("digest", d.String()), slog.String("error", err.Error()))
 			}
 		}
@@ -102,10 +102,10 @@ func (h *Handler) grantReferences(ctx context.Context, rt route, m oci.Manifest)
 // revokeBlob makes blob d unservable in rt's repository, after it was deleted upstream.
 func (h *Handler) revokeBlob(ctx context.Context, rt route, d digest.Digest) error {
 	h.grants.blobs.Remove(grantKey(rt, d))
-	if err := h.opts.Store.Unlink(ctx, rt.upstream.name, rt.repo, "_grants", d); err != nil {
+	if err := h.opts.Store.Unlink(ctx, rt.upstream.Name(), rt.repo, "_grants", d); err != nil {
 		return err
 	}
-	return h.opts.Store.Unlink(ctx, rt.upstream.name, rt.repo, "_blobs", d)
+	return h.opts.Store.Unlink(ctx, rt.upstream.Name(), rt.repo, "_blobs", d)
 }
 
 // checkBlobAccess returns nil when rt's repository may serve blob d to r: the blob is
@@ -122,7 +122,7 @@ func (h *Handler) checkBlobAccess(w http.ResponseWriter, r *http.Request, rt rou
 	}
 	unknown := errcode.ErrorCodeBlobUnknown.WithMessage(fmt.Sprintf(
 		"blob %s is not referenced by any manifest portcullis admitted in %s", d, rt.image()))
-	ok, err := h.opts.Store.Granted(ctx, rt.upstream.name, rt.repo, d)
+	ok, err := h.opts.Store.Granted(ctx, rt.upstream.Name(), rt.repo, d)
 	if err != nil {
 		h.log.WarnContext(ctx, "content store read failed", slog.String("error", err.Error()))
 		return unknown
@@ -135,7 +135,7 @@ func (h *Handler) checkBlobAccess(w http.ResponseWriter, r *http.Request, rt rou
 	if p == nil {
 		return unknown
 	}
-	if _, linked, err := h.opts.Store.BlobSize(ctx, rt.upstream.name, rt.repo, d); err != nil || !linked {
+	if _, linked, err := h.opts.Store.BlobSize(ctx, rt.upstream.Name(), rt.repo, d); err != nil || !linked {
 		return unknown
 	}
 	user, err := p.authenticate(r)

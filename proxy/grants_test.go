@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/proxy/upstream"
 )
 
 // blobsOf returns the config and layers of img by digest.
@@ -118,7 +119,7 @@ func TestBlobsOnlyOfAdmittedManifests(t *testing.T) {
 
 func TestBlobGrantsSurviveRestart(t *testing.T) {
 	root := t.TempDir()
-	withStore := func(_ *proxy.UpstreamConfig, o *proxy.Options) {
+	withStore := func(_ *upstream.Config, o *proxy.Options) {
 		o.Store = proxy.NewStore(filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 100}))
 	}
 	first := newEnv(t, withStore)

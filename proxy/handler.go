@@ -149,7 +149,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			slog.Duration("duration", time.Since(start)),
 		}
 		if info.rt.upstream != nil {
-			attrs = append(attrs, slog.String("upstream", info.rt.upstream.name), slog.String("repo", info.rt.repo), slog.String("ref", info.rt.ref))
+			attrs = append(attrs, slog.String("upstream", info.rt.upstream.Name()), slog.String("repo", info.rt.repo), slog.String("ref", info.rt.ref))
 		}
 		if info.digest != "" {
 			attrs = append(attrs, slog.String("digest", info.digest.String()))
@@ -245,8 +245,8 @@ func (h *Handler) resolveShared(ctx context.Context, rt route, info *requestInfo
 		m      oci.Manifest
 		source string
 	}
-	ch := h.flights.DoChan(rt.upstream.name+"/"+rt.repo+":"+rt.ref, func() (any, error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*rt.upstream.timeout)
+	ch := h.flights.DoChan(rt.upstream.Name()+"/"+rt.repo+":"+rt.ref, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*rt.upstream.Timeout())
 		defer cancel()
 		var ri requestInfo
 		m, err := h.resolveManifest(fctx, rt, &ri)
@@ -270,7 +270,7 @@ func (h *Handler) resolveShared(ctx context.Context, rt route, info *requestInfo
 func (h *Handler) resolveManifest(ctx context.Context, rt route, info *requestInfo) (oci.Manifest, error) {
 	up, st := rt.upstream, h.opts.Store
 	if d, err := digest.Parse(rt.ref); err == nil {
-		m, err := st.Manifest(ctx, up.name, rt.repo, d)
+		m, err := st.Manifest(ctx, up.Name(), rt.repo, d)
 		if err == nil {
 			info.source = "store"
 			return m, nil
@@ -281,8 +281,8 @@ func (h *Handler) resolveManifest(ctx context.Context, rt route, info *requestIn
 		if st.HasManifest(ctx, d) {
 			// Stored for another repository: ask the upstream whether this one has it too.
 			if hd, err := up.HeadManifest(ctx, rt.repo, d.String()); err == nil && hd == d {
-				if err := st.LinkManifest(ctx, up.name, rt.repo, d); err == nil {
-					if m, err := st.Manifest(ctx, up.name, rt.repo, d); err == nil {
+				if err := st.LinkManifest(ctx, up.Name(), rt.repo, d); err == nil {
+					if m, err := st.Manifest(ctx, up.Name(), rt.repo, d); err == nil {
 						info.source = "store"
 						return m, nil
 					}
@@ -292,7 +292,7 @@ func (h *Handler) resolveManifest(ctx context.Context, rt route, info *requestIn
 		return h.fetchManifest(ctx, rt, info)
 	}
 
-	key := up.name + "/" + rt.repo + ":" + rt.ref
+	key := up.Name() + "/" + rt.repo + ":" + rt.ref
 	if e, ok := h.tags.Get(key); ok {
 		fresh := h.opts.TagTTL > 0 && time.Since(e.at) < h.opts.TagTTL
 		if !fresh {
@@ -304,7 +304,7 @@ func (h *Handler) resolveManifest(ctx context.Context, rt route, info *requestIn
 			}
 		}
 		if fresh {
-			if m, err := st.Manifest(ctx, up.name, rt.repo, e.d); err == nil {
+			if m, err := st.Manifest(ctx, up.Name(), rt.repo, e.d); err == nil {
 				info.source = "store"
 				return m, nil
 			}
@@ -326,12 +326,12 @@ func (h *Handler) fetchManifest(ctx context.Context, rt route, info *requestInfo
 	info.source = "upstream"
 	// Written behind: the store's writes (fsync'd files) are off the request's path, and
 	// the store answers reads of the manifest from memory until they are done.
-	done := h.opts.Store.putPending(rt.upstream.name, rt.repo, m)
+	done := h.opts.Store.putPending(rt.upstream.Name(), rt.repo, m)
 	h.background.Go(func() {
 		defer done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		if err := h.opts.Store.PutManifest(sctx, rt.upstream.name, rt.repo, m); err != nil {
+		if err := h.opts.Store.PutManifest(sctx, rt.upstream.Name(), rt.repo, m); err != nil {
 			h.log.WarnContext(sctx, "caching manifest failed", slog.String("digest", m.Digest.String()), slog.String("error", err.Error()))
 		}
 	})

@@ -30,6 +30,7 @@ import (
 	"github.com/portcullis/portcullis/internal/testtool"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/proxy/upstream"
 )
 
 const upName = "upstream.test"
@@ -74,21 +75,21 @@ type env struct {
 	host   string // upstream host:port for pushes
 }
 
-type envOpt func(*proxy.UpstreamConfig, *proxy.Options)
+type envOpt func(*upstream.Config, *proxy.Options)
 
 func newEnv(t *testing.T, opts ...envOpt) *env {
 	t.Helper()
 	f := &faults{next: registry.New(registry.Logger(nopLog()))}
 	up := httptest.NewServer(f)
 	t.Cleanup(up.Close)
-	uc := proxy.UpstreamConfig{Name: upName, URL: up.URL, Insecure: true, Default: true, Timeout: 2 * time.Second}
+	uc := upstream.Config{Name: upName, URL: up.URL, Insecure: true, Default: true, Timeout: 2 * time.Second}
 	zero := 0
 	uc.Retries = &zero
 	po := proxy.Options{Store: proxy.NewStore(inmemory.New()), Gate: admitAll{}, Logger: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(&uc, &po)
 	}
-	u, err := proxy.NewUpstream(uc, nil)
+	u, err := upstream.New(uc, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +343,7 @@ func TestUpstreamFaults(t *testing.T) {
 		}, 403, "DENIED"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, func(uc *proxy.UpstreamConfig, _ *proxy.Options) { uc.Timeout = 300 * time.Millisecond })
+			e := newEnv(t, func(uc *upstream.Config, _ *proxy.Options) { uc.Timeout = 300 * time.Millisecond })
 			e.push(t, "demo/app:v1", randomImage(t))
 			e.faults.set(tc.fault)
 			resp, b := e.get(t, "GET", "/v2/demo/app/manifests/v1")
@@ -430,7 +431,7 @@ func TestMovedTag(t *testing.T) {
 		{"ttl 1h keeps digest", time.Hour, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, func(_ *proxy.UpstreamConfig, o *proxy.Options) { o.TagTTL = tc.ttl })
+			e := newEnv(t, func(_ *upstream.Config, o *proxy.Options) { o.TagTTL = tc.ttl })
 			a := e.push(t, "demo/app:v1", randomImage(t))
 			resp, _ := e.get(t, "GET", "/v2/demo/app/manifests/v1")
 			if resp.Header.Get("Docker-Content-Digest") != a.String() {
@@ -459,7 +460,7 @@ func TestTagsPagination(t *testing.T) {
 	path := "/v2/" + upName + "/demo/app/tags/list?n=2"
 	for range 5 {
 		resp, b := e.get(t, "GET", path)
-		var tl proxy.TagList
+		var tl upstream.TagList
 		if err := json.Unmarshal(b, &tl); err != nil || resp.StatusCode != 200 {
 			t.Fatalf("status %d: %s", resp.StatusCode, b)
 		}
@@ -541,15 +542,15 @@ func mustRef(t *testing.T, s string) name.Reference {
 func TestUpstreamConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		c    proxy.UpstreamConfig
+		c    upstream.Config
 		want string
 	}{
-		{"ok", proxy.UpstreamConfig{Name: "docker.io", URL: "https://registry-1.docker.io"}, ""},
-		{"no name", proxy.UpstreamConfig{URL: "https://x.io"}, "name: must be set"},
-		{"name not a host", proxy.UpstreamConfig{Name: "library", URL: "https://x.io"}, "name:"},
-		{"plain http without insecure", proxy.UpstreamConfig{Name: "x.io", URL: "http://x.io"}, "insecure"},
-		{"url with path", proxy.UpstreamConfig{Name: "x.io", URL: "https://x.io/v2/foo"}, "url:"},
-		{"auth and keychain", proxy.UpstreamConfig{Name: "x.io", URL: "https://x.io", Keychain: true, Auth: &proxy.BasicAuth{Username: "u"}}, "auth:"},
+		{"ok", upstream.Config{Name: "docker.io", URL: "https://registry-1.docker.io"}, ""},
+		{"no name", upstream.Config{URL: "https://x.io"}, "name: must be set"},
+		{"name not a host", upstream.Config{Name: "library", URL: "https://x.io"}, "name:"},
+		{"plain http without insecure", upstream.Config{Name: "x.io", URL: "http://x.io"}, "insecure"},
+		{"url with path", upstream.Config{Name: "x.io", URL: "https://x.io/v2/foo"}, "url:"},
+		{"auth and keychain", upstream.Config{Name: "x.io", URL: "https://x.io", Keychain: true, Auth: &upstream.BasicAuth{Username: "u"}}, "auth:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.c.Validate()
@@ -561,7 +562,7 @@ func TestUpstreamConfigValidate(t *testing.T) {
 }
 
 func TestDockerHubNormalization(t *testing.T) {
-	u, err := proxy.NewUpstream(proxy.UpstreamConfig{Name: "docker.io", URL: "https://registry-1.docker.io"}, nil)
+	u, err := upstream.New(upstream.Config{Name: "docker.io", URL: "https://registry-1.docker.io"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

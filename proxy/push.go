@@ -18,9 +18,7 @@ import (
 	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/opencontainers/go-digest"
@@ -121,9 +119,9 @@ func (h *Handler) serveUpload(w http.ResponseWriter, r *http.Request, rt route, 
 		}
 		if mount := r.URL.Query().Get("mount"); mount != "" {
 			if d, err := digest.Parse(mount); err == nil {
-				if size, _, err := h.opts.Store.BlobSize(ctx, rt.upstream.name, rt.repo, d); err == nil {
+				if size, _, err := h.opts.Store.BlobSize(ctx, rt.upstream.Name(), rt.repo, d); err == nil {
 					if err := h.pushBlob(ctx, rt, d, size); err == nil {
-						if err := h.opts.Store.LinkBlob(ctx, rt.upstream.name, rt.repo, d); err != nil {
+						if err := h.opts.Store.LinkBlob(ctx, rt.upstream.Name(), rt.repo, d); err != nil {
 							return err
 						}
 						return blobCreated(w, rt, d)
@@ -226,7 +224,7 @@ func (h *Handler) finishUpload(w http.ResponseWriter, r *http.Request, rt route,
 		bw.Cancel(ctx)
 		return errcode.ErrorCodeDigestInvalid.WithMessage(fmt.Sprintf("uploaded content does not match %s", d))
 	}
-	if err := bw.Commit(ctx, rt.upstream.name, rt.repo); err != nil {
+	if err := bw.Commit(ctx, rt.upstream.Name(), rt.repo); err != nil {
 		return err
 	}
 	if err := h.pushBlob(ctx, rt, d, u.size); err != nil {
@@ -258,35 +256,9 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// pushRemote names repo in rt's upstream for go-containerregistry's remote package, with the
-// options that push there with the proxy's credentials.
-func (rt route) pushRemote(ctx context.Context) (name.Repository, []remote.Option, error) {
-	var nopts []name.Option
-	if rt.upstream.base.Scheme == "http" {
-		nopts = append(nopts, name.Insecure)
-	}
-	repo, err := name.NewRepository(rt.upstream.reg.Name()+"/"+rt.repo, nopts...)
-	if err != nil {
-		return repo, nil, err
-	}
-	t, err := rt.upstream.transport(ctx, rt.repo, true)
-	if err != nil {
-		return repo, nil, err
-	}
-	return repo, []remote.Option{remote.WithTransport(t), remote.WithContext(ctx)}, nil
-}
-
 // pushBlob copies stored blob d to the upstream.
 func (h *Handler) pushBlob(ctx context.Context, rt route, d digest.Digest, size int64) error {
-	repo, opts, err := rt.pushRemote(ctx)
-	if err != nil {
-		return err
-	}
-	l := &storedLayer{ctx: ctx, st: h.opts.Store, d: d, size: size}
-	if err := remote.WriteLayer(repo, l, opts...); err != nil {
-		return rt.upstream.wrapErr(fmt.Errorf("push blob %s: %w", d, err))
-	}
-	return nil
+	return rt.upstream.PushBlob(ctx, rt.repo, &storedLayer{ctx: ctx, st: h.opts.Store, d: d, size: size})
 }
 
 // storedLayer presents a stored blob to go-containerregistry for upload.
@@ -352,7 +324,7 @@ func (h *Handler) isSignaturePush(ctx context.Context, rt route, m oci.Manifest)
 // are dropped at once.
 func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) error {
 	ctx := r.Context()
-	b, err := readCapped(r.Body, oci.MaxManifestSize)
+	b, err := oci.ReadCapped(r.Body, oci.MaxManifestSize)
 	if err != nil {
 		return errcode.ErrorCodeManifestInvalid.WithMessage(fmt.Sprintf("manifest over the %d byte limit", oci.MaxManifestSize))
 	}
@@ -360,7 +332,7 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	if d, err := digest.Parse(rt.ref); err == nil {
 		want = d
 	}
-	m, err := oci.NewManifest(b, manifestMediaType(b, r.Header.Get("Content-Type")), want)
+	m, err := oci.NewManifest(b, oci.ManifestMediaType(b, r.Header.Get("Content-Type")), want)
 	if err != nil {
 		return errcode.ErrorCodeDigestInvalid.WithMessage(err.Error())
 	}
@@ -375,18 +347,14 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	if !signature && !h.opts.Pushers.plainPush(image) {
 		return errcode.ErrorCodeDenied.WithMessage(fmt.Sprintf("portcullis accepts only signature pushes here (cosign .sig/.att manifests or sigstore bundle referrers); %s is not open to other pushes", image))
 	}
-	repo, opts, err := rt.pushRemote(ctx)
-	if err != nil {
+	ref := rt.ref
+	if want != "" {
+		ref = want.String()
+	}
+	if err := rt.upstream.PutManifest(ctx, rt.repo, ref, m); err != nil {
 		return err
 	}
-	var target name.Reference = repo.Tag(rt.ref)
-	if want != "" {
-		target = repo.Digest(want.String())
-	}
-	if err := remote.Put(target, rawManifest{raw: m.Bytes, mt: types.MediaType(m.MediaType)}, opts...); err != nil {
-		return rt.upstream.wrapErr(fmt.Errorf("push manifest %s: %w", rt.ref, err))
-	}
-	if err := h.opts.Store.PutManifest(ctx, rt.upstream.name, rt.repo, m); err != nil {
+	if err := h.opts.Store.PutManifest(ctx, rt.upstream.Name(), rt.repo, m); err != nil {
 		h.log.WarnContext(ctx, "caching pushed manifest failed", slog.String("error", err.Error()))
 	}
 	subject := subjectOf(rt.ref, m)
@@ -431,11 +399,11 @@ func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt rout
 		return err
 	}
 	if _, byDigest := digest.Parse(rt.ref); byDigest == nil {
-		if err := h.opts.Store.Unlink(ctx, rt.upstream.name, rt.repo, "_manifests", m.Digest); err != nil {
+		if err := h.opts.Store.Unlink(ctx, rt.upstream.Name(), rt.repo, "_manifests", m.Digest); err != nil {
 			return err
 		}
 	}
-	h.tags.Remove(rt.upstream.name + "/" + rt.repo + ":" + rt.ref)
+	h.tags.Remove(rt.upstream.Name() + "/" + rt.repo + ":" + rt.ref)
 	if subject := subjectOf(rt.ref, m); subject != "" && h.opts.Decisions != nil {
 		h.opts.Decisions.Forget(ctx, "", subject)
 	}
@@ -444,34 +412,9 @@ func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt rout
 
 // forwardDelete sends the DELETE to the upstream with the proxy's credentials.
 func (h *Handler) forwardDelete(w http.ResponseWriter, r *http.Request, rt route, kind string) error {
-	ctx := r.Context()
-	t, err := rt.upstream.transport(ctx, rt.repo, true)
-	if err != nil {
+	if err := rt.upstream.Delete(r.Context(), rt.repo, kind, rt.ref); err != nil {
 		return err
-	}
-	target := *rt.upstream.base
-	target.Path = "/v2/" + rt.repo + "/" + kind + "/" + rt.ref
-	req, err := http.NewRequestWithContext(ctx, http.MethodDelete, target.String(), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := (&http.Client{Transport: t}).Do(req)
-	if err != nil {
-		return rt.upstream.wrapErr(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusNoContent {
-		b, _ := readCapped(resp.Body, 64<<10)
-		return rt.upstream.wrapErr(&UpstreamError{Upstream: rt.upstream.name, Status: resp.StatusCode, Message: strings.TrimSpace(string(b))})
 	}
 	w.WriteHeader(http.StatusAccepted)
 	return nil
 }
-
-type rawManifest struct {
-	raw []byte
-	mt  types.MediaType
-}
-
-func (r rawManifest) RawManifest() ([]byte, error)        { return r.raw, nil }
-func (r rawManifest) MediaType() (types.MediaType, error) { return r.mt, nil }

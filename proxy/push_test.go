@@ -21,6 +21,7 @@ import (
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/proxy/upstream"
 	"github.com/portcullis/portcullis/verify"
 )
 
@@ -70,7 +71,7 @@ func pushEnv(t *testing.T, gate *denyGate, f *forgetter) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return newEnv(t, func(_ *proxy.UpstreamConfig, o *proxy.Options) {
+	return newEnv(t, func(_ *upstream.Config, o *proxy.Options) {
 		o.Gate, o.Pushers, o.Decisions, o.Artifacts = gate, p, f, verify.New()
 	})
 }
@@ -119,7 +120,7 @@ func TestDeniedManifest(t *testing.T) {
 		}
 	}
 	gate.mu.Lock()
-	gate.err = &proxy.UnavailableError{Upstream: upName, Err: errors.New("signature lookup timed out")}
+	gate.err = &upstream.UnavailableError{Upstream: upName, Err: errors.New("signature lookup timed out")}
 	gate.mu.Unlock()
 	resp, b := e.do(t, http.MethodGet, "/v2/signed/app/manifests/v1", nil, false)
 	if resp.StatusCode != http.StatusServiceUnavailable || errCode(t, b) != "UNAVAILABLE" {
@@ -306,7 +307,7 @@ func gzipTar(t *testing.T, name, content string) []byte {
 // (reasons can quote upstream content) cannot inject headers into a HEAD's status line.
 func TestDenialReasonInStatusLine(t *testing.T) {
 	gate := &denyGate{}
-	e := newEnv(t, func(_ *proxy.UpstreamConfig, o *proxy.Options) { o.Gate = gate })
+	e := newEnv(t, func(_ *upstream.Config, o *proxy.Options) { o.Gate = gate })
 	e.push(t, "demo/app:v1", randomImage(t))
 	gate.mu.Lock()
 	gate.reason = "payload type \"x\"\r\nX-Injected: yes\r\n\r\n☠ " + strings.Repeat("long ", 400)

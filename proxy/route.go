@@ -8,6 +8,8 @@ import (
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/proxy/upstream"
 )
 
 // Endpoint kinds of the distribution API that portcullis serves.
@@ -24,7 +26,7 @@ type route struct {
 	kind string
 	// name is the repository as the client named it (with a path prefix if it used one).
 	name     string
-	upstream *Upstream
+	upstream *upstream.Client
 	// repo is the repository path in the upstream, normalised (e.g. "library/alpine").
 	repo string
 	// ref is a tag or digest (manifests), a digest (blobs, referrers), or "" (tags).
@@ -34,25 +36,25 @@ type route struct {
 }
 
 // image is the normalised image name policies match: "<upstream>/<repo>".
-func (rt route) image() string { return rt.upstream.name + "/" + rt.repo }
+func (rt route) image() string { return rt.upstream.Name() + "/" + rt.repo }
 
 // Upstreams picks the upstream of a request.
 type Upstreams struct {
-	byName map[string]*Upstream
-	def    *Upstream
+	byName map[string]*upstream.Client
+	def    *upstream.Client
 }
 
 // NewUpstreams indexes ups by name; at most one may be the default.
-func NewUpstreams(ups ...*Upstream) (*Upstreams, error) {
-	u := &Upstreams{byName: map[string]*Upstream{}}
+func NewUpstreams(ups ...*upstream.Client) (*Upstreams, error) {
+	u := &Upstreams{byName: map[string]*upstream.Client{}}
 	for _, up := range ups {
-		if _, dup := u.byName[up.name]; dup {
-			return nil, fmt.Errorf("upstream %q configured twice", up.name)
+		if _, dup := u.byName[up.Name()]; dup {
+			return nil, fmt.Errorf("upstream %q configured twice", up.Name())
 		}
-		u.byName[up.name] = up
-		if up.isDefault {
+		u.byName[up.Name()] = up
+		if up.IsDefault() {
 			if u.def != nil {
-				return nil, fmt.Errorf("upstreams %q and %q are both default", u.def.name, up.name)
+				return nil, fmt.Errorf("upstreams %q and %q are both default", u.def.Name(), up.Name())
 			}
 			u.def = up
 		}
@@ -61,7 +63,7 @@ func NewUpstreams(ups ...*Upstream) (*Upstreams, error) {
 }
 
 // Get returns the upstream called name.
-func (u *Upstreams) Get(name string) (*Upstream, bool) {
+func (u *Upstreams) Get(name string) (*upstream.Client, bool) {
 	up, ok := u.byName[name]
 	return up, ok
 }

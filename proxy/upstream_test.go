@@ -10,7 +10,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/proxy/upstream"
 )
 
 // TestUpstreamHandshakeOncePerUpstream checks that the upstream's authentication challenge
@@ -85,7 +85,7 @@ func TestReferrersAPIAbsenceRemembered(t *testing.T) {
 				}
 			}))
 			t.Cleanup(srv.Close)
-			u, err := proxy.NewUpstream(proxy.UpstreamConfig{Name: "up.invalid", URL: srv.URL, Insecure: true}, nil)
+			u, err := upstream.New(upstream.Config{Name: "up.invalid", URL: srv.URL, Insecure: true}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/proxy/upstream"
 )
 
 // TestUpstreamAuthentication pulls through upstreams that demand credentials, and checks
@@ -16,14 +17,14 @@ func TestUpstreamAuthentication(t *testing.T) {
 	const user, pass, token = "mirror", "upstream-s3cret", "upstream-token-0123"
 	for _, tc := range []struct {
 		name    string
-		auth    *proxy.BasicAuth
+		auth    *upstream.BasicAuth
 		guard   func(base string, tokens *atomic.Int64) func(w http.ResponseWriter, r *http.Request) bool
 		wantOK  bool
 		wantErr string
 	}{
 		{
 			name: "static basic credentials",
-			auth: &proxy.BasicAuth{Username: user, Password: pass},
+			auth: &upstream.BasicAuth{Username: user, Password: pass},
 			guard: func(string, *atomic.Int64) func(http.ResponseWriter, *http.Request) bool {
 				return basicGuard(user, pass)
 			},
@@ -31,7 +32,7 @@ func TestUpstreamAuthentication(t *testing.T) {
 		},
 		{
 			name: "wrong basic credentials",
-			auth: &proxy.BasicAuth{Username: user, Password: "wrong"},
+			auth: &upstream.BasicAuth{Username: user, Password: "wrong"},
 			guard: func(string, *atomic.Int64) func(http.ResponseWriter, *http.Request) bool {
 				return basicGuard(user, pass)
 			},
@@ -63,7 +64,7 @@ func TestUpstreamAuthentication(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var tokens atomic.Int64
-			e := newEnv(t, func(uc *proxy.UpstreamConfig, _ *proxy.Options) { uc.Auth = tc.auth })
+			e := newEnv(t, func(uc *upstream.Config, _ *proxy.Options) { uc.Auth = tc.auth })
 			img := randomImage(t)
 			e.push(t, "demo/app:v1", img) // before the guard: pushes are not what is tested
 			e.faults.set(tc.guard(e.up.URL, &tokens))

@@ -168,7 +168,7 @@ func TestCosign(t *testing.T) {
 			name: "legacy signature copied from another digest", upstream: "distribution",
 			sign: func(t *testing.T, c *cosignRun) {
 				c.sign(t, c.other, "--new-bundle-format=false")
-				reg := c.u.registry()
+				reg := c.u.registry(t)
 				m, err := reg.Manifest(context.Background(), c.repo, "sha256-"+c.other.Encoded()+".sig")
 				if err != nil {
 					t.Fatal(err)
@@ -209,7 +209,7 @@ func TestCosign(t *testing.T) {
 						key: key, pub: pub, wrong: wrong, pubPEM: pubFile, dir: t.TempDir(),
 					}
 					tc.sign(t, c)
-					res, err := verify.New().Verify(context.Background(), u.registry(), verify.Subject{Repository: repo, Digest: c.d}, tc.auths(c))
+					res, err := verify.New().Verify(context.Background(), u.registry(t), verify.Subject{Repository: repo, Digest: c.d}, tc.auths(c))
 					assertResult(t, res, err, tc.wantSignatures, tc.want, false)
 					if tc.cosignVerifies {
 						testtool.Cosign(t, path, nil, "verify", "--key", pubFile, "--insecure-ignore-tlog", "--allow-http-registry", c.ref(c.d))
@@ -224,7 +224,7 @@ func TestCosign(t *testing.T) {
 // bundle blob, manifest subject changed, as an attacker replaying a signature would.
 func copyBundleReferrer(t *testing.T, c *cosignRun, from, to digest.Digest) {
 	t.Helper()
-	reg := c.u.registry()
+	reg := c.u.registry(t)
 	descs, err := reg.Referrers(context.Background(), c.repo, from)
 	if err != nil || len(descs) != 1 {
 		t.Fatalf("referrers of %s: %v %v", from, descs, err)

@@ -3,11 +3,8 @@ package verify_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"log"
-	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -17,7 +14,6 @@ import (
 	ggcrregistry "github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
@@ -25,103 +21,9 @@ import (
 
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/internal/testtool"
+	upstreamclient "github.com/portcullis/portcullis/proxy/upstream"
 	"github.com/portcullis/portcullis/verify"
 )
-
-// httpRegistry is a test-only verify.Registry over the distribution API, built on
-// go-containerregistry's remote package. Digests are computed locally.
-type httpRegistry struct {
-	host string
-}
-
-var _ verify.Registry = httpRegistry{}
-
-func (r httpRegistry) reference(repo, ref string) (name.Reference, error) {
-	if strings.Contains(ref, ":") {
-		return name.NewDigest(r.host+"/"+repo+"@"+ref, name.Insecure)
-	}
-	return name.NewTag(r.host+"/"+repo+":"+ref, name.Insecure)
-}
-
-func notFound(err error) error {
-	var terr *transport.Error
-	if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
-		return fmt.Errorf("%w: %v", oci.ErrNotFound, err)
-	}
-	return err
-}
-
-func (r httpRegistry) Manifest(ctx context.Context, repo, ref string) (oci.Manifest, error) {
-	nref, err := r.reference(repo, ref)
-	if err != nil {
-		return oci.Manifest{}, err
-	}
-	desc, err := remote.Get(nref, remote.WithContext(ctx))
-	if err != nil {
-		return oci.Manifest{}, notFound(err)
-	}
-	if len(desc.Manifest) > oci.MaxManifestSize {
-		return oci.Manifest{}, fmt.Errorf("manifest %s is larger than %d bytes", ref, oci.MaxManifestSize)
-	}
-	var want digest.Digest
-	if d, ok := nref.(name.Digest); ok {
-		want = digest.Digest(d.DigestStr())
-	}
-	return oci.NewManifest(desc.Manifest, string(desc.MediaType), want)
-}
-
-func (r httpRegistry) Blob(ctx context.Context, repo string, d digest.Digest, limit int64) ([]byte, error) {
-	ref, err := name.NewDigest(r.host+"/"+repo+"@"+d.String(), name.Insecure)
-	if err != nil {
-		return nil, err
-	}
-	l, err := remote.Layer(ref, remote.WithContext(ctx))
-	if err != nil {
-		return nil, notFound(err)
-	}
-	rc, err := l.Compressed()
-	if err != nil {
-		return nil, notFound(err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, limit+1))
-	if err != nil {
-		return nil, notFound(err)
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("blob %s is larger than %d bytes", d, limit)
-	}
-	if got := d.Algorithm().FromBytes(b); got != d {
-		return nil, fmt.Errorf("blob digest mismatch: asked for %s, content is %s", d, got)
-	}
-	return b, nil
-}
-
-func (r httpRegistry) Referrers(ctx context.Context, repo string, d digest.Digest) ([]ocispec.Descriptor, error) {
-	ref, err := name.NewDigest(r.host+"/"+repo+"@"+d.String(), name.Insecure)
-	if err != nil {
-		return nil, err
-	}
-	idx, err := remote.Referrers(ref, remote.WithContext(ctx))
-	if err != nil {
-		return nil, notFound(err)
-	}
-	im, err := idx.IndexManifest()
-	if err != nil {
-		return nil, err
-	}
-	out := make([]ocispec.Descriptor, 0, len(im.Manifests))
-	for _, m := range im.Manifests {
-		out = append(out, ocispec.Descriptor{
-			MediaType:    string(m.MediaType),
-			Digest:       digest.Digest(m.Digest.String()),
-			Size:         m.Size,
-			ArtifactType: m.ArtifactType,
-			Annotations:  m.Annotations,
-		})
-	}
-	return out, nil
-}
 
 // faultRegistry wraps a Registry and fails chosen calls, as a broken upstream would.
 type faultRegistry struct {
@@ -185,7 +87,16 @@ type upstream struct {
 	referrersAPI bool
 }
 
-func (u upstream) registry() verify.Registry { return httpRegistry{host: u.host} }
+// registry is portcullis's own registry client for u, as the proxy uses it.
+func (u upstream) registry(t testing.TB) verify.Registry {
+	t.Helper()
+	zero := 0
+	c, err := upstreamclient.New(upstreamclient.Config{Name: u.host, URL: "http://" + u.host, Insecure: true, Retries: &zero}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
 
 // newGGCR starts go-containerregistry's registry, which has the referrers API.
 func newGGCR(t testing.TB) upstream {
@@ -260,7 +171,13 @@ func putManifest(t testing.TB, host, repo, ref, mediaType string, b []byte) dige
 	if ref == "" {
 		ref = d.String()
 	}
-	nref, err := httpRegistry{host: host}.reference(repo, ref)
+	var nref name.Reference
+	var err error
+	if strings.Contains(ref, ":") {
+		nref, err = name.NewDigest(host+"/"+repo+"@"+ref, name.Insecure)
+	} else {
+		nref, err = name.NewTag(host+"/"+repo+":"+ref, name.Insecure)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

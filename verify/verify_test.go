@@ -344,7 +344,7 @@ func TestVerify(t *testing.T) {
 		{
 			name: "message signature bundle",
 			setup: func(t *testing.T, f *fixture) []verify.Authority {
-				m, err := f.u.registry().Manifest(context.Background(), f.repo, f.d.String())
+				m, err := f.u.registry(t).Manifest(context.Background(), f.repo, f.d.String())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -553,7 +553,7 @@ func TestVerify(t *testing.T) {
 						key:   newKey(t, kind),
 						wrong: newKey(t, kind),
 					}
-					f.faults = &faultRegistry{Registry: u.registry()}
+					f.faults = &faultRegistry{Registry: u.registry(t)}
 					auths := tc.setup(t, f)
 					f.faults.calls = nil
 
@@ -674,7 +674,7 @@ func TestReferrersListingHint(t *testing.T) {
 			})
 			putManifest(t, u.host, repo, "sha256-"+d.Encoded(), oci.MediaTypeOCIIndex, idx)
 
-			res, err := verify.New().Verify(context.Background(), u.registry(), verify.Subject{Repository: repo, Digest: d},
+			res, err := verify.New().Verify(context.Background(), u.registry(t), verify.Subject{Repository: repo, Digest: d},
 				[]verify.Authority{{Name: "team", Key: k.verifier}})
 			if err != nil {
 				t.Fatalf("verify: %v", err)
@@ -697,7 +697,7 @@ func TestVerifyArguments(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := verify.New().Verify(context.Background(), httpRegistry{host: "127.0.0.1:9"}, tt.s, nil)
+			_, err := verify.New().Verify(context.Background(), upstream{host: "127.0.0.1:9"}.registry(t), tt.s, nil)
 			if err == nil {
 				t.Fatal("got no error")
 			}

@@ -29,7 +29,7 @@ import (
 	"github.com/portcullis/portcullis/config"
 	"github.com/portcullis/portcullis/internal/app"
 	"github.com/portcullis/portcullis/policy"
-	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/proxy/upstream"
 	"github.com/portcullis/portcullis/verify/sign"
 )
 
@@ -110,7 +110,7 @@ func runDemo(ctx context.Context, out io.Writer, listen string, keep bool) error
 		Listen:  listen,
 		Log:     config.Log{Format: "text", Level: "warn"},
 		Storage: config.Storage{Driver: "inmemory"},
-		Upstreams: []proxy.UpstreamConfig{{
+		Upstreams: []upstream.Config{{
 			Name: demoUpstream, URL: "http://" + upHost, Insecure: true, Default: true,
 		}},
 		Cache: config.Cache{Size: cache.DefaultSize, TTL: cache.DefaultTTL, NegativeTTL: cache.DefaultNegativeTTL},

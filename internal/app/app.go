@@ -20,6 +20,7 @@ import (
 	"github.com/portcullis/portcullis/internal/telemetry"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/proxy/upstream"
 	"github.com/portcullis/portcullis/verify"
 )
 
@@ -71,9 +72,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	}
 	verifier := verify.New(verify.WithLogger(log))
 	engine := policy.NewEngine(set, verifier, decisions, policy.WithLogger(log))
-	var ups []*proxy.Upstream
+	var ups []*upstream.Client
 	for i, uc := range cfg.Upstreams {
-		up, err := proxy.NewUpstream(uc, nil)
+		up, err := upstream.New(uc, nil)
 		if err != nil {
 			return nil, fmt.Errorf("upstreams[%d].%w", i, err)
 		}

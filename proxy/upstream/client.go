@@ -1,4 +1,4 @@
-package proxy
+package upstream
 
 import (
 	"context"
@@ -7,11 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net"
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,8 +28,8 @@ import (
 	"github.com/portcullis/portcullis/internal/oci"
 )
 
-// UpstreamConfig describes one upstream registry. The config package maps the file into it.
-type UpstreamConfig struct {
+// Config describes one upstream registry. The config package maps the file into it.
+type Config struct {
 	// Name is how clients name the upstream: the value of containerd's ?ns= and the first path
 	// component of a path-prefix mirror, e.g. "docker.io", "ghcr.io", "registry.local:5000".
 	Name string `mapstructure:"name"`
@@ -55,20 +55,20 @@ type BasicAuth struct {
 	Password string `mapstructure:"password"`
 }
 
-// Defaults for UpstreamConfig.
+// Defaults for Config.
 const (
-	DefaultUpstreamTimeout = 30 * time.Second
-	DefaultUpstreamRetries = 3
+	DefaultTimeout = 30 * time.Second
+	DefaultRetries = 3
 )
 
-var upstreamNameRE = regexp.MustCompile(`^(localhost|[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+|[a-z0-9]([a-z0-9-]*[a-z0-9])?)(:[0-9]{1,5})?$`)
+var nameRE = regexp.MustCompile(`^(localhost|[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+|[a-z0-9]([a-z0-9-]*[a-z0-9])?)(:[0-9]{1,5})?$`)
 
 // Validate checks one upstream's settings; field names in errors are relative to the entry.
-func (c UpstreamConfig) Validate() error {
+func (c Config) Validate() error {
 	if c.Name == "" {
 		return errors.New("name: must be set")
 	}
-	if !upstreamNameRE.MatchString(c.Name) || (!strings.ContainsAny(c.Name, ".:") && c.Name != "localhost") {
+	if !nameRE.MatchString(c.Name) || (!strings.ContainsAny(c.Name, ".:") && c.Name != "localhost") {
 		return fmt.Errorf("name: %q is not a registry host name (a domain with a dot or a port, or localhost, lowercase)", c.Name)
 	}
 	u, err := url.Parse(c.URL)
@@ -99,8 +99,9 @@ func (c UpstreamConfig) Validate() error {
 	return nil
 }
 
-// Upstream is a client for one upstream registry. It implements verify.Registry.
-type Upstream struct {
+// Client is a client for one upstream registry: pulls (manifests, blobs, tags, referrers)
+// and pushes, with the proxy's credentials. It implements verify.Registry.
+type Client struct {
 	name      string
 	base      *url.URL
 	reg       name.Registry
@@ -130,7 +131,7 @@ const (
 
 // NewUpstream builds the client for c, which must be valid. base is the HTTP transport to
 // dial with; nil means a fresh one.
-func NewUpstream(c UpstreamConfig, base *http.Transport) (*Upstream, error) {
+func New(c Config, base *http.Transport) (*Client, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -158,13 +159,13 @@ func NewUpstream(c UpstreamConfig, base *http.Transport) (*Upstream, error) {
 	}
 	timeout := c.Timeout
 	if timeout == 0 {
-		timeout = DefaultUpstreamTimeout
+		timeout = DefaultTimeout
 	}
 	base.ResponseHeaderTimeout = timeout
 	if c.Insecure {
 		base.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the operator asked for it by name
 	}
-	retries := DefaultUpstreamRetries
+	retries := DefaultRetries
 	if c.Retries != nil {
 		retries = *c.Retries
 	}
@@ -174,7 +175,7 @@ func NewUpstream(c UpstreamConfig, base *http.Transport) (*Upstream, error) {
 			transport.WithRetryBackoff(transport.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: retries + 1}),
 			transport.WithRetryStatusCodes(http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, http.StatusTooManyRequests))
 	}
-	up := &Upstream{
+	up := &Client{
 		name:       c.Name,
 		base:       u,
 		reg:        reg,
@@ -197,10 +198,16 @@ func NewUpstream(c UpstreamConfig, base *http.Transport) (*Upstream, error) {
 }
 
 // Name is the upstream's configured name.
-func (u *Upstream) Name() string { return u.name }
+func (u *Client) Name() string { return u.name }
+
+// IsDefault reports whether the upstream serves requests that name none.
+func (u *Client) IsDefault() bool { return u.isDefault }
+
+// Timeout is the upstream's per-request timeout.
+func (u *Client) Timeout() time.Duration { return u.timeout }
 
 // Normalize applies the upstream's naming rules: on Docker Hub "alpine" is "library/alpine".
-func (u *Upstream) Normalize(repo string) string {
+func (u *Client) Normalize(repo string) string {
 	if u.dockerHub && !strings.Contains(repo, "/") {
 		return "library/" + repo
 	}
@@ -209,7 +216,7 @@ func (u *Upstream) Normalize(repo string) string {
 
 // transport returns a round tripper authenticated for repo, for pulls or, with push, for
 // pushes. Authenticated transports are cached per repository and scope.
-func (u *Upstream) transport(ctx context.Context, repo string, push bool) (http.RoundTripper, error) {
+func (u *Client) transport(ctx context.Context, repo string, push bool) (http.RoundTripper, error) {
 	scope := u.reg.Repo(repo).Scope(transport.PullScope)
 	if push {
 		scope = u.reg.Repo(repo).Scope(transport.PushScope)
@@ -237,7 +244,7 @@ func (u *Upstream) transport(ctx context.Context, repo string, push bool) (http.
 // authenticate does what transport.NewWithContext does, with the upstream's challenge (its
 // answer to GET /v2/) remembered rather than asked for again for every repository: a bearer
 // token exchange for scope when the upstream wants one, static or no credentials otherwise.
-func (u *Upstream) authenticate(ctx context.Context, auth authn.Authenticator, scope string) (http.RoundTripper, error) {
+func (u *Client) authenticate(ctx context.Context, auth authn.Authenticator, scope string) (http.RoundTripper, error) {
 	pr, err := u.ping(ctx)
 	if err != nil {
 		return nil, err
@@ -253,7 +260,7 @@ func (u *Upstream) authenticate(ctx context.Context, auth authn.Authenticator, s
 
 // ping returns the upstream's authentication challenge, asking for it at most once per
 // challengeTTL however many requests need it at the same time.
-func (u *Upstream) ping(ctx context.Context) (*transport.Challenge, error) {
+func (u *Client) ping(ctx context.Context) (*transport.Challenge, error) {
 	u.mu.Lock()
 	pr, at := u.challenge, u.challengeAt
 	u.mu.Unlock()
@@ -279,7 +286,7 @@ func (u *Upstream) ping(ctx context.Context) (*transport.Challenge, error) {
 // client returns an HTTP client authenticated for pulls from repo. Redirects are followed
 // only to the upstream's own host or to https URLs (blob storage), at most 5 times, and the
 // upstream's credentials are never sent to another host.
-func (u *Upstream) client(ctx context.Context, repo string) (*http.Client, error) {
+func (u *Client) client(ctx context.Context, repo string) (*http.Client, error) {
 	t, err := u.transport(ctx, repo, false)
 	if err != nil {
 		return nil, err
@@ -296,8 +303,8 @@ func (u *Upstream) client(ctx context.Context, repo string) (*http.Client, error
 	}}, nil
 }
 
-// UpstreamError is a non-success answer from an upstream registry.
-type UpstreamError struct {
+// Error is a non-success answer from an upstream registry.
+type Error struct {
 	Upstream string
 	Status   int
 	// Codes are the OCI error codes in the upstream's answer, if any.
@@ -305,7 +312,7 @@ type UpstreamError struct {
 	Message string
 }
 
-func (e *UpstreamError) Error() string {
+func (e *Error) Error() string {
 	msg := e.Message
 	if msg == "" {
 		msg = http.StatusText(e.Status)
@@ -314,7 +321,7 @@ func (e *UpstreamError) Error() string {
 }
 
 // Is makes a 404 match oci.ErrNotFound.
-func (e *UpstreamError) Is(target error) bool {
+func (e *Error) Is(target error) bool {
 	return target == oci.ErrNotFound && e.Status == http.StatusNotFound
 }
 
@@ -330,13 +337,10 @@ func (e *UnavailableError) Error() string {
 
 func (e *UnavailableError) Unwrap() error { return e.Err }
 
-// ErrTooLarge is wrapped by errors for upstream bodies over their size limit.
-var ErrTooLarge = errors.New("too large")
-
-func (u *Upstream) wrapErr(err error) error {
+func (u *Client) wrapErr(err error) error {
 	var te *transport.Error
 	if errors.As(err, &te) {
-		ue := &UpstreamError{Upstream: u.name, Status: te.StatusCode}
+		ue := &Error{Upstream: u.name, Status: te.StatusCode}
 		for _, d := range te.Errors {
 			ue.Codes = append(ue.Codes, string(d.Code))
 			if ue.Message == "" {
@@ -345,7 +349,7 @@ func (u *Upstream) wrapErr(err error) error {
 		}
 		return ue
 	}
-	var ue *UpstreamError
+	var ue *Error
 	if errors.As(err, &ue) {
 		return err
 	}
@@ -354,7 +358,7 @@ func (u *Upstream) wrapErr(err error) error {
 
 // do sends one request for path (starting with /v2/) and returns the response when its
 // status is one of ok; otherwise the body is read (capped) into an error.
-func (u *Upstream) do(ctx context.Context, method, repo, path, rawQuery string, hdr http.Header, ok ...int) (*http.Response, error) {
+func (u *Client) do(ctx context.Context, method, repo, path, rawQuery string, hdr http.Header, ok ...int) (*http.Response, error) {
 	c, err := u.client(ctx, repo)
 	if err != nil {
 		return nil, err
@@ -387,7 +391,7 @@ var manifestAccept = strings.Join([]string{
 }, ", ")
 
 // Manifest fetches a manifest by tag or digest; the digest is computed from the bytes.
-func (u *Upstream) Manifest(ctx context.Context, repo, ref string) (oci.Manifest, error) {
+func (u *Client) Manifest(ctx context.Context, repo, ref string) (oci.Manifest, error) {
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
 	defer cancel()
 	resp, err := u.do(ctx, http.MethodGet, repo, "/v2/"+repo+"/manifests/"+ref, "",
@@ -397,9 +401,9 @@ func (u *Upstream) Manifest(ctx context.Context, repo, ref string) (oci.Manifest
 	}
 	defer resp.Body.Close()
 	if resp.ContentLength > oci.MaxManifestSize {
-		return oci.Manifest{}, fmt.Errorf("manifest %s:%s from upstream %s is %d bytes, over the %d byte limit: %w", repo, ref, u.name, resp.ContentLength, oci.MaxManifestSize, ErrTooLarge)
+		return oci.Manifest{}, fmt.Errorf("manifest %s:%s from upstream %s is %d bytes, over the %d byte limit: %w", repo, ref, u.name, resp.ContentLength, oci.MaxManifestSize, oci.ErrTooLarge)
 	}
-	b, err := readCapped(resp.Body, oci.MaxManifestSize)
+	b, err := oci.ReadCapped(resp.Body, oci.MaxManifestSize)
 	if err != nil {
 		return oci.Manifest{}, fmt.Errorf("manifest %s:%s from upstream %s: %w", repo, ref, u.name, err)
 	}
@@ -407,7 +411,7 @@ func (u *Upstream) Manifest(ctx context.Context, repo, ref string) (oci.Manifest
 	if d, err := digest.Parse(ref); err == nil {
 		want = d
 	}
-	m, err := oci.NewManifest(b, manifestMediaType(b, resp.Header.Get("Content-Type")), want)
+	m, err := oci.NewManifest(b, oci.ManifestMediaType(b, resp.Header.Get("Content-Type")), want)
 	if err != nil {
 		return oci.Manifest{}, fmt.Errorf("manifest %s:%s from upstream %s: %w", repo, ref, u.name, err)
 	}
@@ -417,7 +421,7 @@ func (u *Upstream) Manifest(ctx context.Context, repo, ref string) (oci.Manifest
 // HeadManifest asks the upstream which digest ref currently has. The answer is a header the
 // upstream chose: use it only to decide whether a stored manifest is still current, never as
 // the digest of bytes to serve.
-func (u *Upstream) HeadManifest(ctx context.Context, repo, ref string) (digest.Digest, error) {
+func (u *Client) HeadManifest(ctx context.Context, repo, ref string) (digest.Digest, error) {
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
 	defer cancel()
 	resp, err := u.do(ctx, http.MethodHead, repo, "/v2/"+repo+"/manifests/"+ref, "",
@@ -429,24 +433,9 @@ func (u *Upstream) HeadManifest(ctx context.Context, repo, ref string) (digest.D
 	return digest.Parse(resp.Header.Get("Docker-Content-Digest"))
 }
 
-// manifestMediaType prefers the mediaType the (digest-checked) content declares over the
-// Content-Type header the upstream sent.
-func manifestMediaType(b []byte, contentType string) string {
-	var probe struct {
-		MediaType string `json:"mediaType"`
-	}
-	if json.Unmarshal(b, &probe) == nil && probe.MediaType != "" {
-		return probe.MediaType
-	}
-	if mt, _, err := mime.ParseMediaType(contentType); err == nil && mt != "" {
-		return mt
-	}
-	return oci.MediaTypeOCIManifest
-}
-
 // OpenBlob starts a download of blob d. The body is not verified: the caller must check it
 // against d. A body that stalls for longer than the upstream timeout fails.
-func (u *Upstream) OpenBlob(ctx context.Context, repo string, d digest.Digest) (io.ReadCloser, int64, error) {
+func (u *Client) OpenBlob(ctx context.Context, repo string, d digest.Digest) (io.ReadCloser, int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	resp, err := u.do(ctx, http.MethodGet, repo, "/v2/"+repo+"/blobs/"+d.String(), "", nil, http.StatusOK)
 	if err != nil {
@@ -457,7 +446,7 @@ func (u *Upstream) OpenBlob(ctx context.Context, repo string, d digest.Digest) (
 }
 
 // StatBlob asks the upstream whether repo has blob d and its size.
-func (u *Upstream) StatBlob(ctx context.Context, repo string, d digest.Digest) (int64, error) {
+func (u *Client) StatBlob(ctx context.Context, repo string, d digest.Digest) (int64, error) {
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
 	defer cancel()
 	resp, err := u.do(ctx, http.MethodHead, repo, "/v2/"+repo+"/blobs/"+d.String(), "", nil, http.StatusOK)
@@ -469,7 +458,7 @@ func (u *Upstream) StatBlob(ctx context.Context, repo string, d digest.Digest) (
 }
 
 // Blob downloads a small blob of at most limit bytes and checks it against d.
-func (u *Upstream) Blob(ctx context.Context, repo string, d digest.Digest, limit int64) ([]byte, error) {
+func (u *Client) Blob(ctx context.Context, repo string, d digest.Digest, limit int64) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
 	defer cancel()
 	rc, size, err := u.OpenBlob(ctx, repo, d)
@@ -478,9 +467,9 @@ func (u *Upstream) Blob(ctx context.Context, repo string, d digest.Digest, limit
 	}
 	defer rc.Close()
 	if size > limit {
-		return nil, fmt.Errorf("blob %s@%s is %d bytes, over the %d byte limit: %w", repo, d, size, limit, ErrTooLarge)
+		return nil, fmt.Errorf("blob %s@%s is %d bytes, over the %d byte limit: %w", repo, d, size, limit, oci.ErrTooLarge)
 	}
-	b, err := readCapped(rc, limit)
+	b, err := oci.ReadCapped(rc, limit)
 	if err != nil {
 		return nil, fmt.Errorf("blob %s@%s: %w", repo, d, err)
 	}
@@ -501,7 +490,7 @@ const maxTagListSize = 32 << 20
 
 // Tags lists repo's tags, passing the n and last pagination parameters through. next is the
 // query of the upstream's next page ("" when there is none).
-func (u *Upstream) Tags(ctx context.Context, repo string, n, last string) (tl TagList, next url.Values, err error) {
+func (u *Client) Tags(ctx context.Context, repo string, n, last string) (tl TagList, next url.Values, err error) {
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
 	defer cancel()
 	q := url.Values{}
@@ -516,42 +505,48 @@ func (u *Upstream) Tags(ctx context.Context, repo string, n, last string) (tl Ta
 		return tl, nil, fmt.Errorf("tags of %s: %w", repo, err)
 	}
 	defer resp.Body.Close()
-	b, err := readCapped(resp.Body, maxTagListSize)
+	b, err := oci.ReadCapped(resp.Body, maxTagListSize)
 	if err != nil {
 		return tl, nil, fmt.Errorf("tags of %s from upstream %s: %w", repo, u.name, err)
 	}
 	if err := json.Unmarshal(b, &tl); err != nil {
 		return tl, nil, fmt.Errorf("tags of %s from upstream %s: invalid JSON: %w", repo, u.name, err)
 	}
-	if link := resp.Header.Get("Link"); link != "" {
-		next = parseNextLink(link)
-	}
-	return tl, next, nil
-}
-
-// parseNextLink returns the query of a `<url>; rel="next"` Link header value.
-func parseNextLink(link string) url.Values {
-	for _, part := range strings.Split(link, ",") {
-		part = strings.TrimSpace(part)
-		if !strings.Contains(part, `rel="next"`) {
-			continue
-		}
-		start, end := strings.Index(part, "<"), strings.Index(part, ">")
-		if start < 0 || end < start {
-			return nil
-		}
-		lu, err := url.Parse(part[start+1 : end])
-		if err != nil {
-			return nil
-		}
-		q := lu.Query()
+	if next := nextLink(resp.Header.Get("Link")); next != nil {
+		q := next.Query()
 		out := url.Values{}
 		for _, k := range []string{"n", "last"} {
 			if v := q.Get(k); v != "" {
 				out.Set(k, v)
 			}
 		}
-		return out
+		return tl, out, nil
+	}
+	return tl, nil, nil
+}
+
+// nextLink returns the URL of a `<url>; rel="next"` Link header value (RFC 8288), or nil.
+func nextLink(link string) *url.URL {
+	for part := range strings.SplitSeq(link, ",") {
+		target, params, ok := strings.Cut(strings.TrimSpace(part), ";")
+		if !ok || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") {
+			continue
+		}
+		next := false
+		for p := range strings.SplitSeq(params, ";") {
+			k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
+			if strings.EqualFold(k, "rel") && slices.Contains(strings.Fields(strings.Trim(v, `"`)), "next") {
+				next = true
+			}
+		}
+		if !next {
+			continue
+		}
+		u, err := url.Parse(target[1 : len(target)-1])
+		if err != nil {
+			return nil
+		}
+		return u
 	}
 	return nil
 }
@@ -559,7 +554,7 @@ func parseNextLink(link string) url.Values {
 // Referrers lists the manifests whose subject is d: from the upstream's referrers API, or,
 // when it has none, from the referrers tag schema index "sha256-<hex>". No referrers is an
 // empty list.
-func (u *Upstream) Referrers(ctx context.Context, repo string, d digest.Digest) ([]ocispec.Descriptor, error) {
+func (u *Client) Referrers(ctx context.Context, repo string, d digest.Digest) ([]ocispec.Descriptor, error) {
 	if err := d.Validate(); err != nil {
 		return nil, fmt.Errorf("referrers of %q: %w", d, err)
 	}
@@ -568,7 +563,7 @@ func (u *Upstream) Referrers(ctx context.Context, repo string, d digest.Digest) 
 		if err == nil {
 			return idx.Manifests, nil
 		}
-		var ue *UpstreamError
+		var ue *Error
 		if !errors.As(err, &ue) || (ue.Status != http.StatusNotFound && ue.Status != http.StatusBadRequest &&
 			ue.Status != http.StatusMethodNotAllowed && ue.Status != http.StatusNotImplemented) {
 			return nil, err
@@ -597,33 +592,53 @@ func (u *Upstream) Referrers(ctx context.Context, repo string, d digest.Digest) 
 	return fallback.Manifests, nil
 }
 
-func (u *Upstream) referrersAPI(ctx context.Context, repo string, d digest.Digest) (ocispec.Index, error) {
+// maxReferrersPages bounds how many pages of the referrers API one listing follows; a
+// listing with more is an error (verification then has no verdict), not a truncated list.
+const maxReferrersPages = 16
+
+// referrersAPI lists d's referrers from the referrers API, following its Link pagination
+// within the same upstream and endpoint.
+func (u *Client) referrersAPI(ctx context.Context, repo string, d digest.Digest) (ocispec.Index, error) {
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
 	defer cancel()
-	var idx ocispec.Index
-	resp, err := u.do(ctx, http.MethodGet, repo, "/v2/"+repo+"/referrers/"+d.String(), "",
-		http.Header{"Accept": {oci.MediaTypeOCIIndex}}, http.StatusOK)
-	if err != nil {
-		return idx, err
+	path := "/v2/" + repo + "/referrers/" + d.String()
+	all := ocispec.Index{Manifests: []ocispec.Descriptor{}}
+	rawQuery := ""
+	for page := 1; ; page++ {
+		resp, err := u.do(ctx, http.MethodGet, repo, path, rawQuery,
+			http.Header{"Accept": {oci.MediaTypeOCIIndex}}, http.StatusOK)
+		if err != nil {
+			return all, err
+		}
+		b, err := oci.ReadCapped(resp.Body, oci.MaxManifestSize)
+		resp.Body.Close()
+		if err != nil {
+			return all, fmt.Errorf("referrers of %s@%s from upstream %s: %w", repo, d, u.name, err)
+		}
+		var idx ocispec.Index
+		if err := json.Unmarshal(b, &idx); err != nil {
+			return all, fmt.Errorf("referrers of %s@%s from upstream %s: invalid index: %w", repo, d, u.name, err)
+		}
+		all.Manifests = append(all.Manifests, idx.Manifests...)
+		next := nextLink(resp.Header.Get("Link"))
+		if next == nil {
+			return all, nil
+		}
+		if page == maxReferrersPages {
+			return all, fmt.Errorf("referrers of %s@%s from upstream %s: more than %d pages", repo, d, u.name, maxReferrersPages)
+		}
+		next = resp.Request.URL.ResolveReference(next)
+		if next.Host != u.base.Host || next.Path != path {
+			return all, fmt.Errorf("referrers of %s@%s from upstream %s: next page %s is not this endpoint", repo, d, u.name, next.Redacted())
+		}
+		rawQuery = next.RawQuery
 	}
-	defer resp.Body.Close()
-	b, err := readCapped(resp.Body, oci.MaxManifestSize)
-	if err != nil {
-		return idx, fmt.Errorf("referrers of %s@%s from upstream %s: %w", repo, d, u.name, err)
-	}
-	if err := json.Unmarshal(b, &idx); err != nil {
-		return idx, fmt.Errorf("referrers of %s@%s from upstream %s: invalid index: %w", repo, d, u.name, err)
-	}
-	if idx.Manifests == nil {
-		idx.Manifests = []ocispec.Descriptor{}
-	}
-	return idx, nil
 }
 
 // lacksEndpoint reports whether ue says the upstream has no such endpoint, rather than that
 // the repository or manifest is unknown: a registry that implements the referrers API
 // answers with OCI error codes (other than UNSUPPORTED); a missing route does not.
-func lacksEndpoint(ue *UpstreamError) bool {
+func lacksEndpoint(ue *Error) bool {
 	for _, c := range ue.Codes {
 		if c != "UNSUPPORTED" {
 			return false
@@ -635,18 +650,6 @@ func lacksEndpoint(ue *UpstreamError) bool {
 // ReferrersTag is the referrers tag schema tag for d: "sha256-<hex>".
 func ReferrersTag(d digest.Digest) string {
 	return d.Algorithm().String() + "-" + d.Encoded()
-}
-
-// readCapped reads all of r, failing with ErrTooLarge past limit bytes.
-func readCapped(r io.Reader, limit int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(r, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("body over the %d byte limit: %w", limit, ErrTooLarge)
-	}
-	return b, nil
 }
 
 // idleReader fails a body that makes no progress for the timeout, and releases its request
