@@ -41,7 +41,7 @@ FUZZTIME ?= 10s
 FUZZMINIMIZETIME ?= 2s
 FUZZ_TARGETS := \
 	./proxy:FuzzParseRoute \
-	./proxy:FuzzManifestMediaType \
+	./internal/oci:FuzzManifestMediaType \
 	./proxy:FuzzParseRange \
 	./internal/oci:FuzzNewManifest \
 	./policy:FuzzIsSignatureArtifact \
