@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 
@@ -55,7 +56,7 @@ func writeStatusReason(w http.ResponseWriter, r *http.Request, status int, msg s
 	if rec, ok := w.(*recorder); ok {
 		rec.status, rec.wroteHeader = status, true
 	}
-	reason := []byte(http.StatusText(status) + ": " + msg)
+	reason := []byte(http.StatusText(status) + ": " + strings.ReplaceAll(msg, "…", "..."))
 	if len(reason) > maxReasonPhrase {
 		reason = append(reason[:maxReasonPhrase-3], "..."...)
 	}
