@@ -46,7 +46,8 @@ FUZZ_TARGETS := \
 	./internal/oci:FuzzNewManifest \
 	./policy:FuzzIsSignatureArtifact \
 	./policy:FuzzPolicyMatch \
-	./verify:FuzzParseObject \
+	./internal/strictjson:FuzzParseObject \
+	./internal/strictjson:FuzzFold \
 	./verify:FuzzVerify \
 	./verify:FuzzHostileSignatures \
 	./config:FuzzLoad

@@ -1,15 +1,10 @@
 package policy
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"strings"
-	"unicode"
 
 	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/internal/strictjson"
 )
 
 // Media types of the cosign artifacts recognised besides those in oci.
@@ -76,7 +71,7 @@ func IsSignatureArtifact(m oci.Manifest) bool {
 		ok = isReferrersIndex(doc)
 	}
 	// Only what would be exempt pays for the strict parse.
-	return ok && checkUnambiguousJSON(m.Bytes) == nil
+	return ok && strictjson.CheckUnambiguous(m.Bytes) == nil
 }
 
 // isLegacySignature recognises a cosign simple-signing (.sig) or DSSE (.att) manifest.
@@ -159,76 +154,5 @@ func isIndexContent(m oci.Manifest) bool {
 	}
 	return doc.SchemaVersion == 2 && doc.Config == nil && doc.Layers == nil && doc.FSLayers == nil &&
 		(doc.MediaType == "" || doc.MediaType == m.MediaType) &&
-		checkUnambiguousJSON(m.Bytes) == nil
-}
-
-// maxJSONDepth bounds nesting in checkUnambiguousJSON; manifests nest a few levels.
-const maxJSONDepth = 32
-
-// checkUnambiguousJSON refuses JSON that parsers may read differently: an object with two
-// keys that encoding/json would treat as the same field (it matches names case-insensitively,
-// with Unicode folding, and keeps the last), or anything after the top-level value.
-func checkUnambiguousJSON(b []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	if err := walkJSON(dec, 0); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("data after the JSON value")
-	}
-	return nil
-}
-
-func walkJSON(dec *json.Decoder, depth int) error {
-	if depth > maxJSONDepth {
-		return fmt.Errorf("JSON nested deeper than %d", maxJSONDepth)
-	}
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	delim, ok := tok.(json.Delim)
-	if !ok {
-		return nil
-	}
-	switch delim {
-	case '{':
-		seen := map[string]bool{}
-		for dec.More() {
-			tok, err := dec.Token()
-			if err != nil {
-				return err
-			}
-			key, _ := tok.(string)
-			folded := foldKey(key)
-			if seen[folded] {
-				return fmt.Errorf("duplicate JSON key %q", key)
-			}
-			seen[folded] = true
-			if err := walkJSON(dec, depth+1); err != nil {
-				return err
-			}
-		}
-	case '[':
-		for dec.More() {
-			if err := walkJSON(dec, depth+1); err != nil {
-				return err
-			}
-		}
-	}
-	_, err = dec.Token() // the closing delimiter
-	return err
-}
-
-// foldKey maps every rune of s to the smallest rune of its Unicode simple-fold orbit, so two
-// keys fold equal exactly when strings.EqualFold says they are equal.
-func foldKey(s string) string {
-	return strings.Map(func(r rune) rune {
-		least := r
-		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-			least = min(least, f)
-		}
-		return least
-	}, s)
+		strictjson.CheckUnambiguous(m.Bytes) == nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 
 	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/internal/strictjson"
 )
 
 // DefaultMaxArtifactLayerSize is the largest layer of a signature artifact that CheckArtifact
@@ -112,7 +113,7 @@ func checkArtifactConfig(mediaType string, b []byte) error {
 		}
 		return nil
 	}
-	obj, err := parseObject(b)
+	obj, err := strictjson.ParseObject(b)
 	if err != nil {
 		return notArtifact("config: %v", err)
 	}
@@ -125,16 +126,16 @@ func checkArtifactConfig(mediaType string, b []byte) error {
 	// An image config (OCI or Docker). Runtimes read it with encoding/json, which matches
 	// member names case-insensitively, so names are compared folded.
 	for name, raw := range obj {
-		if foldName(name) != foldName("config") || isEmptyJSON(raw) {
+		if strictjson.Fold(name) != strictjson.Fold("config") || isEmptyJSON(raw) {
 			continue
 		}
-		exec, err := parseObject(raw)
+		exec, err := strictjson.ParseObject(raw)
 		if err != nil {
 			return notArtifact("config.%s: %v", name, err)
 		}
 		for field, v := range exec {
-			switch foldName(field) {
-			case foldName("Entrypoint"), foldName("Cmd"), foldName("Env"):
+			switch strictjson.Fold(field) {
+			case strictjson.Fold("Entrypoint"), strictjson.Fold("Cmd"), strictjson.Fold("Env"):
 				if !isEmptyJSON(v) {
 					return notArtifact("config sets %s: a signature runs nothing", field)
 				}
@@ -179,26 +180,26 @@ func checkArtifactLayer(mediaType string, b []byte) error {
 
 // checkSimpleSigning accepts a cosign image signature payload.
 func checkSimpleSigning(b []byte) error {
-	p, err := parseObject(b)
+	p, err := strictjson.ParseObject(b)
 	if err != nil {
 		return err
 	}
-	crit, err := p.object("critical", false)
+	crit, err := p.ObjectMember("critical", false)
 	if err != nil {
 		return err
 	}
-	typ, err := crit.string("type")
+	typ, err := crit.StringMember("type")
 	if err != nil {
 		return err
 	}
 	if typ != simpleSigningType {
 		return fmt.Errorf("critical.type is %q, not %q", typ, simpleSigningType)
 	}
-	img, err := crit.object("image", false)
+	img, err := crit.ObjectMember("image", false)
 	if err != nil {
 		return err
 	}
-	d, err := img.string("docker-manifest-digest")
+	d, err := img.StringMember("docker-manifest-digest")
 	if err != nil {
 		return err
 	}
@@ -210,21 +211,21 @@ func checkSimpleSigning(b []byte) error {
 
 // checkDSSE accepts a DSSE envelope with a base64 payload and at least one signature.
 func checkDSSE(b []byte) error {
-	env, err := parseObject(b)
+	env, err := strictjson.ParseObject(b)
 	if err != nil {
 		return err
 	}
-	if _, err := env.string("payloadType"); err != nil {
+	if _, err := env.StringMember("payloadType"); err != nil {
 		return err
 	}
-	payload, err := env.string("payload")
+	payload, err := env.StringMember("payload")
 	if err != nil {
 		return err
 	}
 	if _, err := base64.StdEncoding.DecodeString(payload); err != nil {
 		return fmt.Errorf("payload is not base64: %w", err)
 	}
-	sigs, err := env.array("signatures")
+	sigs, err := env.ArrayMember("signatures")
 	if err != nil {
 		return err
 	}
@@ -232,11 +233,11 @@ func checkDSSE(b []byte) error {
 		return errors.New("no signatures")
 	}
 	for i, raw := range sigs {
-		s, err := parseObject(raw)
+		s, err := strictjson.ParseObject(raw)
 		if err != nil {
 			return fmt.Errorf("signature %d: %w", i, err)
 		}
-		sig, err := s.string("sig")
+		sig, err := s.StringMember("sig")
 		if err != nil {
 			return fmt.Errorf("signature %d: %w", i, err)
 		}

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/internal/strictjson"
 )
 
 const (
@@ -37,7 +38,7 @@ type bundleCandidate struct {
 	b *bundle.Bundle
 	// statement is the DSSE payload read strictly, before verification; it is only trusted
 	// once the envelope is verified, and the envelope signs exactly these bytes.
-	statement jsonObject
+	statement strictjson.Object
 }
 
 // isCandidateArtifactType reports whether a listed referrer may be a sigstore bundle: listed
@@ -198,12 +199,12 @@ func (v *Verifier) inspectReferrer(ctx context.Context, reg Registry, repo strin
 		c.broken = fmt.Sprintf("bundle payload type %q is not an in-toto statement", env.GetPayloadType())
 		return c, "", nil
 	}
-	st, err := parseObject(env.GetPayload())
+	st, err := strictjson.ParseObject(env.GetPayload())
 	if err != nil {
 		c.broken = "invalid statement: " + err.Error()
 		return c, "", nil
 	}
-	pt, err := st.string("predicateType")
+	pt, err := st.StringMember("predicateType")
 	if err != nil {
 		c.broken = "invalid statement: " + err.Error()
 		return c, "", nil
@@ -257,31 +258,31 @@ func checkBundle(keys []signature.Verifier, want map[string]string, bc *bundleCa
 	}
 
 	// The envelope is verified: bc.statement is what was signed. Read it strictly.
-	typ, err := bc.statement.string("_type")
+	typ, err := bc.statement.StringMember("_type")
 	if err != nil {
 		return "invalid statement: " + err.Error()
 	}
 	if !slices.Contains(inTotoStatementTypes, typ) {
 		return fmt.Sprintf("unknown statement type %q", typ)
 	}
-	subjects, err := bc.statement.array("subject")
+	subjects, err := bc.statement.ArrayMember("subject")
 	if err != nil {
 		return "invalid statement: " + err.Error()
 	}
-	var match []jsonObject
+	var match []strictjson.Object
 	for _, raw := range subjects {
-		sub, err := parseObject(raw)
+		sub, err := strictjson.ParseObject(raw)
 		if err != nil {
 			return "invalid statement subject: " + err.Error()
 		}
-		digests, err := sub.object("digest", false)
+		digests, err := sub.ObjectMember("digest", false)
 		if err != nil {
 			return "invalid statement subject: " + err.Error()
 		}
-		if _, ok, err := digests.member(dgst.Algorithm().String()); err != nil || !ok {
+		if _, ok, err := digests.Member(dgst.Algorithm().String()); err != nil || !ok {
 			continue
 		}
-		got, err := digests.string(dgst.Algorithm().String())
+		got, err := digests.StringMember(dgst.Algorithm().String())
 		if err != nil {
 			return "invalid statement subject: " + err.Error()
 		}
@@ -296,7 +297,7 @@ func checkBundle(keys []signature.Verifier, want map[string]string, bc *bundleCa
 	default:
 		return fmt.Sprintf("statement names the digest in %d subjects", len(match))
 	}
-	annotations, err := match[0].object("annotations", true)
+	annotations, err := match[0].ObjectMember("annotations", true)
 	if err != nil {
 		return "invalid statement subject: " + err.Error()
 	}
@@ -317,20 +318,20 @@ func trustKey(k signature.Verifier) root.TrustedMaterial {
 
 // subjectDigests returns the first subject digest of algorithm alg in an unverified
 // statement, for reasons only.
-func subjectDigests(st jsonObject, alg string) string {
-	subjects, err := st.array("subject")
+func subjectDigests(st strictjson.Object, alg string) string {
+	subjects, err := st.ArrayMember("subject")
 	if err != nil || len(subjects) == 0 {
 		return "nothing"
 	}
-	sub, err := parseObject(subjects[0])
+	sub, err := strictjson.ParseObject(subjects[0])
 	if err != nil {
 		return "nothing"
 	}
-	digests, err := sub.object("digest", false)
+	digests, err := sub.ObjectMember("digest", false)
 	if err != nil {
 		return "nothing"
 	}
-	d, err := digests.string(alg)
+	d, err := digests.StringMember(alg)
 	if err != nil {
 		return "nothing"
 	}

@@ -54,9 +54,10 @@
 //     becomes the reason of that one signature, never a panic and never an error.
 //   - Signed JSON is read strictly. Go's encoding/json matches member names
 //     case-insensitively and keeps the last of duplicate members, so two readers of the same
-//     bytes can disagree. Payloads and statements are therefore read member by member: a
-//     member name must be spelled exactly (cosign writes them in lower case), and an object
-//     with two members whose names are equal or differ only in case is rejected. Unknown
+//     bytes can disagree. Payloads and statements are therefore read member by member
+//     (internal/strictjson): a member name must be spelled exactly (cosign writes them in
+//     lower case), and an object with two members whose names are equal or differ only in
+//     case, as encoding/json folds case, is rejected. Unknown
 //     members are ignored. Annotation values must be JSON strings.
 //   - Absent signatures are a normal result (Signatures 0, each authority's Reason "no
 //     signatures found"), not an error.

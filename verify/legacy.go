@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/internal/strictjson"
 )
 
 const (
@@ -139,33 +140,33 @@ func checkLegacy(keys []signature.Verifier, want map[string]string, c *candidate
 	}
 
 	// Only signed bytes are interpreted from here on.
-	p, err := parseObject(c.payload)
+	p, err := strictjson.ParseObject(c.payload)
 	if err != nil {
 		return "invalid payload: " + err.Error()
 	}
-	critical, err := p.object("critical", false)
+	critical, err := p.ObjectMember("critical", false)
 	if err != nil {
 		return "invalid payload: " + err.Error()
 	}
-	typ, err := critical.string("type")
+	typ, err := critical.StringMember("type")
 	if err != nil {
 		return "invalid payload: critical: " + err.Error()
 	}
 	if typ != simpleSigningType {
 		return fmt.Sprintf("payload type %q is not a cosign image signature", typ)
 	}
-	image, err := critical.object("image", false)
+	image, err := critical.ObjectMember("image", false)
 	if err != nil {
 		return "invalid payload: critical: " + err.Error()
 	}
-	signed, err := image.string("docker-manifest-digest")
+	signed, err := image.StringMember("docker-manifest-digest")
 	if err != nil {
 		return "invalid payload: critical.image: " + err.Error()
 	}
 	if signed != dgst.String() {
 		return "payload digest mismatch: signed " + short(signed)
 	}
-	optional, err := p.object("optional", true)
+	optional, err := p.ObjectMember("optional", true)
 	if err != nil {
 		return "invalid payload: " + err.Error()
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,8 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/portcullis/portcullis/internal/strictjson"
 )
 
 // Formats reported in AuthorityResult.Format.
@@ -289,6 +292,29 @@ func short(d string) string {
 
 func sortedKeys(m map[string]string) []string {
 	return slices.Sorted(maps.Keys(m))
+}
+
+// matchAnnotations checks that every wanted annotation is a string member of have with
+// exactly the wanted value. It returns "" when all match, else a reason naming the first
+// mismatch in key order.
+func matchAnnotations(want map[string]string, have strictjson.Object) (string, error) {
+	for _, k := range sortedKeys(want) {
+		raw, ok, err := have.Member(k)
+		if err != nil {
+			return "", err
+		}
+		if !ok {
+			return fmt.Sprintf("annotation %q missing", k), nil
+		}
+		var got string
+		if err := json.Unmarshal(raw, &got); err != nil {
+			return fmt.Sprintf("annotation %q is not a string", k), nil
+		}
+		if got != want[k] {
+			return fmt.Sprintf("annotation %q is %q, want %q", k, got, want[k]), nil
+		}
+	}
+	return "", nil
 }
 
 // discover looks up both formats in repo in parallel. Failures are recorded in the

@@ -1,4 +1,4 @@
-package verify
+package strictjson_test
 
 import (
 	"bytes"
@@ -7,12 +7,15 @@ import (
 	"strings"
 	"testing"
 	"unicode"
+
+	"github.com/portcullis/portcullis/internal/strictjson"
 )
 
 // FuzzParseObject checks the strict JSON reader against encoding/json, the reader an
-// attacker hopes another component uses: whatever parseObject accepts, encoding/json reads
+// attacker hopes another component uses: whatever ParseObject accepts, encoding/json reads
 // as the same object, and for every member name, a struct field tagged with that name (which
-// encoding/json matches case-insensitively) receives exactly the member parseObject returns.
+// encoding/json matches case-insensitively) receives exactly the member ParseObject returns.
+// CheckUnambiguous, the whole-document check, never accepts an object ParseObject refuses.
 func FuzzParseObject(f *testing.F) {
 	for _, s := range []string{
 		`{"critical":{"type":"x"},"optional":null}`,
@@ -27,24 +30,30 @@ func FuzzParseObject(f *testing.F) {
 		`{"ß":1,"SS":2}`,
 		`{"ǅ":1,"ǆ":2}`,
 		`{}`,
+		`{"İ":1,"i":2}`,
+		`{"ı":1,"I":2}`,
+		`{"a":{"b":1,"B":2}}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		obj, err := parseObject(b)
+		obj, err := strictjson.ParseObject(b)
 		if err != nil {
+			if strictjson.CheckUnambiguous(b) == nil && json.Valid(b) && bytes.HasPrefix(bytes.TrimSpace(b), []byte("{")) {
+				t.Fatalf("CheckUnambiguous accepts an object ParseObject refuses (%v): %q", err, b)
+			}
 			return
 		}
 		var plain map[string]json.RawMessage
 		if err := json.Unmarshal(b, &plain); err != nil {
-			t.Fatalf("parseObject accepted what encoding/json refuses (%v): %q", err, b)
+			t.Fatalf("ParseObject accepted what encoding/json refuses (%v): %q", err, b)
 		}
 		if len(plain) != len(obj) {
-			t.Fatalf("parseObject read %d members, encoding/json %d: %q", len(obj), len(plain), b)
+			t.Fatalf("ParseObject read %d members, encoding/json %d: %q", len(obj), len(plain), b)
 		}
 		for name, raw := range obj {
 			if !compactEqual(plain[name], raw) {
-				t.Fatalf("member %q: parseObject %s, encoding/json %s", name, raw, plain[name])
+				t.Fatalf("member %q: ParseObject %s, encoding/json %s", name, raw, plain[name])
 			}
 			if !validTag(name) {
 				continue
@@ -58,8 +67,21 @@ func FuzzParseObject(f *testing.F) {
 			}
 			got := v.Elem().Field(0).Interface().(json.RawMessage)
 			if !compactEqual(got, raw) {
-				t.Fatalf("a struct field tagged %q reads %s, parseObject read %s: %q", name, got, raw, b)
+				t.Fatalf("a struct field tagged %q reads %s, ParseObject read %s: %q", name, got, raw, b)
 			}
+		}
+	})
+}
+
+// FuzzFold checks the folding rule against encoding/json's own definition of "the same
+// field": Fold(a) == Fold(b) exactly when strings.EqualFold(a, b).
+func FuzzFold(f *testing.F) {
+	for _, p := range [][2]string{{"k", "\u212a"}, {"s", "\u017f"}, {"İ", "i"}, {"ı", "I"}, {"ß", "SS"}, {"ǅ", "ǆ"}, {"Σ", "ς"}, {"a_b", "A_B"}, {"\xff", "\ufffd"}} {
+		f.Add(p[0], p[1])
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		if got, want := strictjson.Fold(a) == strictjson.Fold(b), strings.EqualFold(a, b); got != want {
+			t.Fatalf("Fold(%q) == Fold(%q) is %v, strings.EqualFold says %v", a, b, got, want)
 		}
 	})
 }
