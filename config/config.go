@@ -20,7 +20,7 @@ import (
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/policy"
-	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/proxy/pushauth"
 	"github.com/portcullis/portcullis/proxy/upstream"
 )
 
@@ -31,15 +31,15 @@ type Config struct {
 	TLS    TLS    `mapstructure:"tls"`
 	Log    Log    `mapstructure:"log"`
 	// Storage is the content cache's distribution storage driver.
-	Storage   Storage                `mapstructure:"storage"`
+	Storage   Storage           `mapstructure:"storage"`
 	Upstreams []upstream.Config `mapstructure:"upstreams"`
-	Cache     Cache                  `mapstructure:"cache"`
+	Cache     Cache             `mapstructure:"cache"`
 	// Policies say which signatures each image needs; see package policy.
 	Policies []policy.PolicyConfig `mapstructure:"policies"`
 	// DefaultPolicy applies to images no policy covers: "deny" (default) or "allow".
 	DefaultPolicy policy.DefaultPolicy `mapstructure:"defaultPolicy"`
 	// Push opens the proxy to authenticated signature pushes; read-only without it.
-	Push proxy.PushConfig `mapstructure:"push"`
+	Push pushauth.Config `mapstructure:"push"`
 }
 
 // Policy returns the policy part of the configuration.

@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/proxy/store"
 )
 
 // chunk is the unit in which blobs are copied; the last chunk of a download is held back
@@ -93,7 +94,7 @@ func (h *Handler) fillCtx(ctx context.Context) (context.Context, context.CancelF
 }
 
 // openFill starts downloading d from the upstream and writing it into the store.
-func (h *Handler) openFill(ctx context.Context, rt route, d digest.Digest) (io.ReadCloser, int64, *BlobWriter, error) {
+func (h *Handler) openFill(ctx context.Context, rt route, d digest.Digest) (io.ReadCloser, int64, *store.BlobWriter, error) {
 	rc, size, err := rt.upstream.OpenBlob(ctx, rt.repo, d)
 	if err != nil {
 		return nil, 0, nil, err

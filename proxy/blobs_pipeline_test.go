@@ -22,6 +22,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/proxy/store"
 	"github.com/portcullis/portcullis/proxy/upstream"
 )
 
@@ -58,7 +59,7 @@ func blobProxy(tb testing.TB, root string, blob func() []byte, ref func() digest
 	if err != nil {
 		tb.Fatal(err)
 	}
-	store := proxy.NewStore(filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 100}))
+	store := store.New(filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 100}))
 	h, err := proxy.New(proxy.Options{Store: store, Upstreams: ups, Gate: admitAll{}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		tb.Fatal(err)

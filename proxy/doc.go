@@ -1,5 +1,9 @@
-// Package proxy is portcullis's HTTP edge: the read side of the OCI distribution API served
-// as a pull-through mirror of several upstream registries.
+// Package proxy is portcullis's HTTP edge: the OCI distribution API served as a pull-through
+// mirror of several upstream registries — routing, the manifest, blob, tag and referrers
+// handlers, the upload protocol for signature pushes, and the one place errors become OCI
+// error responses. Its helpers live in packages of their own: the registry client
+// (proxy/upstream), the content store (proxy/store) and push authentication
+// (proxy/pushauth). Decisions come from a Gate (the policy engine).
 //
 // A request picks its upstream the three ways real clients ask: containerd's ?ns=<host>, a
 // path prefix /v2/<host>/<repo>/... (Podman/CRI-O registries.conf mirrors with a location

@@ -102,10 +102,7 @@ func (h *Handler) grantReferences(ctx context.Context, rt route, m oci.Manifest)
 // revokeBlob makes blob d unservable in rt's repository, after it was deleted upstream.
 func (h *Handler) revokeBlob(ctx context.Context, rt route, d digest.Digest) error {
 	h.grants.blobs.Remove(grantKey(rt, d))
-	if err := h.opts.Store.Unlink(ctx, rt.upstream.Name(), rt.repo, "_grants", d); err != nil {
-		return err
-	}
-	return h.opts.Store.Unlink(ctx, rt.upstream.Name(), rt.repo, "_blobs", d)
+	return h.opts.Store.UnlinkBlob(ctx, rt.upstream.Name(), rt.repo, d)
 }
 
 // checkBlobAccess returns nil when rt's repository may serve blob d to r: the blob is
@@ -138,13 +135,13 @@ func (h *Handler) checkBlobAccess(w http.ResponseWriter, r *http.Request, rt rou
 	if _, linked, err := h.opts.Store.BlobSize(ctx, rt.upstream.Name(), rt.repo, d); err != nil || !linked {
 		return unknown
 	}
-	user, err := p.authenticate(r)
+	user, err := p.Authenticate(r)
 	if err != nil || user == "" {
-		p.challenge(w)
+		p.Challenge(w)
 		return errcode.ErrorCodeUnauthorized.WithMessage(fmt.Sprintf(
 			"blob %s was pushed through portcullis and no admitted manifest references it: only push users may read it", d))
 	}
-	if !p.mayPush(user, rt.image()) {
+	if !p.MayPush(user, rt.image()) {
 		return unknown
 	}
 	info.user = user

@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/proxy/store"
 	"github.com/portcullis/portcullis/proxy/upstream"
 )
 
@@ -120,7 +121,7 @@ func TestBlobsOnlyOfAdmittedManifests(t *testing.T) {
 func TestBlobGrantsSurviveRestart(t *testing.T) {
 	root := t.TempDir()
 	withStore := func(_ *upstream.Config, o *proxy.Options) {
-		o.Store = proxy.NewStore(filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 100}))
+		o.Store = store.New(filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 100}))
 	}
 	first := newEnv(t, withStore)
 	img := randomImage(t)

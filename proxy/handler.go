@@ -26,6 +26,8 @@ import (
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy/pushauth"
+	"github.com/portcullis/portcullis/proxy/store"
 	"github.com/portcullis/portcullis/verify"
 )
 
@@ -40,7 +42,7 @@ type Gate interface {
 // Options configure a Handler.
 type Options struct {
 	// Store is the content cache. Required.
-	Store *Store
+	Store *store.Store
 	// Upstreams are the registries the proxy may contact. Required.
 	Upstreams *Upstreams
 	// Gate decides on manifests. Required: there is no serving without a decision.
@@ -54,7 +56,7 @@ type Options struct {
 	// Logger receives one line per request. Default slog.Default().
 	Logger *slog.Logger
 	// Pushers authenticates and authorises signature pushes; nil makes the proxy read-only.
-	Pushers *Pushers
+	Pushers *pushauth.Pushers
 	// Artifacts checks that a pushed signature references nothing but signatures. Required
 	// with Pushers.
 	Artifacts ArtifactChecker
@@ -196,9 +198,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *requestInf
 		if p := h.opts.Pushers; p != nil {
 			// Docker's convention: challenge so that clients send (and `login` checks)
 			// credentials. Pulls stay anonymous.
-			user, err := p.authenticate(r)
+			user, err := p.Authenticate(r)
 			if err != nil || user == "" {
-				p.challenge(w)
+				p.Challenge(w)
 				if err == nil {
 					err = errors.New("authentication required to push; pulls need none")
 				}
@@ -326,7 +328,7 @@ func (h *Handler) fetchManifest(ctx context.Context, rt route, info *requestInfo
 	info.source = "upstream"
 	// Written behind: the store's writes (fsync'd files) are off the request's path, and
 	// the store answers reads of the manifest from memory until they are done.
-	done := h.opts.Store.putPending(rt.upstream.Name(), rt.repo, m)
+	done := h.opts.Store.PutPending(rt.upstream.Name(), rt.repo, m)
 	h.background.Go(func() {
 		defer done()
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -387,8 +389,8 @@ func (h *Handler) pusherMaySee(r *http.Request, rt route, err error, info *reque
 	if h.opts.Pushers == nil || !errors.As(err, &den) {
 		return false
 	}
-	user, aerr := h.opts.Pushers.authenticate(r)
-	if aerr != nil || user == "" || !h.opts.Pushers.mayPush(user, rt.image()) {
+	user, aerr := h.opts.Pushers.Authenticate(r)
+	if aerr != nil || user == "" || !h.opts.Pushers.MayPush(user, rt.image()) {
 		return false
 	}
 	info.user = user

@@ -30,6 +30,7 @@ import (
 	"github.com/portcullis/portcullis/internal/testtool"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/proxy/store"
 	"github.com/portcullis/portcullis/proxy/upstream"
 )
 
@@ -85,7 +86,7 @@ func newEnv(t *testing.T, opts ...envOpt) *env {
 	uc := upstream.Config{Name: upName, URL: up.URL, Insecure: true, Default: true, Timeout: 2 * time.Second}
 	zero := 0
 	uc.Retries = &zero
-	po := proxy.Options{Store: proxy.NewStore(inmemory.New()), Gate: admitAll{}, Logger: slog.New(slog.DiscardHandler)}
+	po := proxy.Options{Store: store.New(inmemory.New()), Gate: admitAll{}, Logger: slog.New(slog.DiscardHandler)}
 	for _, o := range opts {
 		o(&uc, &po)
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy/store"
 	"github.com/portcullis/portcullis/verify"
 )
 
@@ -46,9 +47,9 @@ type upload struct {
 // newUploads holds upload sessions for an hour; the chunks of a session that expires, is
 // evicted unfinished or is removed once finished are deleted from the store, off the
 // request's path (counted in background, which Handler.Close waits for).
-func newUploads(st *Store, background *sync.WaitGroup) *expirable.LRU[string, *upload] {
+func newUploads(st *store.Store, background *sync.WaitGroup) *expirable.LRU[string, *upload] {
 	return expirable.NewLRU[string, *upload](4096, func(id string, _ *upload) {
-		background.Go(func() { st.deleteUpload(context.Background(), id) })
+		background.Go(func() { st.DeleteUpload(context.Background(), id) })
 	}, time.Hour)
 }
 
@@ -59,16 +60,16 @@ func (h *Handler) authorizePush(w http.ResponseWriter, r *http.Request, image st
 	if p == nil {
 		return "", errcode.ErrorCodeUnsupported.WithMessage("portcullis is a read-only mirror here: no push users are configured")
 	}
-	user, err := p.authenticate(r)
+	user, err := p.Authenticate(r)
 	if err != nil || user == "" {
-		p.challenge(w)
+		p.Challenge(w)
 		msg := "authentication required to push"
 		if err != nil {
 			msg = err.Error()
 		}
 		return "", errcode.ErrorCodeUnauthorized.WithMessage(msg)
 	}
-	if !p.mayPush(user, image) {
+	if !p.MayPush(user, image) {
 		return "", errcode.ErrorCodeDenied.WithMessage(fmt.Sprintf("user %q may not push to %s", user, image))
 	}
 	return user, nil
@@ -89,7 +90,7 @@ func (h *Handler) servePush(w http.ResponseWriter, r *http.Request, rt route, in
 		return h.putManifest(w, r, rt)
 	case rt.kind == kindManifests && r.Method == http.MethodDelete:
 		return h.deleteManifest(w, r, rt)
-	case rt.kind == kindBlobs && r.Method == http.MethodDelete && h.opts.Pushers.plainPush(image):
+	case rt.kind == kindBlobs && r.Method == http.MethodDelete && h.opts.Pushers.PlainPush(image):
 		if err := h.forwardDelete(w, r, rt, "blobs"); err != nil {
 			return err
 		}
@@ -144,7 +145,7 @@ func (h *Handler) serveUpload(w http.ResponseWriter, r *http.Request, rt route, 
 		return uploadAccepted(w, base, u, http.StatusNoContent)
 	case http.MethodDelete:
 		h.uploads.Remove(id)
-		h.opts.Store.deleteUpload(context.WithoutCancel(ctx), id)
+		h.opts.Store.DeleteUpload(context.WithoutCancel(ctx), id)
 		w.WriteHeader(http.StatusNoContent)
 		return nil
 	case http.MethodPatch:
@@ -188,7 +189,7 @@ func checkChunkStart(w http.ResponseWriter, r *http.Request, u *upload) error {
 const maxPushBlob = 512 << 20
 
 func (h *Handler) appendChunk(ctx context.Context, u *upload, body io.Reader) error {
-	n, err := h.opts.Store.putChunk(ctx, u.id, u.chunks, io.LimitReader(body, maxPushBlob-u.size+1))
+	n, err := h.opts.Store.PutChunk(ctx, u.id, u.chunks, io.LimitReader(body, maxPushBlob-u.size+1))
 	if err != nil {
 		return err
 	}
@@ -205,7 +206,7 @@ func (h *Handler) appendChunk(ctx context.Context, u *upload, body io.Reader) er
 func (h *Handler) finishUpload(w http.ResponseWriter, r *http.Request, rt route, u *upload, d digest.Digest) error {
 	ctx := r.Context()
 	st := h.opts.Store
-	defer st.deleteUpload(context.WithoutCancel(ctx), u.id)
+	defer st.DeleteUpload(context.WithoutCancel(ctx), u.id)
 	if err := h.appendChunk(ctx, u, r.Body); err != nil {
 		return err
 	}
@@ -213,7 +214,7 @@ func (h *Handler) finishUpload(w http.ResponseWriter, r *http.Request, rt route,
 	if err != nil {
 		return err
 	}
-	rc := st.openChunks(ctx, u.id, u.chunks)
+	rc := st.OpenChunks(ctx, u.id, u.chunks)
 	_, err = io.Copy(bw, rc)
 	rc.Close()
 	if err != nil {
@@ -264,7 +265,7 @@ func (h *Handler) pushBlob(ctx context.Context, rt route, d digest.Digest, size 
 // storedLayer presents a stored blob to go-containerregistry for upload.
 type storedLayer struct {
 	ctx  context.Context
-	st   *Store
+	st   *store.Store
 	d    digest.Digest
 	size int64
 }
@@ -344,7 +345,7 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	if err != nil {
 		return err
 	}
-	if !signature && !h.opts.Pushers.plainPush(image) {
+	if !signature && !h.opts.Pushers.PlainPush(image) {
 		return errcode.ErrorCodeDenied.WithMessage(fmt.Sprintf("portcullis accepts only signature pushes here (cosign .sig/.att manifests or sigstore bundle referrers); %s is not open to other pushes", image))
 	}
 	ref := rt.ref
@@ -389,17 +390,17 @@ func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt rout
 		return err
 	}
 	signature, err := h.isSignaturePush(ctx, rt, m)
-	if err != nil && !h.opts.Pushers.plainPush(rt.image()) {
+	if err != nil && !h.opts.Pushers.PlainPush(rt.image()) {
 		return err
 	}
-	if !signature && !h.opts.Pushers.plainPush(rt.image()) {
+	if !signature && !h.opts.Pushers.PlainPush(rt.image()) {
 		return errcode.ErrorCodeDenied.WithMessage(fmt.Sprintf("portcullis deletes only signatures here; %s@%s is not one", rt.image(), m.Digest))
 	}
 	if err := h.forwardDelete(w, r, rt, "manifests"); err != nil {
 		return err
 	}
 	if _, byDigest := digest.Parse(rt.ref); byDigest == nil {
-		if err := h.opts.Store.Unlink(ctx, rt.upstream.Name(), rt.repo, "_manifests", m.Digest); err != nil {
+		if err := h.opts.Store.UnlinkManifest(ctx, rt.upstream.Name(), rt.repo, m.Digest); err != nil {
 			return err
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/proxy/pushauth"
 	"github.com/portcullis/portcullis/proxy/upstream"
 	"github.com/portcullis/portcullis/verify"
 )
@@ -64,9 +65,9 @@ func (f *forgetter) Forget(_ context.Context, _ string, d digest.Digest) {
 func pushEnv(t *testing.T, gate *denyGate, f *forgetter) *env {
 	t.Helper()
 	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
-	p, err := proxy.NewPushers(proxy.PushConfig{
+	p, err := pushauth.New(pushauth.Config{
 		Htpasswd: "htpasswd",
-		Users:    []proxy.PushUser{{Name: "ci", Images: []string{upName + "/signed/**"}}},
+		Users:    []pushauth.User{{Name: "ci", Images: []string{upName + "/signed/**"}}},
 	}, []byte("ci:"+string(hash)+"\n"))
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,8 @@ import (
 	"github.com/portcullis/portcullis/internal/telemetry"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
+	"github.com/portcullis/portcullis/proxy/pushauth"
+	"github.com/portcullis/portcullis/proxy/store"
 	"github.com/portcullis/portcullis/proxy/upstream"
 	"github.com/portcullis/portcullis/verify"
 )
@@ -84,13 +86,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	var pushers *proxy.Pushers
+	var pushers *pushauth.Pushers
 	if cfg.Push.Htpasswd != "" {
 		htpasswd, err := os.ReadFile(cfg.Push.Htpasswd)
 		if err != nil {
 			return nil, fmt.Errorf("push.htpasswd: %w", err)
 		}
-		if pushers, err = proxy.NewPushers(cfg.Push, htpasswd); err != nil {
+		if pushers, err = pushauth.New(cfg.Push, htpasswd); err != nil {
 			return nil, fmt.Errorf("push.%w", err)
 		}
 	}
@@ -104,7 +106,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	}
 	h, err := proxy.New(proxy.Options{
 		Meter:     meter,
-		Store:     proxy.NewStore(driver),
+		Store:     store.New(driver),
 		Upstreams: routes,
 		Gate:      engine,
 		Pushers:   pushers,

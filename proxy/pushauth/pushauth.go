@@ -1,4 +1,4 @@
-package proxy
+package pushauth
 
 import (
 	"bufio"
@@ -16,23 +16,23 @@ import (
 	"github.com/portcullis/portcullis/policy"
 )
 
-// PushConfig opens portcullis to pushes of signatures. Without an htpasswd file the proxy is
+// Config opens portcullis to pushes of signatures. Without an htpasswd file the proxy is
 // read-only. The config package maps the file's "push:" section into it.
-type PushConfig struct {
+type Config struct {
 	// Htpasswd is a file of "user:bcrypt-hash" lines (htpasswd -B).
 	Htpasswd string `mapstructure:"htpasswd"`
 	// Realm is the Basic authentication realm. Default "portcullis".
 	Realm string `mapstructure:"realm"`
 	// Users grant each user the images ("upstream/repository" globs, as policies use) it may
 	// push signatures for, and resolve while they are still unsigned.
-	Users []PushUser `mapstructure:"users"`
+	Users []User `mapstructure:"users"`
 	// PassThrough opts images into plain push-through: any manifest and blob, not only
 	// signatures, by users granted the image. Off by default.
 	PassThrough PassThrough `mapstructure:"passThrough"`
 }
 
-// PushUser is one user's grant.
-type PushUser struct {
+// User is one user's grant.
+type User struct {
 	Name   string   `mapstructure:"name"`
 	Images []string `mapstructure:"images"`
 }
@@ -46,7 +46,7 @@ type PassThrough struct {
 }
 
 // Validate checks c; field names in errors are relative to the "push" section.
-func (c PushConfig) Validate() error {
+func (c Config) Validate() error {
 	var errs []error
 	if c.Htpasswd == "" && (len(c.Users) > 0 || len(c.PassThrough.Images) > 0) {
 		errs = append(errs, errors.New("htpasswd: must be set to accept pushes"))
@@ -96,8 +96,8 @@ type Pushers struct {
 	decoy []byte
 }
 
-// NewPushers compiles c with the htpasswd file's content.
-func NewPushers(c PushConfig, htpasswd []byte) (*Pushers, error) {
+// New compiles c with the htpasswd file's content.
+func New(c Config, htpasswd []byte) (*Pushers, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -147,12 +147,12 @@ func NewPushers(c PushConfig, htpasswd []byte) (*Pushers, error) {
 	return p, nil
 }
 
-// errBadCredentials is answered 401 UNAUTHORIZED.
-var errBadCredentials = errors.New("invalid username or password")
+// ErrBadCredentials is answered 401 UNAUTHORIZED.
+var ErrBadCredentials = errors.New("invalid username or password")
 
-// authenticate returns the user a request authenticates as: "" without credentials (an
-// empty Basic username counts as none), errBadCredentials for wrong ones.
-func (p *Pushers) authenticate(r *http.Request) (string, error) {
+// Authenticate returns the user a request authenticates as: "" without credentials (an
+// empty Basic username counts as none), ErrBadCredentials for wrong ones.
+func (p *Pushers) Authenticate(r *http.Request) (string, error) {
 	user, pass, ok := r.BasicAuth()
 	if !ok || user == "" {
 		return "", nil
@@ -165,17 +165,17 @@ func (p *Pushers) authenticate(r *http.Request) (string, error) {
 	if !known {
 		// Spend the same time as for a known user, so that names cannot be probed.
 		_ = bcrypt.CompareHashAndPassword(p.decoy, []byte(pass))
-		return "", errBadCredentials
+		return "", ErrBadCredentials
 	}
 	if bcrypt.CompareHashAndPassword(hash, []byte(pass)) != nil {
-		return "", errBadCredentials
+		return "", ErrBadCredentials
 	}
 	p.ok.Add(key, user)
 	return user, nil
 }
 
-// mayPush reports whether user may push signatures for image.
-func (p *Pushers) mayPush(user, image string) bool {
+// MayPush reports whether user may push signatures for image.
+func (p *Pushers) MayPush(user, image string) bool {
 	for _, g := range p.grants[user] {
 		if g.Match(image) {
 			return true
@@ -184,8 +184,8 @@ func (p *Pushers) mayPush(user, image string) bool {
 	return false
 }
 
-// plainPush reports whether image accepts any push (from a user granted it).
-func (p *Pushers) plainPush(image string) bool {
+// PlainPush reports whether image accepts any push (from a user granted it).
+func (p *Pushers) PlainPush(image string) bool {
 	for _, g := range p.plain {
 		if g.Match(image) {
 			return true
@@ -194,7 +194,7 @@ func (p *Pushers) plainPush(image string) bool {
 	return false
 }
 
-// challenge asks the client to authenticate, as Docker's registry auth conventions say.
-func (p *Pushers) challenge(w http.ResponseWriter) {
+// Challenge asks the client to authenticate, as Docker's registry auth conventions say.
+func (p *Pushers) Challenge(w http.ResponseWriter) {
 	w.Header().Set("WWW-Authenticate", fmt.Sprintf("Basic realm=%q", p.realm))
 }

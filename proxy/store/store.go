@@ -1,4 +1,4 @@
-package proxy
+package store
 
 import (
 	"context"
@@ -17,21 +17,7 @@ import (
 	"github.com/portcullis/portcullis/internal/oci"
 )
 
-// Store is the content cache: manifests and blobs by digest, on any distribution storage
-// driver. Content is shared between repositories, but a repository only sees what was fetched
-// through it (a link per repository), so the cache never reveals content to a repository the
-// upstream would not have served it from.
-//
-// Layout under the driver's root:
-//
-//	/blobs/<alg>/<hex[:2]>/<hex>/data
-//	/manifests/<alg>/<hex>/data, .../mediatype
-//	/repositories/<upstream>/<repo>/_blobs/<alg>/<hex>, /_manifests/<alg>/<hex>   (links)
-//	/repositories/<upstream>/<repo>/_grants/<alg>/<hex>      (blobs the repository may serve)
-//	/uploads/<random>                                                           (in progress)
-//
-// Everything is written to /uploads first and moved into place once its digest is checked,
-// so a reader never sees partial or unverified content.
+// Store is the content store (see the package documentation). It is safe for concurrent use.
 type Store struct {
 	driver storagedriver.StorageDriver
 
@@ -41,14 +27,14 @@ type Store struct {
 	pending map[string]oci.Manifest
 }
 
-// NewStore returns a Store on driver.
-func NewStore(driver storagedriver.StorageDriver) *Store {
+// New returns a Store on driver.
+func New(driver storagedriver.StorageDriver) *Store {
 	return &Store{driver: driver, pending: map[string]oci.Manifest{}}
 }
 
-// putPending makes m readable for repo at once, until the returned func is called (when
+// PutPending makes m readable for repo at once, until the returned func is called (when
 // the caller's PutManifest has finished, successfully or not).
-func (s *Store) putPending(upstream, repo string, m oci.Manifest) (done func()) {
+func (s *Store) PutPending(upstream, repo string, m oci.Manifest) (done func()) {
 	key := linkPath(upstream, repo, "_manifests", m.Digest)
 	s.mu.Lock()
 	s.pending[key] = m
@@ -137,9 +123,22 @@ func (s *Store) HasManifest(ctx context.Context, d digest.Digest) bool {
 	return err == nil
 }
 
-// Unlink hides d (kind "_manifests" or "_blobs") from repo again, after it was deleted
+// UnlinkManifest hides manifest d from repo again, after it was deleted upstream through the
+// proxy. The content stays for other repositories.
+func (s *Store) UnlinkManifest(ctx context.Context, upstream, repo string, d digest.Digest) error {
+	return s.unlink(ctx, upstream, repo, "_manifests", d)
+}
+
+// UnlinkBlob hides blob d from repo again and revokes its grant there, after it was deleted
 // upstream through the proxy. The content stays for other repositories.
-func (s *Store) Unlink(ctx context.Context, upstream, repo, kind string, d digest.Digest) error {
+func (s *Store) UnlinkBlob(ctx context.Context, upstream, repo string, d digest.Digest) error {
+	if err := s.unlink(ctx, upstream, repo, "_grants", d); err != nil {
+		return err
+	}
+	return s.unlink(ctx, upstream, repo, "_blobs", d)
+}
+
+func (s *Store) unlink(ctx context.Context, upstream, repo, kind string, d digest.Digest) error {
 	err := s.driver.Delete(ctx, linkPath(upstream, repo, kind, d))
 	if isNotFound(err) {
 		return nil
@@ -301,8 +300,8 @@ func (w *BlobWriter) Cancel(ctx context.Context) {
 
 func chunkPath(id string, n int) string { return fmt.Sprintf("/uploads/%s/%d", id, n) }
 
-// putChunk stores chunk n of upload id and returns its size.
-func (s *Store) putChunk(ctx context.Context, id string, n int, r io.Reader) (int64, error) {
+// PutChunk stores chunk n of upload id and returns its size.
+func (s *Store) PutChunk(ctx context.Context, id string, n int, r io.Reader) (int64, error) {
 	fw, err := s.driver.Writer(ctx, chunkPath(id, n), false)
 	if err != nil {
 		return 0, fmt.Errorf("content store: %w", err)
@@ -319,13 +318,13 @@ func (s *Store) putChunk(ctx context.Context, id string, n int, r io.Reader) (in
 	return written, fw.Close()
 }
 
-// openChunks reads chunks 0..n-1 of upload id in order.
-func (s *Store) openChunks(ctx context.Context, id string, n int) io.ReadCloser {
+// OpenChunks reads chunks 0..n-1 of upload id in order.
+func (s *Store) OpenChunks(ctx context.Context, id string, n int) io.ReadCloser {
 	return &chunkReader{ctx: ctx, s: s, id: id, n: n}
 }
 
-// deleteUpload removes what upload id left behind.
-func (s *Store) deleteUpload(ctx context.Context, id string) {
+// DeleteUpload removes what upload id left behind.
+func (s *Store) DeleteUpload(ctx context.Context, id string) {
 	_ = s.driver.Delete(ctx, "/uploads/"+id)
 }
 

@@ -1,0 +1,20 @@
+// Package store is the proxy's content store: manifests and blobs by digest, on any
+// distribution storage driver (filesystem by default, inmemory for tests).
+//
+// Content is shared between repositories, but a repository only sees what was fetched
+// through it (a link per repository), so the store never reveals content to a repository
+// the upstream would not have served it from. Besides those links, a repository records the
+// blobs it may serve at all (grants: referenced by a manifest the proxy admitted there).
+//
+// Layout under the driver's root:
+//
+//	/blobs/<alg>/<hex[:2]>/<hex>/data
+//	/manifests/<alg>/<hex>/data, .../mediatype
+//	/repositories/<upstream>/<repo>/_blobs/<alg>/<hex>, /_manifests/<alg>/<hex>   (links)
+//	/repositories/<upstream>/<repo>/_grants/<alg>/<hex>      (blobs the repository may serve)
+//	/uploads/<random>                                         (in progress, upload sessions)
+//
+// Invariants: everything is written under /uploads first and moved into place once its
+// digest is checked, so a reader never sees partial or unverified content; stored manifests
+// are checked against their digest on every read.
+package store
