@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -28,51 +27,13 @@ type Key struct {
 	Digest digest.Digest `json:"digest"`
 }
 
-// Decision is the outcome of admitting one manifest. Values read from a cache share their
-// slices with it: treat them as read-only.
-type Decision struct {
-	// Allowed reports whether the manifest may be served.
-	Allowed bool `json:"allowed"`
-	// Verified reports whether the policy's requirement was met: by the manifest's own
-	// signatures, or (AdmittedBy set) through a verified parent index.
-	Verified bool `json:"verified,omitempty"`
-	// Exempt reports a signature artifact admitted without signatures of its own: its
-	// content was checked to be nothing but signatures or attestations.
-	Exempt bool `json:"exempt,omitempty"`
-	// Warning reports an allowed decision whose policy was not satisfied but is in warn mode.
-	Warning bool `json:"warning,omitempty"`
-	// Policy is the name of the policy that applied; empty when the default policy applied.
-	Policy string `json:"policy,omitempty"`
-	// Mode is the policy's mode ("enforce", "warn", "off"), or "default" for the default
-	// policy.
-	Mode string `json:"mode,omitempty"`
-	// Reason says, for a person, why the manifest is allowed or denied.
-	Reason string `json:"reason,omitempty"`
-	// Signers describes the verified signers, one per authority whose signature verified;
-	// on a denial, those that verified but were not enough. A manifest admitted through its
-	// index carries the index's signers.
-	Signers []string `json:"signers,omitempty"`
-	// Unsatisfied names the authorities whose signatures were not verified, when that
-	// decided the outcome (a denial or a warning).
-	Unsatisfied []string `json:"unsatisfied,omitempty"`
-	// AdmittedBy is the digest of the verified index that lists this manifest and admitted
-	// it, if any.
-	AdmittedBy digest.Digest `json:"admittedBy,omitempty"`
-	// DecidedAt is when the decision was made.
-	DecidedAt time.Time `json:"decidedAt"`
-}
-
-// Negative reports whether d is kept only for the negative TTL: a denial, or an allowed
-// decision carrying a warning, both of which may change as soon as a signature is pushed.
-func (d Decision) Negative() bool {
-	return !d.Allowed || d.Warning
-}
-
-// clone returns d with its own copies of the slices.
-func (d Decision) clone() Decision {
-	d.Signers = slices.Clone(d.Signers)
-	d.Unsatisfied = slices.Clone(d.Unsatisfied)
-	return d
+// Value is what a Memory stores. Negative reports whether the value is kept only for the
+// negative TTL (a denial, say, which a pushed signature may soon change). A Value with a
+// Clone() method returning its own type is cloned when stored, so that the cache never
+// aliases a caller's slices; values read from the cache are shared with it and are
+// read-only.
+type Value interface {
+	Negative() bool
 }
 
 // Defaults of the Memory options.
@@ -120,12 +81,12 @@ func WithFillTimeout(d time.Duration) Option {
 }
 
 // Memory is an in-process decision cache: two expiring LRUs (allowed decisions, negative
-// decisions), each with its own TTL, and a singleflight group for fills. It is safe for
+// ones), each with its own TTL, and a singleflight group for fills. It is safe for
 // concurrent use. Each Memory runs two background goroutines that reclaim expired entries for
 // the life of the process, so create one per process, not one per request.
-type Memory struct {
-	allowed  *expirable.LRU[Key, Decision]
-	negative *expirable.LRU[Key, Decision]
+type Memory[V Value] struct {
+	allowed  *expirable.LRU[Key, V]
+	negative *expirable.LRU[Key, V]
 	group    singleflight.Group
 
 	fillTimeout time.Duration
@@ -137,7 +98,7 @@ type Memory struct {
 }
 
 // NewMemory returns an empty Memory cache configured by opts.
-func NewMemory(opts ...Option) (*Memory, error) {
+func NewMemory[V Value](opts ...Option) (*Memory[V], error) {
 	o := options{size: DefaultSize, ttl: DefaultTTL, fillTimeout: DefaultFillTimeout}
 	for _, opt := range opts {
 		opt(&o)
@@ -166,16 +127,16 @@ func NewMemory(opts ...Option) (*Memory, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("decision cache: %w", err)
 	}
-	return &Memory{
-		allowed:     expirable.NewLRU[Key, Decision](o.size, nil, o.ttl),
-		negative:    expirable.NewLRU[Key, Decision](o.size, nil, o.negativeTTL),
+	return &Memory[V]{
+		allowed:     expirable.NewLRU[Key, V](o.size, nil, o.ttl),
+		negative:    expirable.NewLRU[Key, V](o.size, nil, o.negativeTTL),
 		fillTimeout: o.fillTimeout,
 	}, nil
 }
 
 // Get returns the unexpired decision stored under key. An allowed decision wins over a
 // negative one stored concurrently. ctx is unused: Memory does no I/O.
-func (c *Memory) Get(_ context.Context, key Key) (Decision, bool) {
+func (c *Memory[V]) Get(_ context.Context, key Key) (V, bool) {
 	if d, ok := c.allowed.Get(key); ok {
 		return d, true
 	}
@@ -183,9 +144,11 @@ func (c *Memory) Get(_ context.Context, key Key) (Decision, bool) {
 }
 
 // Put stores d under key, replacing any decision stored there, for the TTL that d's polarity
-// gets (see Decision.Negative). ctx is unused: Memory does no I/O.
-func (c *Memory) Put(_ context.Context, key Key, d Decision) {
-	d = d.clone()
+// gets (see Value). ctx is unused: Memory does no I/O.
+func (c *Memory[V]) Put(_ context.Context, key Key, d V) {
+	if cl, ok := any(d).(interface{ Clone() V }); ok {
+		d = cl.Clone()
+	}
 	if d.Negative() {
 		c.negative.Add(key, d)
 		c.allowed.Remove(key)
@@ -200,11 +163,11 @@ func (c *Memory) Put(_ context.Context, key Key, d Decision) {
 // Fills already running when Forget is called still answer their callers but do not store
 // their result. Forget walks the whole cache: it is meant for rare events such as a
 // signature being pushed. ctx is unused: Memory does no I/O.
-func (c *Memory) Forget(_ context.Context, repository string, d digest.Digest) {
+func (c *Memory[V]) Forget(_ context.Context, repository string, d digest.Digest) {
 	c.storeMu.Lock()
 	defer c.storeMu.Unlock()
 	c.epoch.Add(1)
-	for _, lru := range []*expirable.LRU[Key, Decision]{c.allowed, c.negative} {
+	for _, lru := range []*expirable.LRU[Key, V]{c.allowed, c.negative} {
 		for _, k := range lru.Keys() {
 			if (repository == "" || k.Repository == repository) && k.Digest == d {
 				lru.Remove(k)
@@ -215,13 +178,13 @@ func (c *Memory) Forget(_ context.Context, repository string, d digest.Digest) {
 
 // Len returns the number of decisions held, which may include expired decisions that are
 // not yet reclaimed.
-func (c *Memory) Len() int {
+func (c *Memory[V]) Len() int {
 	return c.allowed.Len() + c.negative.Len()
 }
 
 // flight is what one fill hands to every caller waiting on it.
-type flight struct {
-	d      Decision
+type flight[V Value] struct {
+	d      V
 	cached bool
 }
 
@@ -232,19 +195,19 @@ type flight struct {
 // fill runs under context.WithoutCancel(ctx) bounded by the fill timeout, so it completes and
 // is stored even if ctx ends; Do itself returns as soon as ctx ends, with an error wrapping
 // ctx's cause. Errors from fill are returned to every waiting caller and are not stored.
-func (c *Memory) Do(ctx context.Context, key Key, fill func(ctx context.Context) (Decision, error)) (d Decision, cached bool, err error) {
+func (c *Memory[V]) Do(ctx context.Context, key Key, fill func(ctx context.Context) (V, error)) (d V, cached bool, err error) {
 	if d, ok := c.Get(ctx, key); ok {
 		return d, true, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return Decision{}, false, fmt.Errorf("decide %s: %w", key.Digest, context.Cause(ctx))
+		return d, false, fmt.Errorf("decide %s: %w", key.Digest, context.Cause(ctx))
 	}
 	epoch := c.epoch.Load()
 	ch := c.group.DoChan(flightKey(key, epoch), func() (any, error) {
 		// The previous fill for this key may have stored its result between our miss and
 		// this flight starting.
 		if d, ok := c.Get(ctx, key); ok {
-			return flight{d: d, cached: true}, nil
+			return flight[V]{d: d, cached: true}, nil
 		}
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.fillTimeout)
 		defer cancel()
@@ -253,22 +216,22 @@ func (c *Memory) Do(ctx context.Context, key Key, fill func(ctx context.Context)
 			return nil, err
 		}
 		c.storeFilled(fctx, key, d, epoch)
-		return flight{d: d}, nil
+		return flight[V]{d: d}, nil
 	})
 	select {
 	case <-ctx.Done():
-		return Decision{}, false, fmt.Errorf("decide %s: %w", key.Digest, context.Cause(ctx))
+		return d, false, fmt.Errorf("decide %s: %w", key.Digest, context.Cause(ctx))
 	case r := <-ch:
 		if r.Err != nil {
-			return Decision{}, false, r.Err
+			return d, false, r.Err
 		}
-		f := r.Val.(flight)
+		f := r.Val.(flight[V])
 		return f.d, f.cached, nil
 	}
 }
 
 // storeFilled stores the result of a fill unless Forget ran since the fill started.
-func (c *Memory) storeFilled(ctx context.Context, key Key, d Decision, epoch uint64) {
+func (c *Memory[V]) storeFilled(ctx context.Context, key Key, d V, epoch uint64) {
 	c.storeMu.Lock()
 	defer c.storeMu.Unlock()
 	if c.epoch.Load() == epoch {

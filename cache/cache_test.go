@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,13 +22,27 @@ var (
 	digestB = digest.FromString("b")
 )
 
+// decision is a value shaped like the policy's decisions, as the cache stores them.
+type decision struct {
+	Allowed, Verified, Warning bool
+	Policy, Reason             string
+	Signers                    []string
+}
+
+func (d decision) Negative() bool { return !d.Allowed || d.Warning }
+
+func (d decision) Clone() decision {
+	d.Signers = slices.Clone(d.Signers)
+	return d
+}
+
 func key(version, repo string, d digest.Digest) cache.Key {
 	return cache.Key{PolicyVersion: version, Repository: repo, Digest: d}
 }
 
-func newMemory(t testing.TB, opts ...cache.Option) *cache.Memory {
+func newMemory(t testing.TB, opts ...cache.Option) *cache.Memory[decision] {
 	t.Helper()
-	c, err := cache.NewMemory(opts...)
+	c, err := cache.NewMemory[decision](opts...)
 	if err != nil {
 		t.Fatalf("NewMemory: %v", err)
 	}
@@ -51,7 +66,7 @@ func TestNewMemoryOptions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := cache.NewMemory(tt.opts...)
+			_, err := cache.NewMemory[decision](tt.opts...)
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Fatalf("NewMemory: got error %v, want none", err)
@@ -63,22 +78,22 @@ func TestNewMemoryOptions(t *testing.T) {
 }
 
 func TestPutGet(t *testing.T) {
-	allow := cache.Decision{Allowed: true, Verified: true, Policy: "prod", Signers: []string{"release-key"}}
-	deny := cache.Decision{Allowed: false, Policy: "prod", Reason: "no signature"}
+	allow := decision{Allowed: true, Verified: true, Policy: "prod", Signers: []string{"release-key"}}
+	deny := decision{Allowed: false, Policy: "prod", Reason: "no signature"}
 	tests := []struct {
 		name   string
-		puts   []cache.Decision // all under key(v1, repo, digestA)
+		puts   []decision // all under key(v1, repo, digestA)
 		get    cache.Key
-		want   cache.Decision
+		want   decision
 		wantOK bool
 	}{
-		{name: "allowed", puts: []cache.Decision{allow}, get: key("v1", "r", digestA), want: allow, wantOK: true},
-		{name: "denied", puts: []cache.Decision{deny}, get: key("v1", "r", digestA), want: deny, wantOK: true},
-		{name: "allowed replaces denied", puts: []cache.Decision{deny, allow}, get: key("v1", "r", digestA), want: allow, wantOK: true},
-		{name: "denied replaces allowed", puts: []cache.Decision{allow, deny}, get: key("v1", "r", digestA), want: deny, wantOK: true},
-		{name: "other policy version misses", puts: []cache.Decision{allow}, get: key("v2", "r", digestA)},
-		{name: "other repository misses", puts: []cache.Decision{allow}, get: key("v1", "other", digestA)},
-		{name: "other digest misses", puts: []cache.Decision{allow}, get: key("v1", "r", digestB)},
+		{name: "allowed", puts: []decision{allow}, get: key("v1", "r", digestA), want: allow, wantOK: true},
+		{name: "denied", puts: []decision{deny}, get: key("v1", "r", digestA), want: deny, wantOK: true},
+		{name: "allowed replaces denied", puts: []decision{deny, allow}, get: key("v1", "r", digestA), want: allow, wantOK: true},
+		{name: "denied replaces allowed", puts: []decision{allow, deny}, get: key("v1", "r", digestA), want: deny, wantOK: true},
+		{name: "other policy version misses", puts: []decision{allow}, get: key("v2", "r", digestA)},
+		{name: "other repository misses", puts: []decision{allow}, get: key("v1", "other", digestA)},
+		{name: "other digest misses", puts: []decision{allow}, get: key("v1", "r", digestB)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,7 +115,7 @@ func TestPutGet(t *testing.T) {
 func TestPutCopiesSlices(t *testing.T) {
 	c := newMemory(t)
 	signers := []string{"a"}
-	c.Put(t.Context(), key("v1", "r", digestA), cache.Decision{Allowed: true, Signers: signers})
+	c.Put(t.Context(), key("v1", "r", digestA), decision{Allowed: true, Signers: signers})
 	signers[0] = "mutated"
 	got, _ := c.Get(t.Context(), key("v1", "r", digestA))
 	if got.Signers[0] != "a" {
@@ -110,9 +125,9 @@ func TestPutCopiesSlices(t *testing.T) {
 
 func TestForget(t *testing.T) {
 	c := newMemory(t)
-	allow := cache.Decision{Allowed: true}
+	allow := decision{Allowed: true}
 	c.Put(t.Context(), key("v1", "r", digestA), allow)
-	c.Put(t.Context(), key("v2", "r", digestA), cache.Decision{Allowed: false})
+	c.Put(t.Context(), key("v2", "r", digestA), decision{Allowed: false})
 	c.Put(t.Context(), key("v1", "r", digestB), allow)
 	c.Put(t.Context(), key("v1", "other", digestA), allow)
 
@@ -138,9 +153,9 @@ func TestForget(t *testing.T) {
 
 func TestForgetEveryRepository(t *testing.T) {
 	c := newMemory(t)
-	c.Put(t.Context(), key("v1", "r", digestA), cache.Decision{Allowed: false})
-	c.Put(t.Context(), key("v1", "other", digestA), cache.Decision{Allowed: true})
-	c.Put(t.Context(), key("v1", "r", digestB), cache.Decision{Allowed: true})
+	c.Put(t.Context(), key("v1", "r", digestA), decision{Allowed: false})
+	c.Put(t.Context(), key("v1", "other", digestA), decision{Allowed: true})
+	c.Put(t.Context(), key("v1", "r", digestB), decision{Allowed: true})
 	c.Forget(t.Context(), "", digestA)
 	if got, want := c.Len(), 1; got != want {
 		t.Errorf("Len() = %d after forgetting %s everywhere, want %d", got, digestA, want)
@@ -156,10 +171,10 @@ func TestDoCollapsesConcurrentMisses(t *testing.T) {
 	k := key("v1", "r", digestA)
 	var fills atomic.Int32
 	release := make(chan struct{})
-	fill := func(ctx context.Context) (cache.Decision, error) {
+	fill := func(ctx context.Context) (decision, error) {
 		fills.Add(1)
 		<-release
-		return cache.Decision{Allowed: true, Reason: "filled"}, nil
+		return decision{Allowed: true, Reason: "filled"}, nil
 	}
 
 	var started, done sync.WaitGroup
@@ -201,9 +216,9 @@ func TestDoDoesNotCacheErrors(t *testing.T) {
 	k := key("v1", "r", digestA)
 	var fills int
 	boom := errors.New("upstream down")
-	fill := func(context.Context) (cache.Decision, error) {
+	fill := func(context.Context) (decision, error) {
 		fills++
-		return cache.Decision{}, boom
+		return decision{}, boom
 	}
 	for i := range 2 {
 		if _, _, err := c.Do(t.Context(), k, fill); !errors.Is(err, boom) {
@@ -223,10 +238,10 @@ func TestDoFillOutlivesCancelledCaller(t *testing.T) {
 	k := key("v1", "r", digestA)
 	release := make(chan struct{})
 	filled := make(chan error, 1)
-	fill := func(ctx context.Context) (cache.Decision, error) {
+	fill := func(ctx context.Context) (decision, error) {
 		<-release
 		filled <- ctx.Err()
-		return cache.Decision{Allowed: true}, nil
+		return decision{Allowed: true}, nil
 	}
 
 	first, cancelFirst := context.WithCancel(t.Context())
@@ -265,9 +280,9 @@ func TestDoFillOutlivesCancelledCaller(t *testing.T) {
 
 func TestDoFillTimeout(t *testing.T) {
 	c := newMemory(t, cache.WithFillTimeout(10*time.Millisecond))
-	_, _, err := c.Do(t.Context(), key("v1", "r", digestA), func(ctx context.Context) (cache.Decision, error) {
+	_, _, err := c.Do(t.Context(), key("v1", "r", digestA), func(ctx context.Context) (decision, error) {
 		<-ctx.Done()
-		return cache.Decision{}, ctx.Err()
+		return decision{}, ctx.Err()
 	})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got error %v, want context.DeadlineExceeded from the fill timeout", err)
@@ -278,9 +293,9 @@ func TestDoCancelledBeforeStartRunsNoFill(t *testing.T) {
 	c := newMemory(t)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, _, err := c.Do(ctx, key("v1", "r", digestA), func(context.Context) (cache.Decision, error) {
+	_, _, err := c.Do(ctx, key("v1", "r", digestA), func(context.Context) (decision, error) {
 		t.Error("fill ran for a caller whose context was already cancelled")
-		return cache.Decision{}, nil
+		return decision{}, nil
 	})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("got error %v, want context.Canceled", err)
@@ -295,10 +310,10 @@ func TestForgetDuringFillDiscardsResult(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_, _, _ = c.Do(context.Background(), k, func(context.Context) (cache.Decision, error) {
+		_, _, _ = c.Do(context.Background(), k, func(context.Context) (decision, error) {
 			close(entered)
 			<-release
-			return cache.Decision{Allowed: false, Reason: "stale: no signature yet"}, nil
+			return decision{Allowed: false, Reason: "stale: no signature yet"}, nil
 		})
 	}()
 	<-entered
@@ -316,9 +331,9 @@ func TestExpiry(t *testing.T) {
 	allowKey, denyKey, warnKey := key("v1", "r", digestA), key("v1", "r", digestB), key("v1", "w", digestA)
 
 	start := time.Now()
-	c.Put(t.Context(), allowKey, cache.Decision{Allowed: true})
-	c.Put(t.Context(), denyKey, cache.Decision{Allowed: false})
-	c.Put(t.Context(), warnKey, cache.Decision{Allowed: true, Warning: true})
+	c.Put(t.Context(), allowKey, decision{Allowed: true})
+	c.Put(t.Context(), denyKey, decision{Allowed: false})
+	c.Put(t.Context(), warnKey, decision{Allowed: true, Warning: true})
 	present := func(k cache.Key) bool { _, ok := c.Get(t.Context(), k); return ok }
 
 	allowed, denied, warned := present(allowKey), present(denyKey), present(warnKey)
@@ -340,12 +355,7 @@ func TestExpiry(t *testing.T) {
 
 func TestJSONRoundTrip(t *testing.T) {
 	k := key("v1", "docker.io/library/alpine", digestA)
-	d := cache.Decision{
-		Allowed: true, Verified: true, Policy: "prod", Mode: "enforce", Reason: "verified",
-		Signers: []string{"release-key"}, AdmittedBy: digestB,
-		DecidedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
-	}
-	for _, v := range []any{k, d} {
+	for _, v := range []any{k} {
 		b, err := json.Marshal(v)
 		if err != nil {
 			t.Fatalf("Marshal(%+v): %v", v, err)
@@ -363,10 +373,10 @@ func TestJSONRoundTrip(t *testing.T) {
 func BenchmarkCachedDecision(b *testing.B) {
 	c := newMemory(b)
 	k := key("0123456789abcdef", "docker.io/library/alpine", digestA)
-	c.Put(context.Background(), k, cache.Decision{Allowed: true, Verified: true, Policy: "prod", Signers: []string{"release-key"}})
-	fill := func(context.Context) (cache.Decision, error) {
+	c.Put(context.Background(), k, decision{Allowed: true, Verified: true, Policy: "prod", Signers: []string{"release-key"}})
+	fill := func(context.Context) (decision, error) {
 		b.Fatal("fill ran on the hit path")
-		return cache.Decision{}, nil
+		return decision{}, nil
 	}
 	ctx := context.Background()
 	b.ReportAllocs()

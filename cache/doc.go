@@ -1,9 +1,9 @@
 // Package cache remembers admission decisions by image digest, so that a manifest whose
 // signatures were checked once is served again without another round of signature lookups.
 //
-// It owns the Key and Decision types, which are plain JSON-serialisable values so that a shared
-// backend (Redis) can later sit behind the same methods, and Memory, the in-process
-// implementation. Every method that a networked backend would implement with I/O takes a
+// It owns the Key type and Memory, the in-process implementation, generic in the value it
+// stores (the policy package stores its Decision, a plain JSON-serialisable value, so that a
+// shared backend such as Redis can later sit behind the same methods). Every method that a networked backend would implement with I/O takes a
 // context first even where Memory ignores it; a backend treats its own failures as misses, so
 // a broken cache slows admission down but never changes a decision.
 //

@@ -30,14 +30,14 @@ type Verifier interface {
 var _ Verifier = (*verify.Verifier)(nil)
 
 // DecisionCache is where the Engine keeps decisions. Do must collapse concurrent fills of one
-// key and must not store fill errors. *cache.Memory implements it.
+// key and must not store fill errors. *cache.Memory[policy.Decision] implements it.
 type DecisionCache interface {
-	Do(ctx context.Context, key cache.Key, fill func(ctx context.Context) (cache.Decision, error)) (d cache.Decision, cached bool, err error)
-	Get(ctx context.Context, key cache.Key) (cache.Decision, bool)
-	Put(ctx context.Context, key cache.Key, d cache.Decision)
+	Do(ctx context.Context, key cache.Key, fill func(ctx context.Context) (Decision, error)) (d Decision, cached bool, err error)
+	Get(ctx context.Context, key cache.Key) (Decision, bool)
+	Put(ctx context.Context, key cache.Key, d Decision)
 }
 
-var _ DecisionCache = (*cache.Memory)(nil)
+var _ DecisionCache = (*cache.Memory[Decision])(nil)
 
 // Request is one manifest the proxy is about to serve.
 type Request struct {
@@ -120,6 +120,11 @@ type Stats struct {
 	Cached uint64
 }
 
+// Outcomes returns the counters by outcome name, as metrics label them.
+func (s Stats) Outcomes() map[string]uint64 {
+	return map[string]uint64{"allowed": s.Allowed, "exempt": s.Exempt, "warned": s.Warned, "denied": s.Denied, "failed": s.Failed, "cached": s.Cached}
+}
+
 // Engine decides, for every manifest the proxy is about to serve, whether policy allows it.
 // It is safe for concurrent use; Swap replaces its policy set atomically.
 type Engine struct {
@@ -176,24 +181,24 @@ func (e *Engine) Stats() Stats {
 // Concurrent Admits of one cold digest run one verification. Verification errors are not
 // cached. When a verified index is admitted, each manifest it lists is recorded as allowed
 // (AdmittedBy the index), so the platform manifests fetched next are served.
-func (e *Engine) Admit(ctx context.Context, req Request) (cache.Decision, error) {
+func (e *Engine) Admit(ctx context.Context, req Request) (Decision, error) {
 	d, cached, err := e.admit(ctx, req)
 	e.audit(ctx, req, d, cached, err)
 	return d, err
 }
 
-func (e *Engine) admit(ctx context.Context, req Request) (cache.Decision, bool, error) {
+func (e *Engine) admit(ctx context.Context, req Request) (Decision, bool, error) {
 	if err := checkRequest(req); err != nil {
-		return cache.Decision{}, false, err
+		return Decision{}, false, err
 	}
 	set := e.set.Load()
 	pol := set.Match(req.Image)
 	key := cache.Key{PolicyVersion: set.Version(), Repository: req.Image, Digest: req.Manifest.Digest}
-	d, cached, err := e.cache.Do(ctx, key, func(ctx context.Context) (cache.Decision, error) {
+	d, cached, err := e.cache.Do(ctx, key, func(ctx context.Context) (Decision, error) {
 		return e.decide(ctx, set, pol, req)
 	})
 	if err != nil {
-		return cache.Decision{}, false, fmt.Errorf("admit %s@%s: %w", req.Image, req.Manifest.Digest, err)
+		return Decision{}, false, fmt.Errorf("admit %s@%s: %w", req.Image, req.Manifest.Digest, err)
 	}
 	if !d.Allowed {
 		return d, cached, &DenyError{
@@ -223,8 +228,8 @@ func checkRequest(req Request) error {
 }
 
 // decide makes a fresh decision; it runs inside the cache's fill.
-func (e *Engine) decide(ctx context.Context, set *Set, pol *Policy, req Request) (cache.Decision, error) {
-	d := cache.Decision{DecidedAt: e.now()}
+func (e *Engine) decide(ctx context.Context, set *Set, pol *Policy, req Request) (Decision, error) {
+	d := Decision{DecidedAt: e.now()}
 	if pol == nil {
 		d.Mode = "default"
 		d.Allowed = set.DefaultPolicy() == DefaultAllow
@@ -237,7 +242,7 @@ func (e *Engine) decide(ctx context.Context, set *Set, pol *Policy, req Request)
 		return d, nil
 	}
 	if req.Registry == nil {
-		return cache.Decision{}, errors.New("no upstream registry to look up signatures in")
+		return Decision{}, errors.New("no upstream registry to look up signatures in")
 	}
 	var notExempt string
 	if IsSignatureArtifact(req.Manifest) {
@@ -247,22 +252,22 @@ func (e *Engine) decide(ctx context.Context, set *Set, pol *Policy, req Request)
 			return d, nil
 		}
 		if _, ok := errors.AsType[*verify.ArtifactError](err); !ok {
-			return cache.Decision{}, fmt.Errorf("check signature artifact: %w", err)
+			return Decision{}, fmt.Errorf("check signature artifact: %w", err)
 		}
 		// Shaped like a signature, but its content is not one: an image like any other.
 		notExempt = err.Error()
 	}
 	res, verr := e.verifier.Verify(ctx, req.Registry, verify.Subject{Repository: req.Repository, Digest: req.Manifest.Digest}, pol.authorities)
 	if verr != nil && len(res.Authorities) != len(pol.authorities) {
-		return cache.Decision{}, fmt.Errorf("verify signatures: %w", verr)
+		return Decision{}, fmt.Errorf("verify signatures: %w", verr)
 	}
 	ev, err := evaluate(pol, res)
 	if err != nil {
-		return cache.Decision{}, err
+		return Decision{}, err
 	}
 	if verr != nil && !ev.satisfied {
 		// A lookup failed and the policy is not met without it: no verdict, nothing cached.
-		return cache.Decision{}, fmt.Errorf("verify signatures: %w", verr)
+		return Decision{}, fmt.Errorf("verify signatures: %w", verr)
 	}
 	d.Signers, d.Reason = ev.signers, ev.reason
 	if notExempt != "" {
@@ -348,7 +353,7 @@ func plural(n int) string {
 
 // admitChildren records every manifest the verified index m lists as allowed by it, unless
 // a verified decision for it is already cached.
-func (e *Engine) admitChildren(ctx context.Context, key cache.Key, parent cache.Decision, m oci.Manifest) {
+func (e *Engine) admitChildren(ctx context.Context, key cache.Key, parent Decision, m oci.Manifest) {
 	var index struct {
 		Manifests []struct {
 			Digest digest.Digest `json:"digest"`
@@ -366,7 +371,7 @@ func (e *Engine) admitChildren(ctx context.Context, key cache.Key, parent cache.
 		if have, ok := e.cache.Get(ctx, ck); ok && have.Verified {
 			continue
 		}
-		e.cache.Put(ctx, ck, cache.Decision{
+		e.cache.Put(ctx, ck, Decision{
 			Allowed: true, Verified: true, Policy: parent.Policy, Mode: parent.Mode,
 			Reason:  fmt.Sprintf("listed by verified index %s", m.Digest),
 			Signers: parent.Signers, AdmittedBy: m.Digest, DecidedAt: now,
@@ -376,7 +381,7 @@ func (e *Engine) admitChildren(ctx context.Context, key cache.Key, parent cache.
 
 // audit writes the one line every Admit produces and counts its outcome. Clean admissions are
 // logged at INFO, denials and warn-mode admissions at WARN, failures to decide at ERROR.
-func (e *Engine) audit(ctx context.Context, req Request, d cache.Decision, cached bool, err error) {
+func (e *Engine) audit(ctx context.Context, req Request, d Decision, cached bool, err error) {
 	level, outcome := slog.LevelInfo, "allow"
 	_, denied := errors.AsType[*DenyError](err)
 	switch {

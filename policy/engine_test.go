@@ -26,7 +26,7 @@ type harness struct {
 	engine   *policy.Engine
 	verifier *fakeVerifier
 	registry *fakeRegistry
-	cache    *cache.Memory
+	cache    *cache.Memory[policy.Decision]
 	logs     *syncBuffer
 }
 
@@ -40,7 +40,7 @@ func newHarness(t *testing.T, cfg policy.Config) *harness {
 	return h
 }
 
-func (h *harness) admit(t *testing.T, m oci.Manifest) (cache.Decision, error) {
+func (h *harness) admit(t *testing.T, m oci.Manifest) (policy.Decision, error) {
 	t.Helper()
 	return h.engine.Admit(t.Context(), policy.Request{Image: appImage, Repository: "myorg/app", Manifest: m, Registry: h.registry})
 }

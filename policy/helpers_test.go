@@ -215,9 +215,9 @@ func (f *fakeVerifier) Verify(ctx context.Context, reg verify.Registry, s verify
 	return res, nil
 }
 
-func newCache(t testing.TB) *cache.Memory {
+func newCache(t testing.TB) *cache.Memory[policy.Decision] {
 	t.Helper()
-	c, err := cache.NewMemory()
+	c, err := cache.NewMemory[policy.Decision]()
 	if err != nil {
 		t.Fatalf("NewMemory: %v", err)
 	}

@@ -23,7 +23,6 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/pushauth"
@@ -36,7 +35,7 @@ import (
 // and is answered as an upstream failure. Either way nothing is served. *policy.Engine
 // implements it.
 type Gate interface {
-	Admit(ctx context.Context, req policy.Request) (cache.Decision, error)
+	Admit(ctx context.Context, req policy.Request) (policy.Decision, error)
 }
 
 // Options configure a Handler.
@@ -77,7 +76,7 @@ type ArtifactChecker interface {
 var _ ArtifactChecker = (*verify.Verifier)(nil)
 
 // Forgetter drops cached decisions about digest d (of every repository when repository is
-// empty). *cache.Memory implements it.
+// empty). *cache.Memory[policy.Decision] implements it.
 type Forgetter interface {
 	Forget(ctx context.Context, repository string, d digest.Digest)
 }

@@ -26,7 +26,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/testtool"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
@@ -64,8 +63,8 @@ func (f *faults) set(fn func(w http.ResponseWriter, r *http.Request) bool) {
 // admitAll is the gate of tests that are about mirroring, not policy.
 type admitAll struct{}
 
-func (admitAll) Admit(context.Context, policy.Request) (cache.Decision, error) {
-	return cache.Decision{Allowed: true}, nil
+func (admitAll) Admit(context.Context, policy.Request) (policy.Decision, error) {
+	return policy.Decision{Allowed: true}, nil
 }
 
 type env struct {

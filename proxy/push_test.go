@@ -18,7 +18,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/crypto/bcrypt"
 
-	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
 	"github.com/portcullis/portcullis/proxy/pushauth"
@@ -34,20 +33,20 @@ type denyGate struct {
 	reason  string // of denials; default "unsigned"
 }
 
-func (g *denyGate) Admit(_ context.Context, req policy.Request) (cache.Decision, error) {
+func (g *denyGate) Admit(_ context.Context, req policy.Request) (policy.Decision, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.err != nil {
-		return cache.Decision{}, g.err
+		return policy.Decision{}, g.err
 	}
 	if g.allowed[req.Manifest.Digest] {
-		return cache.Decision{Allowed: true}, nil
+		return policy.Decision{Allowed: true}, nil
 	}
 	reason := g.reason
 	if reason == "" {
 		reason = "unsigned"
 	}
-	return cache.Decision{}, &policy.DenyError{Image: req.Image, Digest: req.Manifest.Digest, Policy: "test", Reason: reason}
+	return policy.Decision{}, &policy.DenyError{Image: req.Image, Digest: req.Manifest.Digest, Policy: "test", Reason: reason}
 }
 
 // forgetter records what it is told to forget.

@@ -36,7 +36,7 @@ type App struct {
 	// Engine is the policy engine every manifest passes through.
 	Engine *policy.Engine
 	// Cache holds the decisions.
-	Cache  *cache.Memory
+	Cache  *cache.Memory[policy.Decision]
 	driver storagedriver.StorageDriver
 	proxy  *proxy.Handler
 	opts   Options
@@ -68,7 +68,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	decisions, err := cache.NewMemory(cache.WithSize(cfg.Cache.Size), cache.WithTTL(cfg.Cache.TTL), cache.WithNegativeTTL(cfg.Cache.NegativeTTL))
+	decisions, err := cache.NewMemory[policy.Decision](cache.WithSize(cfg.Cache.Size), cache.WithTTL(cfg.Cache.TTL), cache.WithNegativeTTL(cfg.Cache.NegativeTTL))
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
@@ -101,7 +101,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	meter := metrics.Meter("github.com/portcullis/portcullis")
-	if err := telemetry.ObserveEngine(meter, engine, decisions.Len); err != nil {
+	if err := telemetry.ObserveDecisions(meter, func() map[string]uint64 { return engine.Stats().Outcomes() }, decisions.Len); err != nil {
 		return nil, err
 	}
 	h, err := proxy.New(proxy.Options{

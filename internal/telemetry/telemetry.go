@@ -1,6 +1,6 @@
 // Package telemetry sets up portcullis's OpenTelemetry metrics, exported for Prometheus on
 // a registry of their own (never the process-global one), and the instruments that report
-// the policy engine's decisions.
+// admission decisions. It knows nothing of the policy engine: it is handed counters.
 package telemetry
 
 import (
@@ -14,8 +14,6 @@ import (
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/metric"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
-
-	"github.com/portcullis/portcullis/policy"
 )
 
 // Metrics is a meter provider with its Prometheus endpoint.
@@ -46,8 +44,9 @@ func (m *Metrics) Handler() http.Handler { return m.handler }
 // Shutdown flushes and stops the provider.
 func (m *Metrics) Shutdown(ctx context.Context) error { return m.provider.Shutdown(ctx) }
 
-// ObserveEngine reports the engine's decision counts and the decision cache's size.
-func ObserveEngine(meter metric.Meter, engine *policy.Engine, cacheLen func() int) error {
+// ObserveDecisions reports admission decisions by outcome (outcomes returns the counters
+// since the start, by outcome name) and the decision cache's size.
+func ObserveDecisions(meter metric.Meter, outcomes func() map[string]uint64, cacheLen func() int) error {
 	decisions, err := meter.Int64ObservableCounter("portcullis.decisions",
 		metric.WithDescription("Manifest admission decisions, by outcome (warned and exempt ones are also allowed)."))
 	if err != nil {
@@ -59,8 +58,7 @@ func ObserveEngine(meter metric.Meter, engine *policy.Engine, cacheLen func() in
 		return err
 	}
 	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		s := engine.Stats()
-		for outcome, n := range map[string]uint64{"allowed": s.Allowed, "exempt": s.Exempt, "warned": s.Warned, "denied": s.Denied, "failed": s.Failed, "cached": s.Cached} {
+		for outcome, n := range outcomes() {
 			o.ObserveInt64(decisions, int64(n), metric.WithAttributes(attribute.String("outcome", outcome)))
 		}
 		o.ObserveInt64(entries, int64(cacheLen()))

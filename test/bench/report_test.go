@@ -28,6 +28,7 @@ import (
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/internal/testtool"
+	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/test/bench"
 )
 
@@ -564,14 +565,14 @@ func decisionTable(t *testing.T, n int) *table {
 	runtime.GC()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	c, err := cache.NewMemory(cache.WithSize(n), cache.WithTTL(time.Hour), cache.WithNegativeTTL(time.Minute))
+	c, err := cache.NewMemory[policy.Decision](cache.WithSize(n), cache.WithTTL(time.Hour), cache.WithNegativeTTL(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	now := time.Now()
 	for i, k := range keys {
-		c.Put(ctx, k, cache.Decision{
+		c.Put(ctx, k, policy.Decision{
 			Allowed: true, Verified: true, Policy: "prod", Mode: "enforce",
 			Reason:    fmt.Sprintf("verified by authority %q", "release-key"),
 			Signers:   []string{"release-key"},
