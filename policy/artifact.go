@@ -3,17 +3,15 @@ package policy
 import (
 	"encoding/json"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/internal/strictjson"
 )
 
-// Media types of the cosign artifacts recognised besides those in oci.
+// Config media types of the image manifests cosign writes legacy signatures as.
 const (
 	mediaTypeOCIConfig    = "application/vnd.oci.image.config.v1+json"
 	mediaTypeDockerConfig = "application/vnd.docker.container.image.v1+json"
-	// mediaTypeCosignSigArtifact is the artifactType of a legacy simple-signing manifest
-	// pushed as an OCI 1.1 referrer (cosign --registry-referrers-mode=oci-1-1).
-	mediaTypeCosignSigArtifact = "application/vnd.dev.cosign.artifact.sig.v1+json"
 )
 
 // manifestDoc is the part of an image manifest or index that IsSignatureArtifact reads.
@@ -92,12 +90,12 @@ func isLegacySignature(doc manifestDoc, docker bool) bool {
 		return false
 	}
 	switch doc.ArtifactType {
-	case "", mediaTypeCosignSigArtifact:
+	case "", cosign.ArtifactTypeSignature:
 	default:
 		return false
 	}
 	for _, l := range doc.Layers {
-		if l.MediaType != oci.MediaTypeSimpleSigning && l.MediaType != oci.MediaTypeDSSEEnvelope {
+		if l.MediaType != cosign.MediaTypeSimpleSigning && l.MediaType != cosign.MediaTypeDSSEEnvelope {
 			return false
 		}
 	}
@@ -109,17 +107,17 @@ func isBundleReferrer(doc manifestDoc) bool {
 	if doc.Config == nil || len(doc.Layers) == 0 || doc.Manifests != nil {
 		return false
 	}
-	if doc.ArtifactType != oci.MediaTypeSigstoreBundle && doc.Config.MediaType != oci.MediaTypeSigstoreBundle {
+	if doc.ArtifactType != cosign.MediaTypeSigstoreBundle && doc.Config.MediaType != cosign.MediaTypeSigstoreBundle {
 		return false
 	}
-	if doc.ArtifactType != "" && doc.ArtifactType != oci.MediaTypeSigstoreBundle {
+	if doc.ArtifactType != "" && doc.ArtifactType != cosign.MediaTypeSigstoreBundle {
 		return false
 	}
-	if doc.Config.MediaType != oci.MediaTypeEmptyJSON && doc.Config.MediaType != oci.MediaTypeSigstoreBundle {
+	if doc.Config.MediaType != oci.MediaTypeEmptyJSON && doc.Config.MediaType != cosign.MediaTypeSigstoreBundle {
 		return false
 	}
 	for _, l := range doc.Layers {
-		if l.MediaType != oci.MediaTypeSigstoreBundle {
+		if l.MediaType != cosign.MediaTypeSigstoreBundle {
 			return false
 		}
 	}
@@ -135,7 +133,7 @@ func isReferrersIndex(doc manifestDoc) bool {
 		if e.MediaType != oci.MediaTypeOCIManifest || e.Platform != nil {
 			return false
 		}
-		if e.ArtifactType != oci.MediaTypeSigstoreBundle && e.ArtifactType != mediaTypeCosignSigArtifact {
+		if e.ArtifactType != cosign.MediaTypeSigstoreBundle && e.ArtifactType != cosign.ArtifactTypeSignature {
 			return false
 		}
 	}

@@ -6,6 +6,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/policy"
 )
@@ -15,7 +16,6 @@ const (
 	dockerConfig   = "application/vnd.docker.container.image.v1+json"
 	tarLayer       = "application/vnd.oci.image.layer.v1.tar+gzip"
 	dockerTarLayer = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-	cosignSigType  = "application/vnd.dev.cosign.artifact.sig.v1+json"
 )
 
 // legacySig is a cosign .sig manifest with one simple-signing layer per signature.
@@ -34,11 +34,11 @@ func bundleReferrer(t testing.TB, subject oci.Manifest) oci.Manifest {
 	return manifest(t, oci.MediaTypeOCIManifest, ocispec.Manifest{
 		Versioned:    specsVersioned,
 		MediaType:    oci.MediaTypeOCIManifest,
-		ArtifactType: oci.MediaTypeSigstoreBundle,
+		ArtifactType: cosign.MediaTypeSigstoreBundle,
 		Config:       ocispec.DescriptorEmptyJSON,
-		Layers:       []ocispec.Descriptor{desc(oci.MediaTypeSigstoreBundle, "bundle")},
+		Layers:       []ocispec.Descriptor{desc(cosign.MediaTypeSigstoreBundle, "bundle")},
 		Subject:      &ocispec.Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: int64(len(subject.Bytes))},
-		Annotations:  map[string]string{"dev.sigstore.bundle.content": "dsse-envelope"},
+		Annotations:  map[string]string{cosign.AnnotationBundleContent: cosign.BundleContentDSSE},
 	})
 }
 
@@ -51,72 +51,72 @@ func TestIsSignatureArtifact(t *testing.T) {
 		m    oci.Manifest
 		want bool
 	}{
-		{"legacy .sig", legacySig(t, oci.MediaTypeSimpleSigning, oci.MediaTypeSimpleSigning), true},
-		{"legacy .att", legacySig(t, oci.MediaTypeDSSEEnvelope), true},
+		{"legacy .sig", legacySig(t, cosign.MediaTypeSimpleSigning, cosign.MediaTypeSimpleSigning), true},
+		{"legacy .att", legacySig(t, cosign.MediaTypeDSSEEnvelope), true},
 		{"legacy docker media types", manifest(t, oci.MediaTypeDockerManifest, ocispec.Manifest{
 			Versioned: specsVersioned, MediaType: oci.MediaTypeDockerManifest, Config: desc(dockerConfig, "c"),
-			Layers: []ocispec.Descriptor{desc(oci.MediaTypeSimpleSigning, "p")},
+			Layers: []ocispec.Descriptor{desc(cosign.MediaTypeSimpleSigning, "p")},
 		}), true},
 		{"legacy as OCI 1.1 referrer", manifest(t, oci.MediaTypeOCIManifest, ocispec.Manifest{
-			Versioned: specsVersioned, MediaType: oci.MediaTypeOCIManifest, ArtifactType: cosignSigType,
-			Config: ocispec.DescriptorEmptyJSON, Layers: []ocispec.Descriptor{desc(oci.MediaTypeSimpleSigning, "p")}, Subject: subject,
+			Versioned: specsVersioned, MediaType: oci.MediaTypeOCIManifest, ArtifactType: cosign.ArtifactTypeSignature,
+			Config: ocispec.DescriptorEmptyJSON, Layers: []ocispec.Descriptor{desc(cosign.MediaTypeSimpleSigning, "p")}, Subject: subject,
 		}), true},
 		{"sigstore bundle referrer", bundle, true},
 		{"bundle by config media type", manifest(t, oci.MediaTypeOCIManifest, ocispec.Manifest{
 			Versioned: specsVersioned, MediaType: oci.MediaTypeOCIManifest,
-			Config: desc(oci.MediaTypeSigstoreBundle, "c"), Layers: []ocispec.Descriptor{desc(oci.MediaTypeSigstoreBundle, "b")},
+			Config: desc(cosign.MediaTypeSigstoreBundle, "c"), Layers: []ocispec.Descriptor{desc(cosign.MediaTypeSigstoreBundle, "b")},
 		}), true},
 		{"referrers tag schema index", manifest(t, oci.MediaTypeOCIIndex, ocispec.Index{
 			Versioned: specsVersioned, MediaType: oci.MediaTypeOCIIndex,
 			Manifests: []ocispec.Descriptor{
-				{MediaType: oci.MediaTypeOCIManifest, ArtifactType: oci.MediaTypeSigstoreBundle, Digest: bundle.Digest, Size: int64(len(bundle.Bytes))},
-				{MediaType: oci.MediaTypeOCIManifest, ArtifactType: cosignSigType, Digest: bundle.Digest, Size: int64(len(bundle.Bytes))},
+				{MediaType: oci.MediaTypeOCIManifest, ArtifactType: cosign.MediaTypeSigstoreBundle, Digest: bundle.Digest, Size: int64(len(bundle.Bytes))},
+				{MediaType: oci.MediaTypeOCIManifest, ArtifactType: cosign.ArtifactTypeSignature, Digest: bundle.Digest, Size: int64(len(bundle.Bytes))},
 			},
 		}), true},
 
 		{"runnable image", image, false},
 		{"runnable image with a subject", manifest(t, oci.MediaTypeOCIManifest, ocispec.Manifest{
-			Versioned: specsVersioned, MediaType: oci.MediaTypeOCIManifest, ArtifactType: oci.MediaTypeSigstoreBundle,
+			Versioned: specsVersioned, MediaType: oci.MediaTypeOCIManifest, ArtifactType: cosign.MediaTypeSigstoreBundle,
 			Config: desc(ociConfig, "c"), Layers: []ocispec.Descriptor{desc(tarLayer, "rootfs")}, Subject: subject,
 		}), false},
-		{"signature layer beside a tar layer", legacySig(t, oci.MediaTypeSimpleSigning, tarLayer), false},
+		{"signature layer beside a tar layer", legacySig(t, cosign.MediaTypeSimpleSigning, tarLayer), false},
 		{"docker tar layer", legacySig(t, dockerTarLayer), false},
 		{"no layers", legacySig(t), false},
 		{"bundle artifactType with a tar layer", manifest(t, oci.MediaTypeOCIManifest, ocispec.Manifest{
-			Versioned: specsVersioned, MediaType: oci.MediaTypeOCIManifest, ArtifactType: oci.MediaTypeSigstoreBundle,
-			Config: ocispec.DescriptorEmptyJSON, Layers: []ocispec.Descriptor{desc(oci.MediaTypeSigstoreBundle, "b"), desc(tarLayer, "t")},
+			Versioned: specsVersioned, MediaType: oci.MediaTypeOCIManifest, ArtifactType: cosign.MediaTypeSigstoreBundle,
+			Config: ocispec.DescriptorEmptyJSON, Layers: []ocispec.Descriptor{desc(cosign.MediaTypeSigstoreBundle, "b"), desc(tarLayer, "t")},
 		}), false},
 		{"bundle layers without bundle type", manifest(t, oci.MediaTypeOCIManifest, ocispec.Manifest{
 			Versioned: specsVersioned, MediaType: oci.MediaTypeOCIManifest,
-			Config: ocispec.DescriptorEmptyJSON, Layers: []ocispec.Descriptor{desc(oci.MediaTypeSigstoreBundle, "b")},
+			Config: ocispec.DescriptorEmptyJSON, Layers: []ocispec.Descriptor{desc(cosign.MediaTypeSigstoreBundle, "b")},
 		}), false},
 		{"unknown config type", manifest(t, oci.MediaTypeOCIManifest, ocispec.Manifest{
 			Versioned: specsVersioned, MediaType: oci.MediaTypeOCIManifest,
-			Config: desc("application/vnd.cncf.helm.config.v1+json", "c"), Layers: []ocispec.Descriptor{desc(oci.MediaTypeSimpleSigning, "p")},
+			Config: desc("application/vnd.cncf.helm.config.v1+json", "c"), Layers: []ocispec.Descriptor{desc(cosign.MediaTypeSimpleSigning, "p")},
 		}), false},
-		{"declared type disagrees with content", rawManifest(t, oci.MediaTypeDockerManifest, string(legacySig(t, oci.MediaTypeSimpleSigning).Bytes)), false},
+		{"declared type disagrees with content", rawManifest(t, oci.MediaTypeDockerManifest, string(legacySig(t, cosign.MediaTypeSimpleSigning).Bytes)), false},
 		{"platform index", index(t, image), false},
 		{"referrers index with an image entry", manifest(t, oci.MediaTypeOCIIndex, ocispec.Index{
 			Versioned: specsVersioned, MediaType: oci.MediaTypeOCIIndex,
 			Manifests: []ocispec.Descriptor{
-				{MediaType: oci.MediaTypeOCIManifest, ArtifactType: oci.MediaTypeSigstoreBundle, Digest: bundle.Digest, Size: 1},
+				{MediaType: oci.MediaTypeOCIManifest, ArtifactType: cosign.MediaTypeSigstoreBundle, Digest: bundle.Digest, Size: 1},
 				{MediaType: oci.MediaTypeOCIManifest, Digest: image.Digest, Size: 1},
 			},
 		}), false},
 		{"referrers index entry with a platform", manifest(t, oci.MediaTypeOCIIndex, ocispec.Index{
 			Versioned: specsVersioned, MediaType: oci.MediaTypeOCIIndex,
-			Manifests: []ocispec.Descriptor{{MediaType: oci.MediaTypeOCIManifest, ArtifactType: oci.MediaTypeSigstoreBundle, Digest: bundle.Digest, Size: 1, Platform: &ocispec.Platform{OS: "linux", Architecture: "amd64"}}},
+			Manifests: []ocispec.Descriptor{{MediaType: oci.MediaTypeOCIManifest, ArtifactType: cosign.MediaTypeSigstoreBundle, Digest: bundle.Digest, Size: 1, Platform: &ocispec.Platform{OS: "linux", Architecture: "amd64"}}},
 		}), false},
 		{"empty index", manifest(t, oci.MediaTypeOCIIndex, ocispec.Index{Versioned: specsVersioned, MediaType: oci.MediaTypeOCIIndex, Manifests: []ocispec.Descriptor{}}), false},
 		{"duplicate layers key", rawManifest(t, oci.MediaTypeOCIManifest, `{"schemaVersion":2,"mediaType":"`+oci.MediaTypeOCIManifest+`",`+
 			`"config":{"mediaType":"`+ociConfig+`","digest":"`+string(image.Digest)+`","size":1},`+
 			`"layers":[{"mediaType":"`+tarLayer+`","digest":"`+string(image.Digest)+`","size":1}],`+
-			`"Layers":[{"mediaType":"`+oci.MediaTypeSimpleSigning+`","digest":"`+string(image.Digest)+`","size":1}]}`), false},
+			`"Layers":[{"mediaType":"`+cosign.MediaTypeSimpleSigning+`","digest":"`+string(image.Digest)+`","size":1}]}`), false},
 		{"duplicate key by Unicode folding", rawManifest(t, oci.MediaTypeOCIManifest, `{"schemaVersion":2,`+
 			`"config":{"mediaType":"`+ociConfig+`","digest":"`+string(image.Digest)+`","size":1},`+
 			`"layers":[{"mediaType":"`+tarLayer+`","digest":"`+string(image.Digest)+`","size":1}],`+
-			`"layerſ":[{"mediaType":"`+oci.MediaTypeSimpleSigning+`","digest":"`+string(image.Digest)+`","size":1}]}`), false},
-		{"trailing data", rawManifest(t, oci.MediaTypeOCIManifest, string(legacySig(t, oci.MediaTypeSimpleSigning).Bytes)+` {}`), false},
+			`"layerſ":[{"mediaType":"`+cosign.MediaTypeSimpleSigning+`","digest":"`+string(image.Digest)+`","size":1}]}`), false},
+		{"trailing data", rawManifest(t, oci.MediaTypeOCIManifest, string(legacySig(t, cosign.MediaTypeSimpleSigning).Bytes)+` {}`), false},
 		{"schema 1", rawManifest(t, oci.MediaTypeDockerManifest, `{"schemaVersion":1,"fsLayers":[]}`), false},
 		{"not JSON", rawManifest(t, oci.MediaTypeOCIManifest, `not json`), false},
 		{"empty", rawManifest(t, oci.MediaTypeOCIManifest, ``), false},
@@ -131,7 +131,7 @@ func TestIsSignatureArtifact(t *testing.T) {
 }
 
 func FuzzIsSignatureArtifact(f *testing.F) {
-	f.Add([]byte(legacySig(f, oci.MediaTypeSimpleSigning).Bytes), oci.MediaTypeOCIManifest)
+	f.Add([]byte(legacySig(f, cosign.MediaTypeSimpleSigning).Bytes), oci.MediaTypeOCIManifest)
 	f.Add([]byte(imageManifest(f, "app").Bytes), oci.MediaTypeOCIManifest)
 	f.Add([]byte(`{"schemaVersion":2,"manifests":[]}`), oci.MediaTypeOCIIndex)
 	f.Fuzz(func(t *testing.T, b []byte, mediaType string) {
@@ -152,7 +152,7 @@ func FuzzIsSignatureArtifact(f *testing.F) {
 		}
 		for _, l := range doc.Layers {
 			switch l.MediaType {
-			case oci.MediaTypeSimpleSigning, oci.MediaTypeDSSEEnvelope, oci.MediaTypeSigstoreBundle:
+			case cosign.MediaTypeSimpleSigning, cosign.MediaTypeDSSEEnvelope, cosign.MediaTypeSigstoreBundle:
 			default:
 				t.Fatalf("exempt manifest has a layer of type %q: %s", l.MediaType, b)
 			}

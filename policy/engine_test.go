@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/verify"
@@ -196,7 +197,7 @@ func TestAdmitDefaultPolicy(t *testing.T) {
 
 func TestAdmitSignatureArtifacts(t *testing.T) {
 	image := imageManifest(t, "app")
-	disguised := legacySig(t, oci.MediaTypeSimpleSigning)
+	disguised := legacySig(t, cosign.MediaTypeSimpleSigning)
 	tests := []struct {
 		name        string
 		m           oci.Manifest
@@ -205,8 +206,8 @@ func TestAdmitSignatureArtifacts(t *testing.T) {
 		wantChecks  int
 		wantFailure bool // no verdict
 	}{
-		{name: "legacy signature", m: legacySig(t, oci.MediaTypeSimpleSigning), wantExempt: true, wantChecks: 1},
-		{name: "legacy attestation", m: legacySig(t, oci.MediaTypeDSSEEnvelope), wantExempt: true, wantChecks: 1},
+		{name: "legacy signature", m: legacySig(t, cosign.MediaTypeSimpleSigning), wantExempt: true, wantChecks: 1},
+		{name: "legacy attestation", m: legacySig(t, cosign.MediaTypeDSSEEnvelope), wantExempt: true, wantChecks: 1},
 		{name: "bundle referrer", m: bundleReferrer(t, image), wantExempt: true, wantChecks: 1},
 		{name: "runnable image with a subject", m: manifestWithSubject(t, image), wantChecks: 0},
 		{name: "signature-shaped, runnable content", m: disguised, wantChecks: 1,
@@ -256,7 +257,7 @@ func TestAdmitSignatureArtifacts(t *testing.T) {
 func manifestWithSubject(t *testing.T, subject oci.Manifest) oci.Manifest {
 	t.Helper()
 	return rawManifest(t, oci.MediaTypeOCIManifest, `{"schemaVersion":2,"mediaType":"`+oci.MediaTypeOCIManifest+`",`+
-		`"artifactType":"`+oci.MediaTypeSigstoreBundle+`",`+
+		`"artifactType":"`+cosign.MediaTypeSigstoreBundle+`",`+
 		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"`+string(digest.FromString("c"))+`","size":1},`+
 		`"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"`+string(digest.FromString("l"))+`","size":1}],`+
 		`"subject":{"mediaType":"`+subject.MediaType+`","digest":"`+string(subject.Digest)+`","size":1}}`)

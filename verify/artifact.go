@@ -11,6 +11,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/internal/strictjson"
 )
@@ -106,7 +107,7 @@ func (v *Verifier) maxArtifactLayer() int64 {
 // checkArtifactConfig accepts the empty JSON object, a sigstore bundle (as the config of a
 // bundle referrer) or an image config that runs nothing.
 func checkArtifactConfig(mediaType string, b []byte) error {
-	if mediaType == oci.MediaTypeSigstoreBundle {
+	if mediaType == cosign.MediaTypeSigstoreBundle {
 		var bun bundle.Bundle
 		if err := bun.UnmarshalJSON(b); err != nil {
 			return notArtifact("config is not a sigstore bundle: %v", err)
@@ -167,11 +168,11 @@ func isEmptyJSON(raw json.RawMessage) bool {
 // checkArtifactLayer parses b as exactly what mediaType says it is.
 func checkArtifactLayer(mediaType string, b []byte) error {
 	switch mediaType {
-	case oci.MediaTypeSimpleSigning:
+	case cosign.MediaTypeSimpleSigning:
 		return checkSimpleSigning(b)
-	case oci.MediaTypeDSSEEnvelope:
+	case cosign.MediaTypeDSSEEnvelope:
 		return checkDSSE(b)
-	case oci.MediaTypeSigstoreBundle:
+	case cosign.MediaTypeSigstoreBundle:
 		var bun bundle.Bundle
 		return bun.UnmarshalJSON(b)
 	}
@@ -192,8 +193,8 @@ func checkSimpleSigning(b []byte) error {
 	if err != nil {
 		return err
 	}
-	if typ != simpleSigningType {
-		return fmt.Errorf("critical.type is %q, not %q", typ, simpleSigningType)
+	if typ != cosign.SimpleSigningType {
+		return fmt.Errorf("critical.type is %q, not %q", typ, cosign.SimpleSigningType)
 	}
 	img, err := crit.ObjectMember("image", false)
 	if err != nil {

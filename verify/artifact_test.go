@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/verify"
 )
@@ -91,13 +92,13 @@ func TestCheckArtifact(t *testing.T) {
 	payload := simpleSigning(d, "")
 	sig := base64.StdEncoding.EncodeToString([]byte("signature"))
 	legacy := artifact{mediaType: oci.MediaTypeOCIManifest, configType: "application/vnd.oci.image.config.v1+json",
-		layerType: oci.MediaTypeSimpleSigning, config: []byte(cosignConfig), layers: [][]byte{payload}}
+		layerType: cosign.MediaTypeSimpleSigning, config: []byte(cosignConfig), layers: [][]byte{payload}}
 	withConfig := func(cfg string) artifact { a := legacy; a.config = []byte(cfg); return a }
 	withLayer := func(mt string, b []byte) artifact { a := legacy; a.layerType, a.layers = mt, [][]byte{b}; return a }
 	docker := legacy
 	docker.mediaType, docker.configType = oci.MediaTypeDockerManifest, "application/vnd.docker.container.image.v1+json"
-	bundleRef := artifact{mediaType: oci.MediaTypeOCIManifest, configType: oci.MediaTypeEmptyJSON, layerType: oci.MediaTypeSigstoreBundle,
-		config: []byte("{}"), layers: [][]byte{dsseBundle(t, k, statement(d, verify.PredicateTypeCosignSign, ""))}}
+	bundleRef := artifact{mediaType: oci.MediaTypeOCIManifest, configType: oci.MediaTypeEmptyJSON, layerType: cosign.MediaTypeSigstoreBundle,
+		config: []byte("{}"), layers: [][]byte{dsseBundle(t, k, statement(d, cosign.PredicateTypeSign, ""))}}
 
 	tests := []struct {
 		name string
@@ -108,18 +109,18 @@ func TestCheckArtifact(t *testing.T) {
 		{name: "legacy signature", a: legacy},
 		{name: "legacy signature, docker types", a: docker},
 		{name: "several signatures", a: func() artifact { a := legacy; a.layers = [][]byte{payload, simpleSigning(d, `{"k":"v"}`)}; return a }()},
-		{name: "attestation", a: withLayer(oci.MediaTypeDSSEEnvelope, dsseEnvelope(`{"_type":"x"}`, sig))},
+		{name: "attestation", a: withLayer(cosign.MediaTypeDSSEEnvelope, dsseEnvelope(`{"_type":"x"}`, sig))},
 		{name: "bundle referrer", a: bundleRef},
 		{name: "empty config", a: func() artifact { a := legacy; a.configType, a.config = oci.MediaTypeEmptyJSON, []byte("{}"); return a }()},
 
-		{name: "gzip tar as simple signing", a: withLayer(oci.MediaTypeSimpleSigning, runnableLayer(t)), want: "layer 0"},
-		{name: "gzip tar as DSSE", a: withLayer(oci.MediaTypeDSSEEnvelope, runnableLayer(t)), want: "is not a application/vnd.dsse.envelope.v1+json"},
+		{name: "gzip tar as simple signing", a: withLayer(cosign.MediaTypeSimpleSigning, runnableLayer(t)), want: "layer 0"},
+		{name: "gzip tar as DSSE", a: withLayer(cosign.MediaTypeDSSEEnvelope, runnableLayer(t)), want: "is not a application/vnd.dsse.envelope.v1+json"},
 		{name: "gzip tar as bundle", a: func() artifact { a := bundleRef; a.layers = [][]byte{runnableLayer(t)}; return a }(), want: "layer 0"},
 		{name: "tar among signatures", a: func() artifact { a := legacy; a.layers = [][]byte{payload, runnableLayer(t)}; return a }(), want: "layer 1"},
-		{name: "payload of another type", a: withLayer(oci.MediaTypeSimpleSigning, []byte(`{"critical":{"type":"x","image":{"docker-manifest-digest":"`+d.String()+`"}}}`)), want: "critical.type"},
-		{name: "JSON that is not a payload", a: withLayer(oci.MediaTypeSimpleSigning, []byte(`{"a":1}`)), want: `missing "critical"`},
-		{name: "DSSE without signatures", a: withLayer(oci.MediaTypeDSSEEnvelope, dsseEnvelope("{}")), want: "no signatures"},
-		{name: "DSSE payload not base64", a: withLayer(oci.MediaTypeDSSEEnvelope, []byte(`{"payloadType":"t","payload":"%%%","signatures":[{"sig":"AA=="}]}`)), want: "not base64"},
+		{name: "payload of another type", a: withLayer(cosign.MediaTypeSimpleSigning, []byte(`{"critical":{"type":"x","image":{"docker-manifest-digest":"`+d.String()+`"}}}`)), want: "critical.type"},
+		{name: "JSON that is not a payload", a: withLayer(cosign.MediaTypeSimpleSigning, []byte(`{"a":1}`)), want: `missing "critical"`},
+		{name: "DSSE without signatures", a: withLayer(cosign.MediaTypeDSSEEnvelope, dsseEnvelope("{}")), want: "no signatures"},
+		{name: "DSSE payload not base64", a: withLayer(cosign.MediaTypeDSSEEnvelope, []byte(`{"payloadType":"t","payload":"%%%","signatures":[{"sig":"AA=="}]}`)), want: "not base64"},
 		{name: "config with an entrypoint", a: withConfig(`{"config":{"Entrypoint":["/run.sh"]},"rootfs":{"type":"layers","diff_ids":[]}}`), want: "sets Entrypoint"},
 		{name: "config with a lower-case cmd", a: withConfig(`{"config":{"cmd":["/run.sh"]}}`), want: "sets cmd"},
 		{name: "config with an environment", a: withConfig(`{"config":{"Env":["PATH=/"]}}`), want: "sets Env"},

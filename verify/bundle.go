@@ -18,20 +18,13 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/internal/strictjson"
 )
 
-const (
-	// PredicateTypeCosignSign is the in-toto predicate type cosign sign (v3) signs. Bundles
-	// with any other predicate are attestations, not signatures.
-	PredicateTypeCosignSign = "https://sigstore.dev/cosign/sign/v1"
-
-	payloadTypeInToto = "application/vnd.in-toto+json"
-)
-
 // inTotoStatementTypes are the statement _type values accepted.
-var inTotoStatementTypes = []string{"https://in-toto.io/Statement/v1", "https://in-toto.io/Statement/v0.1"}
+var inTotoStatementTypes = []string{cosign.StatementTypeInToto, cosign.StatementTypeInTotoV01}
 
 // bundleCandidate is a parsed bundle holding a DSSE envelope with cosign's signing predicate.
 type bundleCandidate struct {
@@ -45,7 +38,7 @@ type bundleCandidate struct {
 // with the bundle type, or with no type or the empty-config type (GHCR, cosign v2
 // --new-bundle-format), which only the manifest itself can settle.
 func isCandidateArtifactType(t string) bool {
-	return t == oci.MediaTypeSigstoreBundle || t == "" || t == oci.MediaTypeEmptyJSON
+	return t == cosign.MediaTypeSigstoreBundle || t == "" || t == oci.MediaTypeEmptyJSON
 }
 
 // discoverBundles lists the referrers of dgst in repo and reads each sigstore bundle among
@@ -137,7 +130,7 @@ func (v *Verifier) inspectReferrer(ctx context.Context, reg Registry, repo strin
 		log.DebugContext(ctx, "skip referrer that is not a manifest", slog.Any("error", err))
 		return nil, "", nil
 	}
-	if man.ArtifactType != oci.MediaTypeSigstoreBundle && man.Config.MediaType != oci.MediaTypeSigstoreBundle {
+	if man.ArtifactType != cosign.MediaTypeSigstoreBundle && man.Config.MediaType != cosign.MediaTypeSigstoreBundle {
 		log.DebugContext(ctx, "skip referrer that is not a sigstore bundle",
 			slog.String("artifactType", man.ArtifactType), slog.String("config", man.Config.MediaType))
 		return nil, "", nil
@@ -153,7 +146,7 @@ func (v *Verifier) inspectReferrer(ctx context.Context, reg Registry, repo strin
 	}
 	var layers []ocispec.Descriptor
 	for _, l := range man.Layers {
-		if l.MediaType == oci.MediaTypeSigstoreBundle {
+		if l.MediaType == cosign.MediaTypeSigstoreBundle {
 			layers = append(layers, l)
 		}
 	}
@@ -195,7 +188,7 @@ func (v *Verifier) inspectReferrer(ctx context.Context, reg Registry, repo strin
 		c.broken = "bundle holds no dsse envelope"
 		return c, "", nil
 	}
-	if env.GetPayloadType() != payloadTypeInToto {
+	if env.GetPayloadType() != cosign.PayloadTypeInToto {
 		c.broken = fmt.Sprintf("bundle payload type %q is not an in-toto statement", env.GetPayloadType())
 		return c, "", nil
 	}
@@ -209,7 +202,7 @@ func (v *Verifier) inspectReferrer(ctx context.Context, reg Registry, repo strin
 		c.broken = "invalid statement: " + err.Error()
 		return c, "", nil
 	}
-	if pt != PredicateTypeCosignSign {
+	if pt != cosign.PredicateTypeSign {
 		// An attestation, not a signature, whoever signed it; say so without counting it.
 		return nil, pt, nil
 	}

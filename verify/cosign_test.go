@@ -11,6 +11,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/internal/testtool"
 	"github.com/portcullis/portcullis/verify"
@@ -169,11 +170,11 @@ func TestCosign(t *testing.T) {
 			sign: func(t *testing.T, c *cosignRun) {
 				c.sign(t, c.other, "--new-bundle-format=false")
 				reg := c.u.registry(t)
-				m, err := reg.Manifest(context.Background(), c.repo, "sha256-"+c.other.Encoded()+".sig")
+				m, err := reg.Manifest(context.Background(), c.repo, cosign.SignatureTag(c.other))
 				if err != nil {
 					t.Fatal(err)
 				}
-				putManifest(t, c.u.host, c.repo, "sha256-"+c.d.Encoded()+".sig", oci.MediaTypeOCIManifest, m.Bytes)
+				putManifest(t, c.u.host, c.repo, cosign.SignatureTag(c.d), oci.MediaTypeOCIManifest, m.Bytes)
 			},
 			auths:          one,
 			wantSignatures: 1, want: []want{{reason: "found 1 signature: payload digest mismatch"}},

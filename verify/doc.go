@@ -9,7 +9,7 @@
 // in parallel:
 //
 //   - the legacy tag "<alg>-<hex>.sig" (cosign v2's default, v3 with --new-bundle-format=false):
-//     an image manifest whose layers of media type oci.MediaTypeSimpleSigning each carry a
+//     an image manifest whose layers of media type cosign.MediaTypeSimpleSigning each carry a
 //     base64 signature in the "dev.cosignproject.cosign/signature" annotation over the layer
 //     blob, the simple signing payload;
 //   - the OCI 1.1 referrers of D (the registry's referrers API or its tag-schema fallback, as

@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/verify"
 )
@@ -56,11 +57,11 @@ func (m *memRegistry) addBlob(b []byte) digest.Digest {
 // digest.
 func FuzzVerify(f *testing.F) {
 	d := digest.FromString("image")
-	f.Add(simpleSigning(d, `{"env":"prod"}`), statement(d, verify.PredicateTypeCosignSign, ""))
+	f.Add(simpleSigning(d, `{"env":"prod"}`), statement(d, cosign.PredicateTypeSign, ""))
 	f.Add([]byte(`{"critical":{"image":{"docker-manifest-digest":"`+d.String()+`","Docker-manifest-digest":"x"},"type":"cosign container image signature"}}`),
-		[]byte(`{"subject":[{"digest":{"sha256":"`+d.Encoded()+`"}},{"digest":{"sha256":"`+d.Encoded()+`"}}],"predicateType":"`+verify.PredicateTypeCosignSign+`"}`))
+		[]byte(`{"subject":[{"digest":{"sha256":"`+d.Encoded()+`"}},{"digest":{"sha256":"`+d.Encoded()+`"}}],"predicateType":"`+cosign.PredicateTypeSign+`"}`))
 	f.Add([]byte(`[]`), []byte(`{"predicateType":1}`))
-	f.Add([]byte(``), []byte(`{"_type":"https://in-toto.io/Statement/v1","subject":{},"predicateType":"`+verify.PredicateTypeCosignSign+`"}`))
+	f.Add([]byte(``), []byte(`{"_type":"https://in-toto.io/Statement/v1","subject":{},"predicateType":"`+cosign.PredicateTypeSign+`"}`))
 	key := newKey(f, "p256")
 	v := verify.New()
 
@@ -70,13 +71,13 @@ func FuzzVerify(f *testing.F) {
 		man, _ := json.Marshal(ocispec.Manifest{
 			MediaType: oci.MediaTypeOCIManifest,
 			Layers: []ocispec.Descriptor{{
-				MediaType: oci.MediaTypeSimpleSigning, Digest: reg.addBlob(payload), Size: int64(len(payload)),
-				Annotations: map[string]string{"dev.cosignproject.cosign/signature": sig},
+				MediaType: cosign.MediaTypeSimpleSigning, Digest: reg.addBlob(payload), Size: int64(len(payload)),
+				Annotations: map[string]string{cosign.AnnotationSignature: sig},
 			}},
 		})
-		reg.manifests["sha256-"+d.Encoded()+".sig"] = man
+		reg.manifests[cosign.SignatureTag(d)] = man
 		bd := reg.addBlob(dsseBundle(t, key, stmt))
-		bm := bundleManifest(t, d, ocispec.Descriptor{MediaType: oci.MediaTypeSigstoreBundle, Digest: bd, Size: int64(len(reg.blobs[bd]))})
+		bm := bundleManifest(t, d, ocispec.Descriptor{MediaType: cosign.MediaTypeSigstoreBundle, Digest: bd, Size: int64(len(reg.blobs[bd]))})
 		bmd := digest.FromBytes(bm)
 		reg.manifests[bmd.String()] = bm
 		reg.referrers = []ocispec.Descriptor{{MediaType: oci.MediaTypeOCIManifest, Digest: bmd, Size: int64(len(bm))}}

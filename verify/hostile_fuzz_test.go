@@ -9,6 +9,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/verify"
 )
@@ -25,7 +26,7 @@ func FuzzHostileSignatures(f *testing.F) {
 	bunMan := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","artifactType":"application/vnd.dev.sigstore.bundle.v0.3+json","config":{"mediaType":"application/vnd.oci.empty.v1+json","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","digest":"$BUNDLE","size":$BSIZE}],"subject":{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"` + d.String() + `","size":100}}`)
 	f.Add(sigMan, simpleSigning(d, `{"env":"prod"}`), bunMan,
 		[]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","verificationMaterial":{"publicKey":{"hint":"AAAA"}},"dsseEnvelope":{"payload":"e30=","payloadType":"application/vnd.in-toto+json","signatures":[{"sig":"MEUCIQDx"}]}}`),
-		oci.MediaTypeSigstoreBundle)
+		cosign.MediaTypeSigstoreBundle)
 	f.Add(sigMan, []byte(`{"critical":{"image":{"docker-manifest-digest":"`+d.String()+`"},"type":"cosign container image signature","Type":"x"}}`), bunMan,
 		[]byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","messageSignature":{"messageDigest":{"algorithm":"SHA2_256","digest":"AAAA"},"signature":"AAAA"}}`), "")
 	f.Add([]byte(`{"layers":[{"digest":"$PAYLOAD","size":-1}]}`), []byte(`null`), []byte(`{"layers":[]}`), []byte(`[]`), "application/vnd.oci.empty.v1+json")
@@ -41,7 +42,7 @@ func FuzzHostileSignatures(f *testing.F) {
 			b = bytes.ReplaceAll(b, []byte("$BUNDLE"), []byte(bd))
 			return bytes.ReplaceAll(b, []byte("$BSIZE"), []byte(strconv.Itoa(len(bundleBlob))))
 		}
-		reg.manifests["sha256-"+d.Encoded()+".sig"] = fill(sigManifest)
+		reg.manifests[cosign.SignatureTag(d)] = fill(sigManifest)
 		bm := fill(bundleManifest)
 		bmd := digest.FromBytes(bm)
 		reg.manifests[bmd.String()] = bm

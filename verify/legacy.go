@@ -14,26 +14,15 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/internal/strictjson"
 )
 
-const (
-	// annotationSignature holds the base64 signature of a legacy layer.
-	annotationSignature = "dev.cosignproject.cosign/signature"
-	// simpleSigningType is critical.type of a cosign image signature payload.
-	simpleSigningType = "cosign container image signature"
-)
-
-// legacyTag is cosign's signature tag for d: "sha256-<hex>.sig".
-func legacyTag(d digest.Digest) string {
-	return d.Algorithm().String() + "-" + d.Encoded() + ".sig"
-}
-
 // discoverLegacy reads the ".sig" manifest of dgst in repo and fetches the payload of each of
 // its simple signing layers.
 func (v *Verifier) discoverLegacy(ctx context.Context, reg Registry, repo string, dgst digest.Digest) ([]*candidate, []error) {
-	tag := legacyTag(dgst)
+	tag := cosign.SignatureTag(dgst)
 	m, err := reg.Manifest(ctx, repo, tag)
 	if errors.Is(err, oci.ErrNotFound) {
 		return nil, nil
@@ -62,12 +51,12 @@ func (v *Verifier) discoverLegacy(ctx context.Context, reg Registry, repo string
 
 	var cands []*candidate
 	for i, l := range man.Layers {
-		if l.MediaType != oci.MediaTypeSimpleSigning {
+		if l.MediaType != cosign.MediaTypeSimpleSigning {
 			continue
 		}
 		c := &candidate{format: FormatLegacy, where: fmt.Sprintf("%s layer %d", where, i)}
 		cands = append(cands, c)
-		b64, ok := l.Annotations[annotationSignature]
+		b64, ok := l.Annotations[cosign.AnnotationSignature]
 		if !ok || b64 == "" {
 			c.broken = "layer has no signature annotation"
 			continue
@@ -152,7 +141,7 @@ func checkLegacy(keys []signature.Verifier, want map[string]string, c *candidate
 	if err != nil {
 		return "invalid payload: critical: " + err.Error()
 	}
-	if typ != simpleSigningType {
+	if typ != cosign.SimpleSigningType {
 		return fmt.Sprintf("payload type %q is not a cosign image signature", typ)
 	}
 	image, err := critical.ObjectMember("image", false)

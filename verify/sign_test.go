@@ -19,6 +19,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/oci"
 )
 
@@ -134,9 +135,9 @@ func pushLegacy(t testing.TB, host, repo string, d digest.Digest, layers ...lega
 	m := ocispec.Manifest{MediaType: oci.MediaTypeOCIManifest, Config: cfg}
 	m.SchemaVersion = 2
 	for _, l := range layers {
-		desc := pushBlob(t, host, repo, oci.MediaTypeSimpleSigning, l.payload)
+		desc := pushBlob(t, host, repo, cosign.MediaTypeSimpleSigning, l.payload)
 		if l.sig != nil {
-			desc.Annotations = map[string]string{"dev.cosignproject.cosign/signature": *l.sig}
+			desc.Annotations = map[string]string{cosign.AnnotationSignature: *l.sig}
 		}
 		m.Layers = append(m.Layers, desc)
 	}
@@ -162,7 +163,7 @@ func dsseBundle(t testing.TB, k testKey, payload []byte) []byte {
 	pae := fmt.Appendf(nil, "DSSEv1 %d %s %d %s", len(pt), pt, len(payload), payload)
 	sum := k.pkixSum(t)
 	return mustJSON(t, map[string]any{
-		"mediaType": oci.MediaTypeSigstoreBundle,
+		"mediaType": cosign.MediaTypeSigstoreBundle,
 		"verificationMaterial": map[string]any{
 			"publicKey": map[string]any{"hint": base64.StdEncoding.EncodeToString(sum[:])},
 		},
@@ -180,7 +181,7 @@ func messageBundle(t testing.TB, k testKey, manifest []byte) []byte {
 	sum := k.pkixSum(t)
 	md := sha256.Sum256(manifest)
 	return mustJSON(t, map[string]any{
-		"mediaType": oci.MediaTypeSigstoreBundle,
+		"mediaType": cosign.MediaTypeSigstoreBundle,
 		"verificationMaterial": map[string]any{
 			"publicKey": map[string]any{"hint": base64.StdEncoding.EncodeToString(sum[:])},
 		},
@@ -197,13 +198,13 @@ func bundleManifest(t testing.TB, subject digest.Digest, bundle ocispec.Descript
 	return mustJSON(t, map[string]any{
 		"schemaVersion": 2,
 		"mediaType":     oci.MediaTypeOCIManifest,
-		"artifactType":  oci.MediaTypeSigstoreBundle,
+		"artifactType":  cosign.MediaTypeSigstoreBundle,
 		"config": map[string]any{
 			"mediaType": oci.MediaTypeEmptyJSON, "size": 2,
 			"digest": "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a",
 		},
 		"layers":      []any{bundle},
-		"annotations": map[string]string{"dev.sigstore.bundle.content": "dsse-envelope"},
+		"annotations": map[string]string{cosign.AnnotationBundleContent: cosign.BundleContentDSSE},
 		"subject": map[string]any{
 			"mediaType": oci.MediaTypeOCIManifest, "size": 100, "digest": subject,
 		},
@@ -215,6 +216,6 @@ func bundleManifest(t testing.TB, subject digest.Digest, bundle ocispec.Descript
 func pushBundle(t testing.TB, host, repo string, d digest.Digest, bundle []byte) digest.Digest {
 	t.Helper()
 	pushBlob(t, host, repo, oci.MediaTypeEmptyJSON, []byte("{}"))
-	desc := pushBlob(t, host, repo, oci.MediaTypeSigstoreBundle, bundle)
+	desc := pushBlob(t, host, repo, cosign.MediaTypeSigstoreBundle, bundle)
 	return putManifest(t, host, repo, "", oci.MediaTypeOCIManifest, bundleManifest(t, d, desc))
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/verify"
 )
@@ -96,7 +97,7 @@ func TestVerify(t *testing.T) {
 		{
 			name: "bundle signed",
 			setup: func(t *testing.T, f *fixture) []verify.Authority {
-				f.bundle(t, dsseBundle(t, f.key, statement(f.d, verify.PredicateTypeCosignSign, "")))
+				f.bundle(t, dsseBundle(t, f.key, statement(f.d, cosign.PredicateTypeSign, "")))
 				return []verify.Authority{f.auth(nil)}
 			},
 			wantSignatures: 1,
@@ -122,7 +123,7 @@ func TestVerify(t *testing.T) {
 		{
 			name: "bundle wrong key",
 			setup: func(t *testing.T, f *fixture) []verify.Authority {
-				f.bundle(t, dsseBundle(t, f.wrong, statement(f.d, verify.PredicateTypeCosignSign, "")))
+				f.bundle(t, dsseBundle(t, f.wrong, statement(f.d, cosign.PredicateTypeSign, "")))
 				return []verify.Authority{f.auth(nil)}
 			},
 			wantSignatures: 1,
@@ -140,7 +141,7 @@ func TestVerify(t *testing.T) {
 		{
 			name: "bundle copied from another digest",
 			setup: func(t *testing.T, f *fixture) []verify.Authority {
-				f.bundle(t, dsseBundle(t, f.key, statement(f.other, verify.PredicateTypeCosignSign, "")))
+				f.bundle(t, dsseBundle(t, f.key, statement(f.other, cosign.PredicateTypeSign, "")))
 				return []verify.Authority{f.auth(nil)}
 			},
 			wantSignatures: 1,
@@ -194,7 +195,7 @@ func TestVerify(t *testing.T) {
 		{
 			name: "bundle annotations match",
 			setup: func(t *testing.T, f *fixture) []verify.Authority {
-				f.bundle(t, dsseBundle(t, f.key, statement(f.d, verify.PredicateTypeCosignSign, `{"env":"prod"}`)))
+				f.bundle(t, dsseBundle(t, f.key, statement(f.d, cosign.PredicateTypeSign, `{"env":"prod"}`)))
 				return []verify.Authority{f.auth(map[string]string{"env": "prod"})}
 			},
 			wantSignatures: 1,
@@ -203,7 +204,7 @@ func TestVerify(t *testing.T) {
 		{
 			name: "bundle annotation mismatch",
 			setup: func(t *testing.T, f *fixture) []verify.Authority {
-				f.bundle(t, dsseBundle(t, f.key, statement(f.d, verify.PredicateTypeCosignSign, `{"env":"prod"}`)))
+				f.bundle(t, dsseBundle(t, f.key, statement(f.d, cosign.PredicateTypeSign, `{"env":"prod"}`)))
 				return []verify.Authority{f.auth(map[string]string{"env": "dev"})}
 			},
 			wantSignatures: 1,
@@ -300,7 +301,7 @@ func TestVerify(t *testing.T) {
 		{
 			name: "legacy manifest corrupt",
 			setup: func(t *testing.T, f *fixture) []verify.Authority {
-				tag := "sha256-" + f.d.Encoded() + ".sig"
+				tag := cosign.SignatureTag(f.d)
 				f.faults.replace = func(ref string) ([]byte, bool) { return []byte("{not json"), ref == tag }
 				return []verify.Authority{f.auth(nil)}
 			},
@@ -326,7 +327,7 @@ func TestVerify(t *testing.T) {
 					signedLayer(t, f.wrong, simpleSigning(f.d, "")),
 					signedLayer(t, f.wrong, simpleSigning(f.d, `{"a":"b"}`)),
 					signedLayer(t, f.key, simpleSigning(f.other, "")))
-				f.bundle(t, dsseBundle(t, f.wrong, statement(f.d, verify.PredicateTypeCosignSign, "")))
+				f.bundle(t, dsseBundle(t, f.wrong, statement(f.d, cosign.PredicateTypeSign, "")))
 				return []verify.Authority{f.auth(nil)}
 			},
 			wantSignatures: 4,
@@ -367,7 +368,7 @@ func TestVerify(t *testing.T) {
 			name: "bundle oversized",
 			opts: []verify.Option{verify.WithMaxBlobSize(100)},
 			setup: func(t *testing.T, f *fixture) []verify.Authority {
-				f.bundle(t, dsseBundle(t, f.key, statement(f.d, verify.PredicateTypeCosignSign, "")))
+				f.bundle(t, dsseBundle(t, f.key, statement(f.d, cosign.PredicateTypeSign, "")))
 				return []verify.Authority{f.auth(nil)}
 			},
 			wantSignatures: 1,
@@ -377,7 +378,7 @@ func TestVerify(t *testing.T) {
 			name: "bundle statement with duplicate predicate type",
 			setup: func(t *testing.T, f *fixture) []verify.Authority {
 				st := fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"digest":{"sha256":%q}}],"predicateType":%q,"predicateType":"https://slsa.dev/provenance/v1","predicate":{}}`,
-					f.d.Encoded(), verify.PredicateTypeCosignSign)
+					f.d.Encoded(), cosign.PredicateTypeSign)
 				f.bundle(t, dsseBundle(t, f.key, []byte(st)))
 				return []verify.Authority{f.auth(nil)}
 			},
@@ -388,7 +389,7 @@ func TestVerify(t *testing.T) {
 			name: "bundle statement subject spelled in another case",
 			setup: func(t *testing.T, f *fixture) []verify.Authority {
 				st := fmt.Sprintf(`{"_type":"https://in-toto.io/Statement/v1","Subject":[{"digest":{"sha256":%q}}],"predicateType":%q,"predicate":{}}`,
-					f.d.Encoded(), verify.PredicateTypeCosignSign)
+					f.d.Encoded(), cosign.PredicateTypeSign)
 				f.bundle(t, dsseBundle(t, f.key, []byte(st)))
 				return []verify.Authority{f.auth(nil)}
 			},
@@ -399,8 +400,8 @@ func TestVerify(t *testing.T) {
 			name: "too many referrers",
 			opts: []verify.Option{verify.WithMaxReferrers(1)},
 			setup: func(t *testing.T, f *fixture) []verify.Authority {
-				f.bundle(t, dsseBundle(t, f.wrong, statement(f.d, verify.PredicateTypeCosignSign, "")))
-				f.bundle(t, dsseBundle(t, f.wrong, statement(f.d, verify.PredicateTypeCosignSign, `{"a":"b"}`)))
+				f.bundle(t, dsseBundle(t, f.wrong, statement(f.d, cosign.PredicateTypeSign, "")))
+				f.bundle(t, dsseBundle(t, f.wrong, statement(f.d, cosign.PredicateTypeSign, `{"a":"b"}`)))
 				return []verify.Authority{f.auth(nil)}
 			},
 			wantSignatures: 1,
@@ -410,7 +411,7 @@ func TestVerify(t *testing.T) {
 			name: "signatures repository",
 			setup: func(t *testing.T, f *fixture) []verify.Authority {
 				pushLegacy(t, f.u.host, "sigs/"+f.repo, f.d, signedLayer(t, f.key, simpleSigning(f.d, "")))
-				pushBundle(t, f.u.host, "sigs/"+f.repo, f.d, dsseBundle(t, f.key, statement(f.d, verify.PredicateTypeCosignSign, "")))
+				pushBundle(t, f.u.host, "sigs/"+f.repo, f.d, dsseBundle(t, f.key, statement(f.d, cosign.PredicateTypeSign, "")))
 				elsewhere := f.auth(nil)
 				elsewhere.SignaturesRepository = "sigs/" + f.repo
 				return []verify.Authority{elsewhere, f.auth(nil)}
@@ -439,7 +440,7 @@ func TestVerify(t *testing.T) {
 		{
 			name: "several authorities, one lookup",
 			setup: func(t *testing.T, f *fixture) []verify.Authority {
-				f.bundle(t, dsseBundle(t, f.key, statement(f.d, verify.PredicateTypeCosignSign, `{"env":"prod"}`)))
+				f.bundle(t, dsseBundle(t, f.key, statement(f.d, cosign.PredicateTypeSign, `{"env":"prod"}`)))
 				return []verify.Authority{
 					{Name: "other", Key: f.wrong.verifier},
 					f.auth(map[string]string{"env": "prod"}),
@@ -586,7 +587,7 @@ func bundleKeyCase(kind string) testCase {
 		name: "bundle signed " + kind,
 		key:  kind,
 		setup: func(t *testing.T, f *fixture) []verify.Authority {
-			f.bundle(t, dsseBundle(t, f.key, statement(f.d, verify.PredicateTypeCosignSign, "")))
+			f.bundle(t, dsseBundle(t, f.key, statement(f.d, cosign.PredicateTypeSign, "")))
 			return []verify.Authority{f.auth(nil)}
 		},
 		wantSignatures: 1,
@@ -647,11 +648,11 @@ func TestReferrersListingHint(t *testing.T) {
 		wantVerified bool
 		wantReason   string
 	}{
-		{name: "listed as bundle", artifactType: oci.MediaTypeSigstoreBundle, wantVerified: true},
+		{name: "listed as bundle", artifactType: cosign.MediaTypeSigstoreBundle, wantVerified: true},
 		{name: "listed without type", artifactType: "", wantVerified: true},
 		{name: "listed as empty", artifactType: oci.MediaTypeEmptyJSON, wantVerified: true},
 		{name: "listed as something else", artifactType: "application/spdx+json", wantReason: "no signatures found"},
-		{name: "manifest names another subject", artifactType: oci.MediaTypeSigstoreBundle, subjectOther: true, wantReason: "bundle manifest subject mismatch"},
+		{name: "manifest names another subject", artifactType: cosign.MediaTypeSigstoreBundle, subjectOther: true, wantReason: "bundle manifest subject mismatch"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -660,7 +661,7 @@ func TestReferrersListingHint(t *testing.T) {
 			other := pushImage(t, u.host, repo)
 			k := newKey(t, "p256")
 			pushBlob(t, u.host, repo, oci.MediaTypeEmptyJSON, []byte("{}"))
-			b := pushBlob(t, u.host, repo, oci.MediaTypeSigstoreBundle, dsseBundle(t, k, statement(d, verify.PredicateTypeCosignSign, "")))
+			b := pushBlob(t, u.host, repo, cosign.MediaTypeSigstoreBundle, dsseBundle(t, k, statement(d, cosign.PredicateTypeSign, "")))
 			subject := d
 			if tt.subjectOther {
 				subject = other
@@ -672,7 +673,7 @@ func TestReferrersListingHint(t *testing.T) {
 				MediaType: oci.MediaTypeOCIIndex,
 				Manifests: []ocispec.Descriptor{{MediaType: oci.MediaTypeOCIManifest, Digest: md, Size: int64(len(mb)), ArtifactType: tt.artifactType}},
 			})
-			putManifest(t, u.host, repo, "sha256-"+d.Encoded(), oci.MediaTypeOCIIndex, idx)
+			putManifest(t, u.host, repo, cosign.ReferrersTag(d), oci.MediaTypeOCIIndex, idx)
 
 			res, err := verify.New().Verify(context.Background(), u.registry(t), verify.Subject{Repository: repo, Digest: d},
 				[]verify.Authority{{Name: "team", Key: k.verifier}})

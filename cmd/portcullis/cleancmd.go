@@ -7,7 +7,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 
-	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/verify/sign"
 )
 
@@ -39,7 +39,7 @@ when there is none). COSIGN_REPOSITORY changes the repository.`,
 			out := cmd.OutOrStdout()
 			switch typ {
 			case "signature", "attestation", "sbom":
-				tag, err := sign.LegacyTag(img, sigRepo, map[string]string{"signature": "sig", "attestation": "att", "sbom": "sbom"}[typ])
+				tag, err := sign.LegacyTag(img, sigRepo, map[string]string{"signature": cosign.SuffixSignature, "attestation": cosign.SuffixAttestation, "sbom": cosign.SuffixSBOM}[typ])
 				if err != nil {
 					return err
 				}
@@ -57,7 +57,7 @@ when there is none). COSIGN_REPOSITORY changes the repository.`,
 				}
 				n := 0
 				for _, m := range im.Manifests {
-					if m.ArtifactType == oci.MediaTypeSigstoreBundle {
+					if m.ArtifactType == cosign.MediaTypeSigstoreBundle {
 						fmt.Fprintln(out, sigRepo.Digest(m.Digest.String()))
 						n++
 					}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/verify"
 	"github.com/portcullis/portcullis/verify/keys"
@@ -154,7 +155,7 @@ func verifiedPayloads(ctx context.Context, v *verify.Verifier, reg verify.Regist
 	if auth.SignaturesRepository != "" {
 		repo = auth.SignaturesRepository
 	}
-	tag := subj.Digest.Algorithm().String() + "-" + subj.Digest.Encoded() + ".sig"
+	tag := cosign.SignatureTag(subj.Digest)
 	var views []*oneSignature
 	m, err := reg.Manifest(ctx, repo, tag)
 	switch {
@@ -162,7 +163,7 @@ func verifiedPayloads(ctx context.Context, v *verify.Verifier, reg verify.Regist
 		var man ocispec.Manifest
 		if err := json.Unmarshal(m.Bytes, &man); err == nil {
 			for i, l := range man.Layers {
-				if l.MediaType == oci.MediaTypeSimpleSigning {
+				if l.MediaType == cosign.MediaTypeSimpleSigning {
 					views = append(views, &oneSignature{Registry: reg, repo: repo, tag: tag, manifest: m, man: man, layer: i})
 				}
 			}

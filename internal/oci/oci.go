@@ -10,16 +10,14 @@ import (
 	"github.com/opencontainers/go-digest"
 )
 
-// Media types portcullis reads or writes.
+// Media types of OCI and Docker manifests and the empty config. Cosign's own are package
+// cosign's.
 const (
 	MediaTypeOCIManifest    = "application/vnd.oci.image.manifest.v1+json"
 	MediaTypeOCIIndex       = "application/vnd.oci.image.index.v1+json"
 	MediaTypeDockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
 	MediaTypeDockerList     = "application/vnd.docker.distribution.manifest.list.v2+json"
 	MediaTypeEmptyJSON      = "application/vnd.oci.empty.v1+json"
-	MediaTypeSigstoreBundle = "application/vnd.dev.sigstore.bundle.v0.3+json"
-	MediaTypeSimpleSigning  = "application/vnd.dev.cosign.simplesigning.v1+json"
-	MediaTypeDSSEEnvelope   = "application/vnd.dsse.envelope.v1+json"
 )
 
 // MaxManifestSize is the largest manifest portcullis reads, as distribution's registry.

@@ -15,9 +15,10 @@
 // Besides signing (Legacy, Bundle), the package holds what the CLI's cosign workflow needs
 // around it: AttachLegacy and PushBundle store signatures made elsewhere or earlier (cosign
 // attach, sign --upload=false), with certificate material; Resolve turns a tag into the digests
-// to sign (one, or an index and all its children for --recursive); LegacyTag and ReferrersTag
-// name where signatures live (cosign triangulate); Clean deletes them (cosign clean). Key
-// loading is package keys' job.
+// to sign (one, or an index and all its children for --recursive); LegacyTag names where
+// legacy signatures live (cosign triangulate); Clean deletes them (cosign clean). Key
+// loading is package keys' job; cosign's names (tags, media types, annotations, predicate
+// types) are package cosign's.
 package sign
 
 import (
@@ -40,6 +41,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
+	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	protodsse "github.com/sigstore/protobuf-specs/gen/pb-go/dsse"
@@ -48,17 +51,8 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature/payload"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/oci"
-)
-
-// Cosign's names for what it writes.
-const (
-	SignatureAnnotation  = "dev.cosignproject.cosign/signature"
-	SignPredicateType    = "https://sigstore.dev/cosign/sign/v1"
-	InTotoPayloadType    = "application/vnd.in-toto+json"
-	InTotoStatementType  = "https://in-toto.io/Statement/v1"
-	bundleContentAnnot   = "dev.sigstore.bundle.content"
-	bundlePredicateAnnot = "dev.sigstore.bundle.predicateType"
 )
 
 // Legacy signs img (an image reference by digest) in cosign's legacy format and adds the
@@ -82,23 +76,18 @@ type Certificate struct {
 	Leaf, Chain []byte
 }
 
-// Annotations used for certificates on legacy signature layers.
-const (
-	CertificateAnnotation = "dev.sigstore.cosign/certificate"
-	ChainAnnotation       = "dev.sigstore.cosign/chain"
-)
-
-// LegacyTag is the tag of img's legacy signature manifest in sigRepo (img's repository when
-// zero): "<repo>:sha256-<hex>.sig". suffix "att" and "sbom" name cosign's other attachments.
+// LegacyTag is the tag of img's legacy attachment manifest in sigRepo (img's repository
+// when zero): "<repo>:sha256-<hex>.<suffix>", suffix one of cosign.SuffixSignature,
+// SuffixAttestation, SuffixSBOM.
 func LegacyTag(img name.Digest, sigRepo name.Repository, suffix string) (name.Tag, error) {
 	if sigRepo.Name() == "" || sigRepo.RepositoryStr() == "" {
 		sigRepo = img.Context()
 	}
-	h, err := v1.NewHash(img.DigestStr())
+	d, err := digest.Parse(img.DigestStr())
 	if err != nil {
 		return name.Tag{}, fmt.Errorf("image digest: %w", err)
 	}
-	return sigRepo.Tag(fmt.Sprintf("%s-%s.%s", h.Algorithm, h.Hex, suffix)), nil
+	return sigRepo.Tag(cosign.AttachmentTag(d, suffix)), nil
 }
 
 // AttachLegacy adds a signature made elsewhere (sig, the raw signature bytes over payload) to
@@ -107,7 +96,7 @@ func LegacyTag(img name.Digest, sigRepo name.Repository, suffix string) (name.Ta
 // the same signature is not added twice. The payload must be a simple signing payload naming
 // img's digest: a signature over another digest would never verify for img.
 func AttachLegacy(ctx context.Context, img name.Digest, sigRepo name.Repository, pl, sig []byte, cert *Certificate, opts ...remote.Option) (name.Tag, error) {
-	tag, err := LegacyTag(img, sigRepo, "sig")
+	tag, err := LegacyTag(img, sigRepo, cosign.SuffixSignature)
 	if err != nil {
 		return name.Tag{}, err
 	}
@@ -122,13 +111,13 @@ func AttachLegacy(ctx context.Context, img name.Digest, sigRepo name.Repository,
 		return name.Tag{}, errors.New("empty signature")
 	}
 	b64 := base64.StdEncoding.EncodeToString(sig)
-	ann := map[string]string{SignatureAnnotation: b64}
+	ann := map[string]string{cosign.AnnotationSignature: b64}
 	if cert != nil {
 		if len(cert.Leaf) > 0 {
-			ann[CertificateAnnotation] = string(cert.Leaf)
+			ann[cosign.AnnotationCertificate] = string(cert.Leaf)
 		}
 		if len(cert.Chain) > 0 {
-			ann[ChainAnnotation] = string(cert.Chain)
+			ann[cosign.AnnotationChain] = string(cert.Chain)
 		}
 	}
 	opts = append(opts, remote.WithContext(ctx))
@@ -147,7 +136,7 @@ func AttachLegacy(ctx context.Context, img name.Digest, sigRepo name.Repository,
 		}
 		for i, l := range layers {
 			d, _ := l.Digest()
-			if d.String() == digestOf(pl) && mf.Layers[i].Annotations[SignatureAnnotation] == b64 {
+			if d.String() == digestOf(pl) && mf.Layers[i].Annotations[cosign.AnnotationSignature] == b64 {
 				return tag, nil // this exact signature is there already
 			}
 		}
@@ -157,7 +146,7 @@ func AttachLegacy(ctx context.Context, img name.Digest, sigRepo name.Repository,
 		return name.Tag{}, fmt.Errorf("read %s: %w", tag, err)
 	}
 	out, err := mutate.Append(base, mutate.Addendum{
-		Layer:       static.NewLayer(pl, types.MediaType(oci.MediaTypeSimpleSigning)),
+		Layer:       static.NewLayer(pl, types.MediaType(cosign.MediaTypeSimpleSigning)),
 		Annotations: ann,
 	})
 	if err != nil {
@@ -207,7 +196,7 @@ func Bundle(ctx context.Context, repo name.Repository, subject v1.Descriptor, s 
 // differ from the subject's repository (COSIGN_REPOSITORY). It returns the referrer's digest.
 func PushBundle(ctx context.Context, repo name.Repository, subject v1.Descriptor, b []byte, opts ...remote.Option) (v1.Hash, error) {
 	opts = append(opts, remote.WithContext(ctx))
-	layer := static.NewLayer(b, types.MediaType(oci.MediaTypeSigstoreBundle))
+	layer := static.NewLayer(b, types.MediaType(cosign.MediaTypeSigstoreBundle))
 	cfg := static.NewLayer([]byte("{}"), types.MediaType(oci.MediaTypeEmptyJSON))
 	for _, l := range []v1.Layer{cfg, layer} {
 		if err := remote.WriteLayer(repo, l, opts...); err != nil {
@@ -219,14 +208,14 @@ func PushBundle(ctx context.Context, repo name.Repository, subject v1.Descriptor
 	m := map[string]any{
 		"schemaVersion": 2,
 		"mediaType":     oci.MediaTypeOCIManifest,
-		"artifactType":  oci.MediaTypeSigstoreBundle,
+		"artifactType":  cosign.MediaTypeSigstoreBundle,
 		"config":        v1.Descriptor{MediaType: oci.MediaTypeEmptyJSON, Digest: cd, Size: 2},
-		"layers":        []v1.Descriptor{{MediaType: oci.MediaTypeSigstoreBundle, Digest: ld, Size: int64(len(b))}},
+		"layers":        []v1.Descriptor{{MediaType: cosign.MediaTypeSigstoreBundle, Digest: ld, Size: int64(len(b))}},
 		"subject":       v1.Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: subject.Size},
 		"annotations": map[string]string{
-			bundleContentAnnot:                 "dsse-envelope",
-			bundlePredicateAnnot:               SignPredicateType,
-			"org.opencontainers.image.created": time.Now().UTC().Format(time.RFC3339),
+			cosign.AnnotationBundleContent:       cosign.BundleContentDSSE,
+			cosign.AnnotationBundlePredicateType: cosign.PredicateTypeSign,
+			"org.opencontainers.image.created":   time.Now().UTC().Format(time.RFC3339),
 		},
 	}
 	raw, err := json.Marshal(m)
@@ -274,9 +263,9 @@ func Statement(d v1.Hash, annotations map[string]string) ([]byte, error) {
 		subj["annotations"] = annotations
 	}
 	return json.Marshal(map[string]any{
-		"_type":         InTotoStatementType,
+		"_type":         cosign.StatementTypeInToto,
 		"subject":       []any{subj},
-		"predicateType": SignPredicateType,
+		"predicateType": cosign.PredicateTypeSign,
 		"predicate":     map[string]any{},
 	})
 }
@@ -286,25 +275,20 @@ func newBundle(ctx context.Context, d v1.Hash, s signature.Signer, vm *protobund
 	if err != nil {
 		return nil, err
 	}
-	sig, err := s.SignMessage(bytes.NewReader(PAE(InTotoPayloadType, stmt)), options.WithContext(ctx))
+	sig, err := s.SignMessage(bytes.NewReader(dsse.PAE(cosign.PayloadTypeInToto, stmt)), options.WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("sign statement: %w", err)
 	}
 	pb := &protobundle.Bundle{
-		MediaType:            oci.MediaTypeSigstoreBundle,
+		MediaType:            cosign.MediaTypeSigstoreBundle,
 		VerificationMaterial: vm,
 		Content: &protobundle.Bundle_DsseEnvelope{DsseEnvelope: &protodsse.Envelope{
 			Payload:     stmt,
-			PayloadType: InTotoPayloadType,
+			PayloadType: cosign.PayloadTypeInToto,
 			Signatures:  []*protodsse.Signature{{Sig: sig}},
 		}},
 	}
 	return protojson.Marshal(pb)
-}
-
-// PAE is DSSE's pre-authentication encoding of a payload.
-func PAE(payloadType string, body []byte) []byte {
-	return fmt.Appendf(nil, "DSSEv1 %d %s %d %s", len(payloadType), payloadType, len(body), body)
 }
 
 type rawManifest struct {

@@ -10,7 +10,9 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
-	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/portcullis/portcullis/internal/cosign"
 )
 
 // Target is one manifest to sign: its reference by digest and its descriptor (the subject of
@@ -78,12 +80,6 @@ func Resolve(ctx context.Context, ref name.Reference, recursive bool, opts ...re
 	return out, nil
 }
 
-// ReferrersTag is the referrers tag schema tag of d in repo: "<repo>:sha256-<hex>", the index
-// registries without the referrers API keep referrers in.
-func ReferrersTag(repo name.Repository, d v1.Hash) name.Tag {
-	return repo.Tag(fmt.Sprintf("%s-%s", d.Algorithm, d.Hex))
-}
-
 // Removal is the outcome of deleting one thing in Clean.
 type Removal struct {
 	// What names it, e.g. "repo:sha256-….sig" or "repo@sha256:… (bundle referrer)".
@@ -116,13 +112,13 @@ func Clean(ctx context.Context, img name.Digest, sigRepo name.Repository, kind C
 	var suffixes []string
 	switch kind {
 	case CleanSignature:
-		suffixes = []string{"sig"}
+		suffixes = []string{cosign.SuffixSignature}
 	case CleanAttestation:
-		suffixes = []string{"att"}
+		suffixes = []string{cosign.SuffixAttestation}
 	case CleanSBOM:
-		suffixes = []string{"sbom"}
+		suffixes = []string{cosign.SuffixSBOM}
 	case CleanAll:
-		suffixes = []string{"sig", "att", "sbom"}
+		suffixes = []string{cosign.SuffixSignature, cosign.SuffixAttestation, cosign.SuffixSBOM}
 	case CleanReferrer:
 	default:
 		return nil, fmt.Errorf("unknown clean type %q", kind)
@@ -140,9 +136,9 @@ func Clean(ctx context.Context, img name.Digest, sigRepo name.Repository, kind C
 	if kind != CleanReferrer && kind != CleanAll {
 		return out, nil
 	}
-	h, err := v1.NewHash(img.DigestStr())
+	d, err := digest.Parse(img.DigestStr())
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("image digest: %w", err)
 	}
 	idx, err := remote.Referrers(sigRepo.Digest(img.DigestStr()), opts...)
 	if err != nil {
@@ -154,7 +150,7 @@ func Clean(ctx context.Context, img name.Digest, sigRepo name.Repository, kind C
 	}
 	failed := false
 	for _, m := range im.Manifests {
-		if string(m.ArtifactType) != "" && string(m.ArtifactType) != string(types.MediaType(bundleArtifactType)) {
+		if string(m.ArtifactType) != "" && string(m.ArtifactType) != cosign.MediaTypeSigstoreBundle {
 			continue // not ours to delete: SBOMs, provenance by other tools
 		}
 		ref := sigRepo.Digest(m.Digest.String())
@@ -166,7 +162,7 @@ func Clean(ctx context.Context, img name.Digest, sigRepo name.Repository, kind C
 	}
 	// Registries without the referrers API keep the list in a tag: it goes when it listed
 	// only what was deleted.
-	tag := ReferrersTag(sigRepo, h)
+	tag := sigRepo.Tag(cosign.ReferrersTag(d))
 	if ti, err := remote.Index(tag, opts...); err == nil && !failed {
 		tm, err := ti.IndexManifest()
 		if err == nil && onlyBundles(tm) {
@@ -179,11 +175,9 @@ func Clean(ctx context.Context, img name.Digest, sigRepo name.Repository, kind C
 	return out, nil
 }
 
-const bundleArtifactType = "application/vnd.dev.sigstore.bundle.v0.3+json"
-
 func onlyBundles(im *v1.IndexManifest) bool {
 	for _, m := range im.Manifests {
-		if string(m.ArtifactType) != "" && string(m.ArtifactType) != bundleArtifactType {
+		if string(m.ArtifactType) != "" && string(m.ArtifactType) != cosign.MediaTypeSigstoreBundle {
 			return false
 		}
 	}
