@@ -31,8 +31,9 @@
 //     were verified (or it was itself admitted that way) under the same Set and image.
 //   - The cache key's Repository is the full image name, so whoever learns that a signature
 //     was pushed for image X calls the cache's Forget with X and the signed digest.
-//   - Packages read no environment: key env sources go through WithLookupEnv. KMS keys go
-//     through sigstore's kms.Get; their providers are linked by main, never imported here.
+//   - Packages read no environment: key env sources go through WithLookupEnv. Keys are
+//     loaded by internal/keys, the CLI's loader too; KMS keys go through sigstore's kms.Get,
+//     whose providers are linked by main, never imported here.
 //
 // Keyless (certificate identity) authorities are not supported yet: AuthorityConfig.Keyless
 // is reserved for them and refused when set.

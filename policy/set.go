@@ -82,12 +82,12 @@ func Compile(ctx context.Context, cfg Config, opts ...Option) (*Set, error) {
 			}
 			p.authorities = append(p.authorities, verify.Authority{
 				Name:                 ac.Name,
-				Key:                  k.verifier,
+				Key:                  k.Verifier,
 				Annotations:          maps.Clone(ac.Annotations),
 				SignaturesRepository: ac.SignaturesRepository,
 			})
 			pd.Authorities = append(pd.Authorities, versionAuthority{
-				Name: ac.Name, PublicKey: k.der, Annotations: ac.Annotations, SignaturesRepository: ac.SignaturesRepository,
+				Name: ac.Name, PublicKey: k.DER, Annotations: ac.Annotations, SignaturesRepository: ac.SignaturesRepository,
 			})
 		}
 		s.policies = append(s.policies, p)

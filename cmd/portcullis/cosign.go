@@ -19,7 +19,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
-	"github.com/portcullis/portcullis/verify/keys"
+	"github.com/portcullis/portcullis/internal/keys"
 	"github.com/portcullis/portcullis/verify/sign"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/portcullis/portcullis/verify/keys"
+	"github.com/portcullis/portcullis/internal/keys"
 )
 
 func newGenerateKeyPair(e *cliEnv) *cobra.Command {

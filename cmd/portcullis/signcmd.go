@@ -19,7 +19,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/encoding/protojson"
 
-	"github.com/portcullis/portcullis/verify/keys"
+	"github.com/portcullis/portcullis/internal/keys"
 	"github.com/portcullis/portcullis/verify/sign"
 )
 

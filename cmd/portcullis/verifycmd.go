@@ -15,9 +15,9 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/portcullis/portcullis/internal/cosign"
+	"github.com/portcullis/portcullis/internal/keys"
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/verify"
-	"github.com/portcullis/portcullis/verify/keys"
 	"github.com/portcullis/portcullis/verify/ociremote"
 	"github.com/portcullis/portcullis/verify/sign"
 )
@@ -73,7 +73,7 @@ func runVerify(ctx context.Context, e *cliEnv, cmd *cobra.Command, o *verifyOpti
 	if err != nil {
 		return err
 	}
-	key, err := keys.LoadVerifier(ctx, o.key, e.lookupEnv)
+	key, err := keys.LoadPublicKey(ctx, o.key, e.lookupEnv)
 	if err != nil {
 		return err
 	}
@@ -99,7 +99,7 @@ func runVerify(ctx context.Context, e *cliEnv, cmd *cobra.Command, o *verifyOpti
 		}
 		desc := ts[0].Descriptor
 		subj := verify.Subject{Repository: ref.Context().Name(), Digest: digest.Digest(desc.Digest.String())}
-		auth := verify.Authority{Name: o.key, Key: key, Annotations: ann}
+		auth := verify.Authority{Name: o.key, Key: key.Verifier, Annotations: ann}
 		if sigRepo.RepositoryStr() != "" {
 			auth.SignaturesRepository = sigRepo.Name()
 		}

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/portcullis/portcullis/verify/keys"
+	"github.com/portcullis/portcullis/internal/keys"
 )
 
 func TestRoundTrip(t *testing.T) {
@@ -57,7 +57,7 @@ func TestRoundTrip(t *testing.T) {
 			if err != nil {
 				return
 			}
-			v, err := keys.LoadVerifier(ctx, "env://PUB", env)
+			v, err := keys.LoadPublicKey(ctx, "env://PUB", env)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -65,7 +65,7 @@ func TestRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := v.VerifySignature(bytes.NewReader(sig), strings.NewReader("hello")); err != nil {
+			if err := v.Verifier.VerifySignature(bytes.NewReader(sig), strings.NewReader("hello")); err != nil {
 				t.Errorf("signature by the loaded key does not verify with the public key: %v", err)
 			}
 		})

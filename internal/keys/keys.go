@@ -10,7 +10,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
@@ -132,9 +134,9 @@ func LoadSigner(ctx context.Context, ref string, pass PassFunc, env LookupEnv) (
 		return nil, errors.New("no key given")
 	}
 	if IsKMS(ref) {
-		sv, err := kms.Get(ctx, ref, crypto.SHA256)
+		sv, err := openKMS(ctx, ref)
 		if err != nil {
-			return nil, fmt.Errorf("kms key %s: %w", ref, err)
+			return nil, err
 		}
 		pub, err := sv.PublicKey()
 		if err != nil {
@@ -168,32 +170,107 @@ func LoadSigner(ctx context.Context, ref string, pass PassFunc, env LookupEnv) (
 	return &Signer{SignerVerifier: sv, Public: pub, Ref: ref}, nil
 }
 
-// LoadVerifier loads the public key ref names (a PEM file, "env://VAR" or a KMS URI) as a
-// verifier with cosign's default hash function for the key type.
-func LoadVerifier(ctx context.Context, ref string, env LookupEnv) (signature.Verifier, error) {
+// PublicKey is a public key ready to verify with.
+type PublicKey struct {
+	// Verifier checks signatures with sigstore's default for the key's algorithm, as cosign
+	// does: ECDSA P-256/P-384/P-521 with SHA-256/384/512, RSA PKCS#1 v1.5 with SHA-256, pure
+	// Ed25519.
+	Verifier signature.Verifier
+	// DER is the key's PKIX DER encoding: the same key gives the same bytes wherever it was
+	// loaded from.
+	DER []byte
+}
+
+// NewPublicKey returns pub ready to verify with. Keys outside sigstore's algorithm registry
+// (RSA under 2048 bits, P-224, …) are refused.
+func NewPublicKey(pub crypto.PublicKey) (*PublicKey, error) {
+	v, err := signature.LoadDefaultVerifier(pub)
+	if err != nil {
+		return nil, fmt.Errorf("unsupported public key: %w", err)
+	}
+	der, err := cryptoutils.MarshalPublicKeyToDER(pub)
+	if err != nil {
+		return nil, fmt.Errorf("encode public key: %w", err)
+	}
+	return &PublicKey{Verifier: v, DER: der}, nil
+}
+
+// ParsePublicKey reads a PEM public key (PKIX "PUBLIC KEY", as cosign writes it, or an RSA
+// "RSA PUBLIC KEY") and returns it ready to verify with.
+func ParsePublicKey(pemBytes []byte) (*PublicKey, error) {
+	pub, err := cryptoutils.UnmarshalPEMToPublicKey(pemBytes)
+	if err != nil {
+		return nil, fmt.Errorf("parse PEM public key: %w", err)
+	}
+	return NewPublicKey(pub)
+}
+
+// KMSPublicKey fetches the public key of the KMS key ref names through sigstore's kms
+// registry. Providers register themselves when main imports them; without the provider the
+// error names the ones linked.
+func KMSPublicKey(ctx context.Context, ref string) (*PublicKey, error) {
+	sv, err := openKMS(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := sv.PublicKey()
+	if err != nil {
+		return nil, fmt.Errorf("kms key %s: public key: %w", ref, err)
+	}
+	return NewPublicKey(pub)
+}
+
+// LoadPublicKey loads the public key ref names: a PEM file, "env://VAR" or a KMS URI.
+func LoadPublicKey(ctx context.Context, ref string, env LookupEnv) (*PublicKey, error) {
 	if ref == "" {
 		return nil, errors.New("no key given")
 	}
 	if IsKMS(ref) {
-		sv, err := kms.Get(ctx, ref, crypto.SHA256)
-		if err != nil {
-			return nil, fmt.Errorf("kms key %s: %w", ref, err)
-		}
-		return sv, nil
+		return KMSPublicKey(ctx, ref)
 	}
 	raw, err := readRef(ref, env)
 	if err != nil {
 		return nil, err
 	}
-	pub, err := cryptoutils.UnmarshalPEMToPublicKey(raw)
+	k, err := ParsePublicKey(raw)
 	if err != nil {
 		return nil, fmt.Errorf("public key %s: %w", ref, err)
 	}
-	v, err := signature.LoadDefaultVerifier(pub)
+	return k, nil
+}
+
+// MaxKeyFileSize caps a key file; PEM keys are a few kilobytes at most.
+const MaxKeyFileSize = 64 << 10
+
+// ReadFile reads a key file of at most MaxKeyFileSize bytes.
+func ReadFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("public key %s: %w", ref, err)
+		return nil, err
 	}
-	return v, nil
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, MaxKeyFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if len(b) > MaxKeyFileSize {
+		return nil, fmt.Errorf("%s is larger than %d bytes, too large for a key", path, MaxKeyFileSize)
+	}
+	return b, nil
+}
+
+// openKMS opens the KMS key ref names.
+func openKMS(ctx context.Context, ref string) (kms.SignerVerifier, error) {
+	sv, err := kms.Get(ctx, ref, crypto.SHA256)
+	if err != nil {
+		if _, ok := errors.AsType[*kms.ProviderNotFoundError](err); ok {
+			providers := kms.SupportedProviders()
+			slices.Sort(providers)
+			return nil, fmt.Errorf("no KMS provider for %q in this build (linked: %v): %w", ref, providers, err)
+		}
+		return nil, fmt.Errorf("kms key %s: %w", ref, err)
+	}
+	return sv, nil
 }
 
 // CreateKMSKey creates a key in the KMS ref names with the provider's default algorithm and
@@ -202,9 +279,9 @@ func CreateKMSKey(ctx context.Context, ref string) ([]byte, error) {
 	if !IsKMS(ref) {
 		return nil, fmt.Errorf("%q is not a KMS URI (%s)", ref, strings.Join(KMSSchemes, ", "))
 	}
-	sv, err := kms.Get(ctx, ref, crypto.SHA256)
+	sv, err := openKMS(ctx, ref)
 	if err != nil {
-		return nil, fmt.Errorf("kms key %s: %w", ref, err)
+		return nil, err
 	}
 	pub, err := sv.CreateKey(ctx, sv.DefaultAlgorithm())
 	if err != nil {
@@ -229,7 +306,7 @@ func readRef(ref string, env LookupEnv) ([]byte, error) {
 		}
 		return []byte(v), nil
 	}
-	b, err := os.ReadFile(ref)
+	b, err := ReadFile(ref)
 	if err != nil {
 		return nil, fmt.Errorf("read key: %w", err)
 	}

@@ -1,5 +1,17 @@
 // Package keys reads and writes the key material of the cosign workflow: cosign's encrypted
-// private key files, public key PEM files, and references to keys held elsewhere.
+// private key files, public key PEM files, and references to keys held elsewhere. It is the
+// one public-key loader: the policy's authorities (policy.KeyConfig) and the CLI's --key
+// both load keys here, so a key verifies the same way in the mirror and in
+// "portcullis verify".
+//
+// # Public keys
+//
+// A public key is a PEM "PUBLIC KEY" (PKIX; "RSA PUBLIC KEY" is read too) or the public key
+// of a KMS key. It is loaded as PublicKey: the verifier sigstore uses by default for its
+// algorithm (what cosign uses: ECDSA P-256/384/521 with SHA-256/384/512, RSA PKCS#1 v1.5 with
+// SHA-256, pure Ed25519; RSA under 2048 bits and other curves are refused) and its PKIX DER
+// form, which is the same wherever the key came from. KMS keys verify locally with their
+// public key, as file keys do. Key files are read up to MaxKeyFileSize (64 KiB).
 //
 // # Private key files
 //
@@ -18,7 +30,7 @@
 //   - a KMS URI, "awskms://", "gcpkms://", "azurekms://", "hashivault://": the key is used
 //     through sigstore/sigstore's kms package. Its providers register themselves when their
 //     modules are blank-imported; that happens in package main only, so this package works
-//     (and fails with a clear error for KMS references) without them;
+//     (and fails with an error naming the providers linked) without them;
 //   - anything else: a file path.
 //
 // The package reads no environment and no terminal by itself: callers pass a LookupEnv and a
