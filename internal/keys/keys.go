@@ -134,13 +134,9 @@ func LoadSigner(ctx context.Context, ref string, pass PassFunc, env LookupEnv) (
 		return nil, errors.New("no key given")
 	}
 	if IsKMS(ref) {
-		sv, err := openKMS(ctx, ref)
+		sv, pub, err := openKMS(ctx, ref)
 		if err != nil {
 			return nil, err
-		}
-		pub, err := sv.PublicKey()
-		if err != nil {
-			return nil, fmt.Errorf("kms key %s: public key: %w", ref, err)
 		}
 		return &Signer{SignerVerifier: sv, Public: pub, Ref: ref}, nil
 	}
@@ -209,13 +205,9 @@ func ParsePublicKey(pemBytes []byte) (*PublicKey, error) {
 // registry. Providers register themselves when main imports them; without the provider the
 // error names the ones linked.
 func KMSPublicKey(ctx context.Context, ref string) (*PublicKey, error) {
-	sv, err := openKMS(ctx, ref)
+	_, pub, err := openKMS(ctx, ref)
 	if err != nil {
 		return nil, err
-	}
-	pub, err := sv.PublicKey()
-	if err != nil {
-		return nil, fmt.Errorf("kms key %s: public key: %w", ref, err)
 	}
 	return NewPublicKey(pub)
 }
@@ -259,8 +251,8 @@ func ReadFile(path string) ([]byte, error) {
 	return b, nil
 }
 
-// openKMS opens the KMS key ref names.
-func openKMS(ctx context.Context, ref string) (kms.SignerVerifier, error) {
+// getKMS opens the KMS key ref names.
+func getKMS(ctx context.Context, ref string) (kms.SignerVerifier, error) {
 	sv, err := kms.Get(ctx, ref, crypto.SHA256)
 	if err != nil {
 		if _, ok := errors.AsType[*kms.ProviderNotFoundError](err); ok {
@@ -273,13 +265,26 @@ func openKMS(ctx context.Context, ref string) (kms.SignerVerifier, error) {
 	return sv, nil
 }
 
+// openKMS opens the KMS key ref names and fetches its public key.
+func openKMS(ctx context.Context, ref string) (kms.SignerVerifier, crypto.PublicKey, error) {
+	sv, err := getKMS(ctx, ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	pub, err := sv.PublicKey()
+	if err != nil {
+		return nil, nil, fmt.Errorf("kms key %s: public key: %w", ref, err)
+	}
+	return sv, pub, nil
+}
+
 // CreateKMSKey creates a key in the KMS ref names with the provider's default algorithm and
 // returns its public key as PEM.
 func CreateKMSKey(ctx context.Context, ref string) ([]byte, error) {
 	if !IsKMS(ref) {
 		return nil, fmt.Errorf("%q is not a KMS URI (%s)", ref, strings.Join(KMSSchemes, ", "))
 	}
-	sv, err := openKMS(ctx, ref)
+	sv, err := getKMS(ctx, ref)
 	if err != nil {
 		return nil, err
 	}
