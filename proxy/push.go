@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,15 +22,12 @@ import (
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/store"
 	"github.com/portcullis/portcullis/verify"
 )
-
-// signatureTagRE matches the tags cosign writes: "sha256-<hex>.sig" / ".att" (legacy) and
-// "sha256-<hex>" (the referrers tag schema index).
-var signatureTagRE = regexp.MustCompile(`^sha256-([0-9a-f]{64})(\.sig|\.att)?$`)
 
 // upload is one blob upload session. Its chunks are stored under /uploads/<id>/ until the
 // final PUT assembles and checks them.
@@ -290,8 +286,8 @@ func subjectOf(ref string, m oci.Manifest) digest.Digest {
 	if json.Unmarshal(m.Bytes, &doc) == nil && doc.Subject != nil && doc.Subject.Digest.Validate() == nil {
 		return doc.Subject.Digest
 	}
-	if sm := signatureTagRE.FindStringSubmatch(ref); sm != nil {
-		return digest.NewDigestFromEncoded(digest.SHA256, sm[1])
+	if d, ok := cosign.ParseSignatureTag(ref); ok {
+		return d
 	}
 	return ""
 }
@@ -305,8 +301,10 @@ func (h *Handler) isSignaturePush(ctx context.Context, rt route, m oci.Manifest)
 	if !policy.IsSignatureArtifact(m) {
 		return false, nil
 	}
-	if _, byDigest := digest.Parse(rt.ref); byDigest != nil && !signatureTagRE.MatchString(rt.ref) {
-		return false, nil
+	if _, byDigest := digest.Parse(rt.ref); byDigest != nil {
+		if _, cosignTag := cosign.ParseSignatureTag(rt.ref); !cosignTag {
+			return false, nil
+		}
 	}
 	err := h.opts.Artifacts.CheckArtifact(ctx, rt.upstream, rt.repo, m)
 	if _, bad := errors.AsType[*verify.ArtifactError](err); bad {

@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
 	"github.com/portcullis/portcullis/proxy/pushauth"
@@ -267,7 +268,7 @@ func TestManifestPush(t *testing.T) {
 		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},`+
 		`"layers":[{"mediaType":"application/vnd.dev.cosign.simplesigning.v1+json","digest":%q,"size":%d}]}`,
 		digest.FromBytes(config), len(config), digest.FromBytes(layer), len(layer))
-	for _, ref := range []string{"sha256-" + d.Hex + ".sig", digest.FromString(disguised).String()} {
+	for _, ref := range []string{cosign.SignatureTag(digest.Digest(d.String())), digest.FromString(disguised).String()} {
 		resp, b = e.do(t, "PUT", "/v2/signed/app/manifests/"+ref, []byte(disguised), true, "Content-Type", "application/vnd.oci.image.manifest.v1+json")
 		if resp.StatusCode != http.StatusForbidden || errCode(t, b) != "DENIED" || !strings.Contains(string(b), "shaped like a signature but is not a signature artifact") {
 			t.Errorf("disguised image pushed as %s: %d %s", ref, resp.StatusCode, b)
@@ -282,7 +283,7 @@ func TestManifestPush(t *testing.T) {
 		t.Errorf("signature under tag latest: %d %s", resp.StatusCode, b)
 	}
 	// Oversized.
-	resp, b = e.do(t, "PUT", "/v2/signed/app/manifests/sha256-"+d.Hex+".sig", bytes.Repeat([]byte(" "), 4<<20+1), true)
+	resp, b = e.do(t, "PUT", "/v2/signed/app/manifests/"+cosign.SignatureTag(digest.Digest(d.String())), bytes.Repeat([]byte(" "), 4<<20+1), true)
 	if resp.StatusCode != http.StatusBadRequest || errCode(t, b) != "MANIFEST_INVALID" {
 		t.Errorf("oversized: %d %s", resp.StatusCode, b)
 	}

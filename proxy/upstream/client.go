@@ -25,6 +25,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/oci"
 )
 
@@ -572,7 +573,7 @@ func (u *Client) Referrers(ctx context.Context, repo string, d digest.Digest) ([
 			u.noReferrersAPI.Store(time.Now().UnixNano())
 		}
 	}
-	m, err := u.Manifest(ctx, repo, ReferrersTag(d))
+	m, err := u.Manifest(ctx, repo, cosign.ReferrersTag(d))
 	if errors.Is(err, oci.ErrNotFound) {
 		return []ocispec.Descriptor{}, nil
 	}
@@ -580,7 +581,7 @@ func (u *Client) Referrers(ctx context.Context, repo string, d digest.Digest) ([
 		return nil, fmt.Errorf("referrers of %s@%s: %w", repo, d, err)
 	}
 	if !oci.IsIndex(m.MediaType) {
-		return nil, fmt.Errorf("referrers of %s@%s: tag %s is a %s, not an index", repo, d, ReferrersTag(d), m.MediaType)
+		return nil, fmt.Errorf("referrers of %s@%s: tag %s is a %s, not an index", repo, d, cosign.ReferrersTag(d), m.MediaType)
 	}
 	var fallback ocispec.Index
 	if err := json.Unmarshal(m.Bytes, &fallback); err != nil {
@@ -645,11 +646,6 @@ func lacksEndpoint(ue *Error) bool {
 		}
 	}
 	return true
-}
-
-// ReferrersTag is the referrers tag schema tag for d: "sha256-<hex>".
-func ReferrersTag(d digest.Digest) string {
-	return d.Algorithm().String() + "-" + d.Encoded()
 }
 
 // idleReader fails a body that makes no progress for the timeout, and releases its request

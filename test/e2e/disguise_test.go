@@ -21,7 +21,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/testtool"
 )
 
@@ -34,7 +36,7 @@ import (
 // attestations made by cosign v2 and v3 are still served to cosign through portcullis.
 
 const (
-	mediaTypeSimpleSigning = types.MediaType("application/vnd.dev.cosign.simplesigning.v1+json")
+	mediaTypeSimpleSigning = types.MediaType(cosign.MediaTypeSimpleSigning)
 	mediaTypeDSSE          = types.MediaType("application/vnd.dsse.envelope.v1+json")
 )
 
@@ -174,7 +176,7 @@ func pushDisguised(t *testing.T, d disguise, repo, tag string) *disguised {
 	}
 	ld := desc(d.layerType, layer)
 	// What a cosign layer carries, so that it looks the part.
-	ld.Annotations = map[string]string{"dev.cosignproject.cosign/signature": base64.StdEncoding.EncodeToString([]byte("not a signature"))}
+	ld.Annotations = map[string]string{cosign.AnnotationSignature: base64.StdEncoding.EncodeToString([]byte("not a signature"))}
 	m, err := json.Marshal(v1.Manifest{SchemaVersion: 2, MediaType: manifestType, Config: desc(configType, config), Layers: []v1.Descriptor{ld}})
 	if err != nil {
 		t.Fatal(err)
@@ -239,7 +241,7 @@ defaultPolicy: deny
 			h, _ := img.Digest()
 			signed = reachableName + "/" + disguiseRepo + "@" + h.String()
 			toSign = append(toSign, signed)
-			tag = strings.Replace(h.String(), ":", "-", 1) + ".sig"
+			tag = cosign.SignatureTag(digest.Digest(h.String()))
 		}
 		img := pushDisguised(t, d, disguiseRepo, tag)
 		img.signed = signed

@@ -11,7 +11,9 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/testtool"
 )
 
@@ -118,8 +120,8 @@ func TestEnforceCosignSignatures(t *testing.T) {
 			cosignSign(t, e.cosign2, e.trusted, donor)
 			dd := donor[strings.Index(donor, "@")+1:]
 			id := img[strings.Index(img, "@")+1:]
-			src, _ := name.ParseReference(e.up.host+"/replayed/donor:"+strings.Replace(dd, ":", "-", 1)+".sig", name.Insecure)
-			dst, _ := name.ParseReference(e.up.host+"/replayed/app:"+strings.Replace(id, ":", "-", 1)+".sig", name.Insecure)
+			src, _ := name.ParseReference(e.up.host+"/replayed/donor:"+cosign.SignatureTag(digest.Digest(dd)), name.Insecure)
+			dst, _ := name.ParseReference(e.up.host+"/replayed/app:"+cosign.SignatureTag(digest.Digest(id)), name.Insecure)
 			sig, err := remote.Image(src)
 			if err != nil {
 				t.Fatal(err)
