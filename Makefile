@@ -41,9 +41,9 @@ FUZZTIME ?= 10s
 FUZZMINIMIZETIME ?= 2s
 FUZZ_TARGETS := \
 	./proxy:FuzzParseRoute \
-	./internal/oci:FuzzManifestMediaType \
+	./verify/oci:FuzzManifestMediaType \
 	./proxy:FuzzParseRange \
-	./internal/oci:FuzzNewManifest \
+	./verify/oci:FuzzNewManifest \
 	./policy:FuzzIsSignatureArtifact \
 	./policy:FuzzPolicyMatch \
 	./internal/strictjson:FuzzParseObject \

@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 
 	"github.com/portcullis/portcullis/internal/cosign"
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/internal/strictjson"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // Config media types of the image manifests cosign writes legacy signatures as.

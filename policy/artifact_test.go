@@ -7,8 +7,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/portcullis/portcullis/internal/cosign"
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 const (

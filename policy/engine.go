@@ -13,8 +13,8 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/portcullis/portcullis/cache"
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/verify"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // Verifier checks the signatures of one image digest against authorities.

@@ -15,9 +15,9 @@ import (
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/cosign"
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/verify"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 const appImage = "docker.io/myorg/app"

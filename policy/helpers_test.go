@@ -19,9 +19,9 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/portcullis/portcullis/cache"
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/verify"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 var specsVersioned = specs.Versioned{SchemaVersion: 2}

@@ -13,8 +13,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/proxy/store"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // chunk is the unit in which blobs are copied; the last chunk of a download is held back

@@ -11,9 +11,9 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/upstream"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // writeError is the one place where errors become OCI error responses.

@@ -12,7 +12,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // Blob grants: a repository serves a blob only when a manifest that portcullis admitted (or

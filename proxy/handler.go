@@ -23,11 +23,11 @@ import (
 	"go.opentelemetry.io/otel/metric/noop"
 	"golang.org/x/sync/singleflight"
 
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/pushauth"
 	"github.com/portcullis/portcullis/proxy/store"
 	"github.com/portcullis/portcullis/verify"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // Gate decides, before any manifest is served, whether it may be. A *policy.DenyError is

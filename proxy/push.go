@@ -23,10 +23,10 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/portcullis/portcullis/internal/cosign"
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/store"
 	"github.com/portcullis/portcullis/verify"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // upload is one blob upload session. Its chunks are stored under /uploads/<id>/ until the

@@ -12,8 +12,8 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 
 	"github.com/portcullis/portcullis/internal/cosign"
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/internal/strictjson"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // DefaultMaxArtifactLayerSize is the largest layer of a signature artifact that CheckArtifact

@@ -19,8 +19,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/portcullis/portcullis/internal/cosign"
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/internal/strictjson"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // inTotoStatementTypes are the statement _type values accepted.

@@ -12,9 +12,9 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/portcullis/portcullis/internal/cosign"
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/internal/testtool"
 	"github.com/portcullis/portcullis/verify"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // cosignRun is one case's world for the real cosign CLI.

@@ -12,8 +12,8 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/portcullis/portcullis/internal/cosign"
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/verify"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // memRegistry is an in-memory verify.Registry for fuzzing, where HTTP would be too slow.

@@ -15,8 +15,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/portcullis/portcullis/internal/cosign"
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/internal/strictjson"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // discoverLegacy reads the ".sig" manifest of dgst in repo and fetches the payload of each of

@@ -19,10 +19,10 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/internal/testtool"
 	upstreamclient "github.com/portcullis/portcullis/proxy/upstream"
 	"github.com/portcullis/portcullis/verify"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // faultRegistry wraps a Registry and fails chosen calls, as a broken upstream would.

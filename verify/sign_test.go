@@ -20,7 +20,7 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/portcullis/portcullis/internal/cosign"
-	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // testKey is a signing key and the verifier an authority would be configured with.

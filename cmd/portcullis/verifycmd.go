@@ -16,8 +16,8 @@ import (
 
 	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/keys"
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/verify"
+	"github.com/portcullis/portcullis/verify/oci"
 	"github.com/portcullis/portcullis/verify/ociremote"
 	"github.com/portcullis/portcullis/verify/sign"
 )

@@ -14,7 +14,7 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // Store is the content store (see the package documentation). It is safe for concurrent use.

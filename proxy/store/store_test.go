@@ -11,8 +11,8 @@ import (
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 	"github.com/opencontainers/go-digest"
 
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/proxy/store"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // drivers are the storage drivers every test runs on.

@@ -26,7 +26,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/portcullis/portcullis/internal/cosign"
-	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // Config describes one upstream registry. The config package maps the file into it.

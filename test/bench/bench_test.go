@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/test/bench"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // TestColdDigestOneSignatureLookup sends 500 concurrent requests for one signed digest that

@@ -26,10 +26,10 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/portcullis/portcullis/cache"
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/internal/testtool"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/test/bench"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // server is one registry process under measurement, or the upstream.

@@ -34,8 +34,8 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/portcullis/portcullis/internal/app"
-	"github.com/portcullis/portcullis/internal/oci"
 	"github.com/portcullis/portcullis/internal/testtool"
+	"github.com/portcullis/portcullis/verify/oci"
 	"github.com/portcullis/portcullis/verify/sign"
 )
 

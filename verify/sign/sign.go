@@ -52,7 +52,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/portcullis/portcullis/internal/cosign"
-	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // Legacy signs img (an image reference by digest) in cosign's legacy format and adds the

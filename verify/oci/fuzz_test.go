@@ -7,7 +7,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
-	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // FuzzNewManifest checks that a Manifest's digest is always the one computed from its

@@ -5,7 +5,7 @@ import (
 	"mime"
 	"testing"
 
-	"github.com/portcullis/portcullis/internal/oci"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // FuzzManifestMediaType checks that the media type portcullis records for a manifest is the
