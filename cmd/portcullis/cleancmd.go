@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/portcullis/portcullis/internal/cosign"
-	"github.com/portcullis/portcullis/verify/sign"
+	"github.com/portcullis/portcullis/internal/sign"
 )
 
 func newTriangulate(e *cliEnv) *cobra.Command {

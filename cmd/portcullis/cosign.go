@@ -20,7 +20,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/portcullis/portcullis/internal/keys"
-	"github.com/portcullis/portcullis/verify/sign"
+	"github.com/portcullis/portcullis/internal/sign"
 )
 
 // Environment variables of the cosign workflow, with cosign's names.

@@ -28,9 +28,9 @@ import (
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/config"
 	"github.com/portcullis/portcullis/internal/app"
+	"github.com/portcullis/portcullis/internal/sign"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/upstream"
-	"github.com/portcullis/portcullis/verify/sign"
 )
 
 // demoUpstream is the name clients use for the demo's upstream registry.

@@ -20,7 +20,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/portcullis/portcullis/internal/keys"
-	"github.com/portcullis/portcullis/verify/sign"
+	"github.com/portcullis/portcullis/internal/sign"
 )
 
 type signOptions struct {

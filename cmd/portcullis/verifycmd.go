@@ -16,10 +16,10 @@ import (
 
 	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/keys"
+	"github.com/portcullis/portcullis/internal/sign"
 	"github.com/portcullis/portcullis/verify"
 	"github.com/portcullis/portcullis/verify/oci"
 	"github.com/portcullis/portcullis/verify/ociremote"
-	"github.com/portcullis/portcullis/verify/sign"
 )
 
 type verifyOptions struct {

@@ -22,8 +22,8 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/portcullis/portcullis/internal/app"
+	"github.com/portcullis/portcullis/internal/sign"
 	"github.com/portcullis/portcullis/internal/testtool"
-	"github.com/portcullis/portcullis/verify/sign"
 )
 
 // upstreamName is how clients and policies name the upstream; it never resolves.

@@ -34,9 +34,9 @@ import (
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/portcullis/portcullis/internal/app"
+	"github.com/portcullis/portcullis/internal/sign"
 	"github.com/portcullis/portcullis/internal/testtool"
 	"github.com/portcullis/portcullis/verify/oci"
-	"github.com/portcullis/portcullis/verify/sign"
 )
 
 const upstreamName = "faulty.invalid"

@@ -23,8 +23,8 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	"github.com/portcullis/portcullis/internal/sign"
 	"github.com/portcullis/portcullis/internal/testtool"
-	"github.com/portcullis/portcullis/verify/sign"
 )
 
 // newRegistry starts an in-process registry; without referrers it answers 404 on the
