@@ -1,30 +1,37 @@
-package proxy_test
+package upstream_test
 
 import (
 	"fmt"
+	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/registry"
+	"github.com/google/go-containerregistry/pkg/v1/random"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/portcullis/portcullis/proxy/upstream"
 )
 
-// TestUpstreamHandshakeOncePerUpstream checks that the upstream's authentication challenge
-// (GET /v2/) is asked for once, not once per repository, while bearer tokens stay scoped to
-// each repository: the upstream only honours a token for the repository it was issued for.
-func TestUpstreamHandshakeOncePerUpstream(t *testing.T) {
+// TestHandshakeOncePerUpstream checks that the upstream's authentication challenge (GET /v2/)
+// is asked for once, not once per repository, while bearer tokens stay scoped to each
+// repository: the upstream only honours a token for the repository it was issued for.
+func TestHandshakeOncePerUpstream(t *testing.T) {
+	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	var pings, tokens atomic.Int64
-	e := newEnv(t)
-	repos := []string{"demo/a", "demo/b", "demo/c"}
-	for _, r := range repos {
-		e.push(t, r+":v1", randomImage(t))
-	}
-	base := e.up.URL
-	e.faults.set(func(w http.ResponseWriter, r *http.Request) bool {
+	var guard atomic.Bool
+	var base string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !guard.Load() {
+			reg.ServeHTTP(w, r)
+			return
+		}
 		switch {
 		case r.URL.Path == "/v2/":
 			pings.Add(1)
@@ -32,20 +39,38 @@ func TestUpstreamHandshakeOncePerUpstream(t *testing.T) {
 			tokens.Add(1)
 			scope := r.URL.Query().Get("scope")
 			_, _ = fmt.Fprintf(w, `{"token":%q}`, "tok "+strings.TrimPrefix(scope, "repository:"))
-			return true
+			return
 		default:
 			repo, _, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, "/v2/"), "/manifests/")
 			if ok && r.Header.Get("Authorization") == "Bearer tok "+repo+":pull" {
-				return false
+				reg.ServeHTTP(w, r)
+				return
 			}
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="`+base+`/token",service="test"`)
 		w.WriteHeader(http.StatusUnauthorized)
-		return true
-	})
+	}))
+	t.Cleanup(srv.Close)
+	base = srv.URL
+	repos := []string{"demo/a", "demo/b", "demo/c"}
 	for _, r := range repos {
-		if resp, b := e.get(t, http.MethodGet, "/v2/"+r+"/manifests/v1"); resp.StatusCode != http.StatusOK {
-			t.Fatalf("%s: %d %s", r, resp.StatusCode, b)
+		img, err := random.Image(64, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref, _ := name.ParseReference(strings.TrimPrefix(srv.URL, "http://")+"/"+r+":v1", name.Insecure)
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	guard.Store(true)
+	u, err := upstream.New(upstream.Config{Name: "up.invalid", URL: srv.URL, Insecure: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range repos {
+		if _, err := u.Manifest(t.Context(), r, "v1"); err != nil {
+			t.Fatalf("%s: %v", r, err)
 		}
 	}
 	if pings.Load() != 1 || tokens.Load() != int64(len(repos)) {
