@@ -70,7 +70,9 @@ func New(opts ...Option) *Verifier {
 
 // Verify looks up the signatures of s in reg and checks them against each authority.
 //
-// The Result always has one AuthorityResult per authority, in order. The error is non-nil
+// The Result always has one AuthorityResult per authority, in order; each lists every
+// signature that verified for it (AuthorityResult.Signatures), so a caller can show what was
+// signed without verifying again. The error is non-nil
 // only for invalid arguments or when some authority is not satisfied and some lookup failed
 // (so that the failure, which might have hidden its signature, is not taken for a verdict); it
 // then wraps a *LookupError (and the context's error when ctx ended). The Result returned with
@@ -116,7 +118,7 @@ func (v *Verifier) Verify(ctx context.Context, reg Registry, s Subject, auths []
 	allSatisfied := true
 	for i, a := range auths {
 		d := found[signaturesRepository(s, a)]
-		res.Authorities[i] = v.check(ctx, a, d, s.Digest)
+		res.Authorities[i] = v.check(ctx, a, d, s)
 		allSatisfied = allSatisfied && res.Authorities[i].Verified
 	}
 
@@ -168,8 +170,10 @@ type candidate struct {
 	bundle *bundleCandidate
 }
 
-// check decides one authority against the signatures of its repository.
-func (v *Verifier) check(ctx context.Context, a Authority, d *discovery, dgst digest.Digest) AuthorityResult {
+// check decides one authority against the signatures of its repository: every candidate is
+// checked, and each that verifies is listed in the result's Signatures.
+func (v *Verifier) check(ctx context.Context, a Authority, d *discovery, s Subject) AuthorityResult {
+	dgst := s.Digest
 	r := AuthorityResult{Authority: a.Name}
 	if a.Key == nil {
 		r.Reason = "authority has no key (keyless authorities are not supported yet)"
@@ -193,18 +197,28 @@ func (v *Verifier) check(ctx context.Context, a Authority, d *discovery, dgst di
 			reason = checkBundle(keys, a.Annotations, c.bundle, dgst)
 		}
 		if reason == "" {
-			r.Verified, r.Signer, r.Format = true, signer, c.format
-			v.cfg.logger.DebugContext(ctx, "signature verified",
-				slog.String("authority", a.Name), slog.String("repository", d.repo),
-				slog.String("signature", c.where), slog.String("digest", dgst.String()))
-			return r
+			sig, err := verifiedSignature(c, d.repo, s, signer)
+			if err != nil {
+				reason = "unreadable verified signature: " + err.Error()
+			} else {
+				if !r.Verified {
+					r.Verified, r.Signer, r.Format = true, signer, c.format
+				}
+				r.Signatures = append(r.Signatures, sig)
+				v.cfg.logger.DebugContext(ctx, "signature verified",
+					slog.String("authority", a.Name), slog.String("repository", d.repo),
+					slog.String("signature", c.where), slog.String("digest", dgst.String()))
+				continue
+			}
 		}
 		v.cfg.logger.DebugContext(ctx, "signature rejected",
 			slog.String("authority", a.Name), slog.String("repository", d.repo),
 			slog.String("signature", c.where), slog.String("reason", reason))
 		reasons = append(reasons, reason)
 	}
-	r.Reason = summarize(reasons, d)
+	if !r.Verified {
+		r.Reason = summarize(reasons, d)
+	}
 	return r
 }
 

@@ -67,8 +67,13 @@ type AuthorityResult struct {
 	Verified  bool
 	// Signer describes the verified signer (key hint or identity) when Verified.
 	Signer string
-	// Format is "legacy" (.sig simple signing) or "bundle" (sigstore bundle referrer).
+	// Format is "legacy" (.sig simple signing) or "bundle" (sigstore bundle referrer): the
+	// format of the first of Signatures.
 	Format string
+	// Signatures lists every signature that verified for the authority, legacy first, each
+	// format in registry order; empty when not Verified. Signatures that did not verify are
+	// not listed: they only show in Reason when none verified.
+	Signatures []Signature
 	// Reason says, for a person, why the authority is not satisfied, e.g.
 	// "found 2 signatures: wrong key, payload digest mismatch".
 	Reason string
