@@ -3,17 +3,20 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/spf13/viper"
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/pushauth"
+	"github.com/portcullis/portcullis/proxy/store"
 	"github.com/portcullis/portcullis/proxy/upstream"
 )
 
@@ -55,10 +58,23 @@ type Log struct {
 }
 
 // Storage selects the content store: driver "filesystem" (default; params.rootdirectory,
-// default /var/lib/portcullis) or "inmemory".
+// default /var/lib/portcullis) or "inmemory", and bounds it.
 type Storage struct {
 	Driver string         `mapstructure:"driver"`
 	Params map[string]any `mapstructure:"params"`
+	// MaxSize caps the stored content, e.g. "20GiB" (default); the least recently served
+	// content is evicted first.
+	MaxSize string `mapstructure:"maxSize"`
+	// MaxAge evicts content not served for that long. Default 168h (7 days).
+	MaxAge time.Duration `mapstructure:"maxAge"`
+	// SweepInterval is how often the store is swept. Default 10m.
+	SweepInterval time.Duration `mapstructure:"sweepInterval"`
+}
+
+// Eviction returns the store's bounds; Validate has checked them.
+func (s Storage) Eviction() store.EvictionOptions {
+	n, _ := humanize.ParseBytes(s.MaxSize)
+	return store.EvictionOptions{MaxSize: int64(n), MaxAge: s.MaxAge}
 }
 
 // Cache configures what portcullis remembers.
@@ -80,6 +96,9 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("log.format", "json")
 	v.SetDefault("log.level", "info")
 	v.SetDefault("storage.driver", "filesystem")
+	v.SetDefault("storage.maxSize", "20GiB")
+	v.SetDefault("storage.maxAge", store.DefaultMaxAge.String())
+	v.SetDefault("storage.sweepInterval", store.DefaultSweepInterval.String())
 	v.SetDefault("cache.size", cache.DefaultSize)
 	v.SetDefault("cache.ttl", cache.DefaultTTL.String())
 	v.SetDefault("cache.negativeTTL", cache.DefaultNegativeTTL.String())
@@ -178,6 +197,15 @@ func (c *Config) Validate() error {
 	case "filesystem", "inmemory":
 	default:
 		errs = append(errs, fmt.Errorf("storage.driver: %q is not filesystem or inmemory", c.Storage.Driver))
+	}
+	if n, err := humanize.ParseBytes(c.Storage.MaxSize); err != nil || n == 0 || n > math.MaxInt64 {
+		errs = append(errs, fmt.Errorf("storage.maxSize: %q is not a positive size like 20GiB", c.Storage.MaxSize))
+	}
+	if c.Storage.MaxAge <= 0 {
+		errs = append(errs, errors.New("storage.maxAge: must be positive"))
+	}
+	if c.Storage.SweepInterval <= 0 {
+		errs = append(errs, errors.New("storage.sweepInterval: must be positive"))
 	}
 	if len(c.Upstreams) == 0 {
 		errs = append(errs, errors.New("upstreams: at least one upstream is needed"))

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"sync"
+	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
@@ -37,6 +39,9 @@ type App struct {
 	driver storagedriver.StorageDriver
 	proxy  *proxy.Handler
 	opts   Options
+	// stopSweeps ends the store's periodic sweeps; sweeps counts them for Close.
+	stopSweeps context.CancelFunc
+	sweeps     sync.WaitGroup
 }
 
 // Options are what the App takes from its environment.
@@ -101,9 +106,18 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	if err := telemetry.ObserveDecisions(meter, func() map[string]uint64 { return engine.Stats().Outcomes() }, decisions.Len); err != nil {
 		return nil, err
 	}
+	st := store.New(driver)
+	if n, err := st.SweepUploads(ctx, time.Now(), true); err != nil {
+		log.Warn("sweeping unfinished uploads failed", slog.String("error", err.Error()))
+	} else if n > 0 {
+		log.Info("removed unfinished uploads of a previous run", slog.Int("uploads", n))
+	}
+	if err := telemetry.ObserveStore(meter, st.Bytes, st.Evictions); err != nil {
+		return nil, err
+	}
 	h, err := proxy.New(proxy.Options{
 		Meter:     meter,
-		Store:     store.New(driver),
+		Store:     st,
 		Upstreams: routes,
 		Gate:      engine,
 		Pushers:   pushers,
@@ -116,6 +130,20 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	a := &App{Engine: engine, Cache: decisions, driver: driver, proxy: h, opts: opts}
+	// The store is swept now and then periodically, until Close.
+	sweepCtx, stopSweeps := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopSweeps = stopSweeps
+	a.sweeps.Go(func() {
+		st.RunSweeps(sweepCtx, cfg.Storage.Eviction(), cfg.Storage.SweepInterval, func(r store.SweepResult, err error) {
+			switch {
+			case err != nil && sweepCtx.Err() == nil:
+				log.Warn("content store sweep failed", slog.String("error", err.Error()))
+			case r.Evicted > 0 || r.Uploads > 0:
+				log.Info("content store swept", slog.Int64("bytes", r.Bytes), slog.Int("evicted", r.Evicted),
+					slog.Int64("evictedBytes", r.EvictedBytes), slog.Int("uploads", r.Uploads))
+			}
+		})
+	})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -137,6 +165,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 // Close waits for the work the App does behind requests (content written to the store) to
 // finish, or for ctx to be done. Call it once the HTTP server has shut down.
 func (a *App) Close(ctx context.Context) error {
+	a.stopSweeps()
+	a.sweeps.Wait()
 	return a.proxy.Close(ctx)
 }
 

@@ -63,3 +63,24 @@ func ObserveDecisions(meter metric.Meter, outcomes func() map[string]uint64, cac
 	}, decisions, entries)
 	return err
 }
+
+// ObserveStore reports the content store's size (as its last sweep found it) and how many
+// blobs and manifests sweeps evicted.
+func ObserveStore(meter metric.Meter, bytes, evictions func() int64) error {
+	size, err := meter.Int64ObservableGauge("portcullis.store.bytes", metric.WithUnit("By"),
+		metric.WithDescription("Bytes of content in the store, as of its last sweep."))
+	if err != nil {
+		return err
+	}
+	evicted, err := meter.Int64ObservableCounter("portcullis.store.evictions",
+		metric.WithDescription("Blobs and manifests evicted from the store."))
+	if err != nil {
+		return err
+	}
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(size, bytes())
+		o.ObserveInt64(evicted, evictions())
+		return nil
+	}, size, evicted)
+	return err
+}

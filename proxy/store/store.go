@@ -10,6 +10,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/opencontainers/go-digest"
@@ -25,11 +26,13 @@ type Store struct {
 	// pending holds manifests being written behind, by link path, so that reads find them
 	// before the driver has them.
 	pending map[string]oci.Manifest
+	// usage tells eviction what was served when and what is being read (evict.go).
+	usage *usage
 }
 
 // New returns a Store on driver.
 func New(driver storagedriver.StorageDriver) *Store {
-	return &Store{driver: driver, pending: map[string]oci.Manifest{}}
+	return &Store{driver: driver, pending: map[string]oci.Manifest{}, usage: newUsage()}
 }
 
 // PutPending makes m readable for repo at once, until the returned func is called (when
@@ -99,6 +102,7 @@ func (s *Store) Manifest(ctx context.Context, upstream, repo string, d digest.Di
 }
 
 func (s *Store) manifest(ctx context.Context, d digest.Digest) (oci.Manifest, error) {
+	s.usage.touch(d, time.Now())
 	b, err := s.driver.GetContent(ctx, manifestDir(d)+"/data")
 	if isNotFound(err) {
 		return oci.Manifest{}, fmt.Errorf("manifest %s not in store: %w", d, oci.ErrNotFound)
@@ -223,12 +227,27 @@ func (s *Store) LinkBlob(ctx context.Context, upstream, repo string, d digest.Di
 }
 
 // OpenBlob reads stored blob d from offset.
+// Eviction leaves it alone until the reader is closed.
 func (s *Store) OpenBlob(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
+	s.usage.touch(d, time.Now())
+	release := s.usage.open(d)
 	rc, err := s.driver.Reader(ctx, blobPath(d), offset)
 	if err != nil {
+		release()
 		return nil, fmt.Errorf("content store: %w", err)
 	}
-	return rc, nil
+	return &releasingReader{ReadCloser: rc, release: release}, nil
+}
+
+// releasingReader tells eviction when a blob is no longer being read.
+type releasingReader struct {
+	io.ReadCloser
+	release func()
+}
+
+func (r *releasingReader) Close() error {
+	defer r.release()
+	return r.ReadCloser.Close()
 }
 
 // BlobWriter writes one blob into the store. Its content becomes visible only on Commit, and
