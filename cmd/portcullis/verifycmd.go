@@ -10,10 +10,10 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
 
+	"github.com/portcullis/portcullis/internal/cli"
 	"github.com/portcullis/portcullis/internal/keys"
 	"github.com/portcullis/portcullis/internal/sign"
 	"github.com/portcullis/portcullis/verify"
-	"github.com/portcullis/portcullis/verify/ociremote"
 )
 
 type verifyOptions struct {
@@ -79,7 +79,13 @@ func runVerify(ctx context.Context, e *cliEnv, cmd *cobra.Command, o *verifyOpti
 	if err != nil {
 		return err
 	}
-	reg := ociremote.New(o.reg.nameOpts(), ropts)
+	reg, err := cli.NewRegistries(cli.RegistryOptions{
+		AllowHTTP: o.reg.allowHTTP, AllowInsecure: o.reg.allowInsecure,
+		Username: o.reg.username, Password: o.reg.password, Token: o.reg.token,
+	})
+	if err != nil {
+		return err
+	}
 	v := verify.New()
 	fmt.Fprintln(errw, "WARNING: Skipping tlog verification is an insecure practice that lacks transparency and auditability verification for the signature.")
 	for _, a := range args {
