@@ -1,243 +1,40 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"crypto/tls"
-	"errors"
-	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"strings"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
-	"github.com/portcullis/portcullis/internal/keys"
-	"github.com/portcullis/portcullis/internal/sign"
-)
-
-// Environment variables of the cosign workflow, with cosign's names.
-const (
-	envPassword   = "COSIGN_PASSWORD"
-	envRepository = "COSIGN_REPOSITORY"
+	"github.com/portcullis/portcullis/internal/cli"
 )
 
 // addCosignCommands adds the cosign-compatible signing workflow: generate-key-pair, sign,
 // verify, generate, attach, triangulate, clean. Flags and environment variables are cosign's;
-// signing is offline (no transparency log, no keyless) for now.
+// what the commands do is internal/cli's.
 func addCosignCommands(root *cobra.Command) {
-	e := &cliEnv{
-		lookupEnv: os.LookupEnv,
-		stdin:     os.Stdin,
-		isTerminal: func() bool {
-			return term.IsTerminal(int(os.Stdin.Fd()))
-		},
-		readPassword: func() ([]byte, error) { return term.ReadPassword(int(os.Stdin.Fd())) },
-	}
-	root.AddCommand(
-		newGenerateKeyPair(e),
-		newSign(e),
-		newVerify(e),
-		newGenerate(e),
-		newAttach(e),
-		newTriangulate(e),
-		newClean(e),
-	)
+	root.AddCommand(newGenerateKeyPair(), newSign(), newVerify(), newGenerate(), newAttach(), newTriangulate(), newClean())
 }
 
-// cliEnv is what the cosign commands read from outside: environment and terminal. main builds
-// it; nothing else reads os.Getenv or the terminal.
-type cliEnv struct {
-	lookupEnv    keys.LookupEnv
-	stdin        io.Reader
-	isTerminal   func() bool
-	readPassword func() ([]byte, error)
-}
-
-// passFunc returns the password of a private key: COSIGN_PASSWORD when set (even empty), else
-// a prompt on the terminal (twice when confirm). It never reads a password from a stdin that
-// is not a terminal: in CI, COSIGN_PASSWORD must be set.
-func (e *cliEnv) passFunc(errw io.Writer) keys.PassFunc {
-	return func(confirm bool) ([]byte, error) {
-		if pw, ok := e.lookupEnv(envPassword); ok {
-			return []byte(pw), nil
-		}
-		if !e.isTerminal() {
-			return nil, errors.New(envPassword + " is not set and stdin is not a terminal to prompt on: set " + envPassword + " (it may be empty)")
-		}
-		fmt.Fprint(errw, "Enter password for private key: ")
-		pw, err := e.readPassword()
-		fmt.Fprintln(errw)
-		if err != nil {
-			return nil, fmt.Errorf("read password: %w", err)
-		}
-		if !confirm {
-			return pw, nil
-		}
-		fmt.Fprint(errw, "Enter password for private key again: ")
-		again, err := e.readPassword()
-		fmt.Fprintln(errw)
-		if err != nil {
-			return nil, fmt.Errorf("read password: %w", err)
-		}
-		if !bytes.Equal(pw, again) {
-			return nil, errors.New("passwords do not match")
-		}
-		return pw, nil
+// env is the process's side of a command: its streams, environment and terminal.
+func env(cmd *cobra.Command) cli.Env {
+	return cli.Env{
+		LookupEnv:    os.LookupEnv,
+		Stdin:        os.Stdin,
+		Stdout:       cmd.OutOrStdout(),
+		Stderr:       cmd.ErrOrStderr(),
+		IsTerminal:   func() bool { return term.IsTerminal(int(os.Stdin.Fd())) },
+		ReadPassword: func() ([]byte, error) { return term.ReadPassword(int(os.Stdin.Fd())) },
 	}
 }
 
-// confirm asks question on the terminal unless yes; without a terminal and without yes it
-// refuses, naming the flag that would have allowed it.
-func (e *cliEnv) confirm(errw io.Writer, yes bool, question, flag string) error {
-	if yes {
-		return nil
-	}
-	if !e.isTerminal() {
-		return fmt.Errorf("%s: stdin is not a terminal to confirm on; pass %s", question, flag)
-	}
-	fmt.Fprintf(errw, "%s [y/N]: ", question)
-	line, err := bufio.NewReader(e.stdin).ReadString('\n')
-	if err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	switch strings.ToLower(strings.TrimSpace(line)) {
-	case "y", "yes":
-		return nil
-	}
-	return errors.New("user declined")
-}
-
-// registryOptions are cosign's registry flags.
-type registryOptions struct {
-	allowHTTP     bool
-	allowInsecure bool
-	username      string
-	password      string
-	token         string
-}
-
-func (o *registryOptions) addFlags(fs *pflag.FlagSet) {
-	fs.BoolVar(&o.allowHTTP, "allow-http-registry", false, "whether to allow using HTTP protocol while connecting to registries (loopback registries always may)")
-	fs.BoolVar(&o.allowInsecure, "allow-insecure-registry", false, "whether to allow insecure connections to registries (e.g., with expired or self-signed TLS certificates); implies --allow-http-registry")
-	fs.StringVar(&o.username, "registry-username", "", "registry basic auth username (default: the docker config.json keychain)")
-	fs.StringVar(&o.password, "registry-password", "", "registry basic auth password")
-	fs.StringVar(&o.token, "registry-token", "", "registry bearer auth token")
-}
-
-func (o *registryOptions) nameOpts() []name.Option {
-	if o.allowHTTP || o.allowInsecure {
-		return []name.Option{name.Insecure}
-	}
-	return nil
-}
-
-func (o *registryOptions) remoteOpts(ctx context.Context) ([]remote.Option, error) {
-	opts := []remote.Option{remote.WithContext(ctx), remote.WithUserAgent("portcullis")}
-	switch {
-	case o.token != "" && (o.username != "" || o.password != ""):
-		return nil, errors.New("--registry-token and --registry-username/--registry-password are exclusive")
-	case o.token != "":
-		opts = append(opts, remote.WithAuth(&authn.Bearer{Token: o.token}))
-	case o.username != "" || o.password != "":
-		if o.username == "" {
-			return nil, errors.New("--registry-password needs --registry-username")
-		}
-		opts = append(opts, remote.WithAuth(&authn.Basic{Username: o.username, Password: o.password}))
-	default:
-		opts = append(opts, remote.WithAuthFromKeychain(authn.DefaultKeychain))
-	}
-	if o.allowInsecure {
-		t := remote.DefaultTransport.(*http.Transport).Clone()
-		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // the user asked for it by name
-		opts = append(opts, remote.WithTransport(t))
-	}
-	return opts, nil
-}
-
-// parseRef parses an image reference as cosign does, with the registry options.
-func (o *registryOptions) parseRef(s string) (name.Reference, error) {
-	ref, err := name.ParseReference(s, o.nameOpts()...)
-	if err != nil {
-		return nil, fmt.Errorf("invalid image reference %q: %w", s, err)
-	}
-	return ref, nil
-}
-
-// resolveOne parses arg and resolves it to the digest it names now, for commands that act
-// on one image; it returns the registry options it used.
-func (o *registryOptions) resolveOne(ctx context.Context, arg string) (sign.Target, []remote.Option, error) {
-	ref, err := o.parseRef(arg)
-	if err != nil {
-		return sign.Target{}, nil, err
-	}
-	ropts, err := o.remoteOpts(ctx)
-	if err != nil {
-		return sign.Target{}, nil, err
-	}
-	ts, err := sign.Resolve(ctx, ref, false, ropts...)
-	if err != nil {
-		return sign.Target{}, nil, err
-	}
-	return ts[0], ropts, nil
-}
-
-// signaturesRepository is COSIGN_REPOSITORY when set, else the zero repository (the image's
-// own).
-func (e *cliEnv) signaturesRepository(o *registryOptions) (name.Repository, error) {
-	v, ok := e.lookupEnv(envRepository)
-	if !ok || v == "" {
-		return name.Repository{}, nil
-	}
-	r, err := name.NewRepository(v, o.nameOpts()...)
-	if err != nil {
-		return name.Repository{}, fmt.Errorf("%s=%q: %w", envRepository, v, err)
-	}
-	return r, nil
-}
-
-// parseAnnotations reads cosign's -a key=value flags.
-func parseAnnotations(kvs []string) (map[string]string, error) {
-	if len(kvs) == 0 {
-		return nil, nil
-	}
-	m := make(map[string]string, len(kvs))
-	for _, kv := range kvs {
-		k, v, ok := strings.Cut(kv, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("annotation %q is not key=value", kv)
-		}
-		m[k] = v
-	}
-	return m, nil
-}
-
-// refuseTlog fails when the user asked explicitly for what portcullis cannot do yet.
-func refuseTlog(fs *pflag.FlagSet) error {
-	for _, f := range []string{"tlog-upload", "use-signing-config"} {
-		if fl := fs.Lookup(f); fl != nil && fl.Changed && fl.Value.String() == "true" {
-			return fmt.Errorf("--%s=true: portcullis signs offline only (no transparency log, no signing config) for now; pass --%s=false", f, f)
-		}
-	}
-	if fl := fs.Lookup("signing-config"); fl != nil && fl.Value.String() != "" {
-		return errors.New("--signing-config: portcullis signs offline only (no transparency log) for now")
-	}
-	return nil
-}
-
-// addTlogFlags accepts cosign's transparency log flags, so that cosign command lines work; only
-// the offline values are allowed.
-func addTlogFlags(fs *pflag.FlagSet) {
-	fs.Bool("tlog-upload", false, "upload to the transparency log: not supported yet, only false is accepted")
-	fs.Bool("use-signing-config", false, "use a signing config: not supported yet, only false is accepted")
-	fs.String("signing-config", "", "signing config file: not supported yet")
+func addRegistryFlags(fs *pflag.FlagSet, o *cli.RegistryOptions) {
+	fs.BoolVar(&o.AllowHTTP, "allow-http-registry", false, "whether to allow using HTTP protocol while connecting to registries (loopback registries always may)")
+	fs.BoolVar(&o.AllowInsecure, "allow-insecure-registry", false, "whether to allow insecure connections to registries (e.g., with expired or self-signed TLS certificates); implies --allow-http-registry")
+	fs.StringVar(&o.Username, "registry-username", "", "registry basic auth username (default: the docker config.json keychain)")
+	fs.StringVar(&o.Password, "registry-password", "", "registry basic auth password")
+	fs.StringVar(&o.Token, "registry-token", "", "registry bearer auth token")
 }
 
 // certAliases lets --cert and --cert-chain stand for cosign's --certificate and
@@ -250,4 +47,190 @@ func certAliases(_ *pflag.FlagSet, n string) pflag.NormalizedName {
 		n = "certificate-chain"
 	}
 	return pflag.NormalizedName(n)
+}
+
+func newGenerateKeyPair() *cobra.Command {
+	var o cli.KeyPairOptions
+	cmd := &cobra.Command{
+		Use:   "generate-key-pair",
+		Short: "Generate an encrypted ECDSA P-256 key pair for signing (as cosign generate-key-pair)",
+		Long: `Writes <prefix>.key, the private key encrypted with a password as cosign does
+("ENCRYPTED SIGSTORE PRIVATE KEY"), and <prefix>.pub. The password comes from COSIGN_PASSWORD
+(may be empty) or, on a terminal, a prompt. With --kms, the key is created in the key
+management service and only <prefix>.pub is written.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cli.GenerateKeyPair(cmd.Context(), env(cmd), o)
+		},
+	}
+	cmd.Flags().StringVar(&o.Prefix, "output-key-prefix", "cosign", "name used for generated .pub and .key files")
+	cmd.Flags().StringVar(&o.KMS, "kms", "", "create the key in a KMS: awskms://…, gcpkms://…, azurekms://…, hashivault://…")
+	cmd.Flags().BoolVarP(&o.Yes, "yes", "y", false, "overwrite existing key files without asking")
+	return cmd
+}
+
+func newSign() *cobra.Command {
+	var o cli.SignOptions
+	cmd := &cobra.Command{
+		Use:   "sign --key REF [flags] IMAGE...",
+		Short: "Sign images and push the signatures (as cosign sign, offline: no transparency log)",
+		Long: `Resolves each IMAGE (tag or digest) to a digest, signs it with --key (a cosign key file,
+env://VAR, or a KMS URI) and pushes the signature: a sigstore bundle as an OCI referrer (cosign
+v3's default) or, with --new-bundle-format=false, a layer of the legacy "sha256-<hex>.sig"
+manifest. Existing signatures stay. COSIGN_REPOSITORY stores signatures in another repository.
+Registry credentials come from the docker config.json keychain or --registry-username/password.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return cli.Sign(cmd.Context(), env(cmd), o, args)
+		},
+	}
+	fs := cmd.Flags()
+	fs.SetNormalizeFunc(certAliases)
+	addRegistryFlags(fs, &o.Registry)
+	fs.BoolVar(&o.TlogUpload, "tlog-upload", false, "upload to the transparency log: not supported yet, only false is accepted")
+	fs.BoolVar(&o.UseSigningConfig, "use-signing-config", false, "use a signing config: not supported yet, only false is accepted")
+	fs.StringVar(&o.SigningConfig, "signing-config", "", "signing config file: not supported yet")
+	fs.StringVar(&o.Key, "key", "", "private key: a cosign key file, env://VAR holding the PEM, or awskms:// gcpkms:// azurekms:// hashivault:// URI")
+	fs.StringSliceVarP(&o.Annotations, "annotations", "a", nil, "extra key=value pairs to sign")
+	fs.StringVar(&o.Cert, "certificate", "", "PEM certificate of the signing key to store with the signature (alias --cert)")
+	fs.StringVar(&o.CertChain, "certificate-chain", "", "PEM chain (intermediates … root) to store with a legacy signature (alias --cert-chain)")
+	fs.StringVar(&o.Payload, "payload", "", "sign this simple signing payload file instead of generating one (legacy format only)")
+	fs.BoolVar(&o.Upload, "upload", true, "whether to upload the signature")
+	fs.StringVar(&o.OutSignature, "output-signature", "", "write the base64 signature to this file")
+	fs.StringVar(&o.OutPayload, "output-payload", "", "write the signed payload (legacy) or statement (bundle) to this file")
+	fs.StringVar(&o.OutCertificate, "output-certificate", "", "write the certificate to this file")
+	fs.StringVar(&o.OutBundle, "bundle", "", "write the sigstore bundle to this file (bundle format)")
+	fs.BoolVarP(&o.Recursive, "recursive", "r", false, "if a multi-arch image is specified, additionally sign each discrete image")
+	fs.BoolVar(&o.NewBundleFormat, "new-bundle-format", true, "sigstore bundle as an OCI referrer (cosign v3); false: the legacy .sig tag (cosign v2)")
+	fs.BoolP("yes", "y", false, "skip confirmation prompts (there are none without a transparency log)")
+	return cmd
+}
+
+func newVerify() *cobra.Command {
+	var o cli.VerifyOptions
+	cmd := &cobra.Command{
+		Use:   "verify --key REF --insecure-ignore-tlog [-a key=value]... IMAGE...",
+		Short: "Verify the cosign signatures of images (as cosign verify, offline)",
+		Long: `Resolves each IMAGE to a digest and checks its signatures in both cosign formats (legacy
+.sig and sigstore bundle referrers) with portcullis's verifier, the one the mirror enforces:
+the signature, the signed digest, cosign's signing predicate for bundles, and each -a
+annotation. Prints the verified payloads as a JSON array on stdout, as cosign does, and a
+summary on stderr. Exits 0 only when every IMAGE has at least one verified signature.
+Transparency log checks are not supported yet, so --insecure-ignore-tlog is required.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return cli.Verify(cmd.Context(), env(cmd), o, args)
+		},
+	}
+	fs := cmd.Flags()
+	addRegistryFlags(fs, &o.Registry)
+	fs.StringVar(&o.Key, "key", "", "public key: a PEM file, env://VAR holding the PEM, or awskms:// gcpkms:// azurekms:// hashivault:// URI")
+	fs.StringSliceVarP(&o.Annotations, "annotations", "a", nil, "extra key=value pairs the signature must carry")
+	fs.BoolVar(&o.IgnoreTlog, "insecure-ignore-tlog", false, "ignore transparency log verification (required: portcullis has no transparency log support yet)")
+	fs.StringVarP(&o.Output, "output", "o", "json", "output format for the signing image information (json|text)")
+	fs.Bool("insecure-ignore-sct", false, "accepted for cosign compatibility; certificates are not verified yet")
+	fs.Bool("new-bundle-format", false, "accepted for cosign compatibility; both formats are always read")
+	fs.Bool("check-claims", true, "accepted for cosign compatibility; claims are always checked")
+	return cmd
+}
+
+func newGenerate() *cobra.Command {
+	var reg cli.RegistryOptions
+	var annotations []string
+	cmd := &cobra.Command{
+		Use:   "generate [-a key=value]... IMAGE",
+		Short: "Print the simple signing payload of an image, to sign with another tool (as cosign generate)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return cli.Generate(cmd.Context(), env(cmd), reg, annotations, args[0])
+		},
+	}
+	addRegistryFlags(cmd.Flags(), &reg)
+	cmd.Flags().StringSliceVarP(&annotations, "annotations", "a", nil, "extra key=value pairs to sign")
+	return cmd
+}
+
+func newAttach() *cobra.Command {
+	attach := &cobra.Command{
+		Use:   "attach",
+		Short: "Attach a signature made elsewhere to an image (as cosign attach)",
+	}
+	var o cli.AttachOptions
+	sig := &cobra.Command{
+		Use:   "signature --signature FILE|- [--payload FILE] IMAGE",
+		Short: "Attach a signature over a simple signing payload (legacy .sig format)",
+		Long: `Adds a signature made with another tool (e.g. openssl dgst -sha256 -sign key.pem over the
+output of "portcullis generate") to the image's "sha256-<hex>.sig" manifest. --signature is a
+file or - for stdin, holding the signature base64-encoded or raw (DER); --payload is the signed
+file (default: the payload "portcullis generate" prints). The payload must name the image's
+digest.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return cli.AttachSignature(cmd.Context(), env(cmd), o, args[0])
+		},
+	}
+	fs := sig.Flags()
+	fs.SetNormalizeFunc(certAliases)
+	addRegistryFlags(fs, &o.Registry)
+	fs.StringVar(&o.Payload, "payload", "", "the signed simple signing payload file (default: generated as by portcullis generate)")
+	fs.StringVar(&o.Signature, "signature", "", "the signature: a file or - for stdin, base64 or raw bytes")
+	fs.StringVar(&o.Cert, "certificate", "", "PEM certificate of the signing key")
+	fs.StringVar(&o.CertChain, "certificate-chain", "", "PEM certificate chain")
+	attach.AddCommand(sig)
+	return attach
+}
+
+func newTriangulate() *cobra.Command {
+	var reg cli.RegistryOptions
+	var typ string
+	cmd := &cobra.Command{
+		Use:   "triangulate [--type signature|attestation|sbom|digest|bundle] IMAGE",
+		Short: "Print where an image's signatures are stored (as cosign triangulate)",
+		Long: `Prints the location of IMAGE's cosign attachment: the legacy tag
+"<repo>:sha256-<hex>.sig" (signature), ".att" (attestation), ".sbom" (sbom), the image by
+digest (digest), or, for bundle, each sigstore bundle referrer as "<repo>@sha256:…" (an error
+when there is none). COSIGN_REPOSITORY changes the repository.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return cli.Triangulate(cmd.Context(), env(cmd), reg, typ, args[0])
+		},
+	}
+	addRegistryFlags(cmd.Flags(), &reg)
+	cmd.Flags().StringVar(&typ, "type", "signature", "related attachment to triangulate (signature|attestation|sbom|digest|bundle)")
+	return cmd
+}
+
+func newClean() *cobra.Command {
+	var o cli.CleanOptions
+	cmd := &cobra.Command{
+		Use:   "clean [--type all|signature|attestation|sbom|referrer] [-f] IMAGE",
+		Short: "Delete an image's signatures and other cosign attachments (as cosign clean)",
+		Long: `Deletes the legacy tags (.sig, .att, .sbom) and the sigstore bundle referrers of IMAGE
+where the registry allows it, reporting each removal on stderr. Exits non-zero when something
+found could not be deleted. Asks for confirmation unless -f.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return cli.Clean(cmd.Context(), env(cmd), o, args[0])
+		},
+	}
+	addRegistryFlags(cmd.Flags(), &o.Registry)
+	cmd.Flags().StringVar(&o.Type, "type", "all", "type of attachment to clean (all|signature|attestation|sbom|referrer)")
+	cmd.Flags().BoolVarP(&o.Force, "force", "f", false, "do not prompt for confirmation")
+	return cmd
+}
+
+func newDemo() *cobra.Command {
+	var listen string
+	var keep bool
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run portcullis offline against an in-process registry: a signed image is admitted, an unsigned one denied",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return cli.Demo(cmd.Context(), cmd.OutOrStdout(), listen, keep)
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "address for the demo proxy")
+	cmd.Flags().BoolVar(&keep, "keep", false, "keep serving after the demo pulls, until interrupted")
+	return cmd
 }

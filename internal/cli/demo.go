@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -23,7 +23,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
-	"github.com/spf13/cobra"
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/config"
@@ -36,23 +35,11 @@ import (
 // demoUpstream is the name clients use for the demo's upstream registry.
 const demoUpstream = "demo.invalid"
 
-func newDemo() *cobra.Command {
-	var listen string
-	var keep bool
-	cmd := &cobra.Command{
-		Use:   "demo",
-		Short: "Run portcullis offline against an in-process registry: a signed image is admitted, an unsigned one denied",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runDemo(cmd.Context(), cmd.OutOrStdout(), listen, keep)
-		},
-	}
-	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:0", "address for the demo proxy")
-	cmd.Flags().BoolVar(&keep, "keep", false, "keep serving after the demo pulls, until interrupted")
-	return cmd
-}
-
-func runDemo(ctx context.Context, out io.Writer, listen string, keep bool) error {
+// Demo runs portcullis offline against an in-process registry on loopback: it pushes a
+// signed and an unsigned image, serves a proxy on listen with a policy for the signing key,
+// pulls both through it and reports on out. It fails unless the signed image is admitted and
+// the unsigned one denied. With keep it serves until ctx ends.
+func Demo(ctx context.Context, out io.Writer, listen string, keep bool) error {
 	say := func(format string, a ...any) { fmt.Fprintf(out, format+"\n", a...) }
 
 	// 1. An upstream registry, in process, on loopback.
