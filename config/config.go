@@ -62,19 +62,22 @@ type Log struct {
 type Storage struct {
 	Driver string         `mapstructure:"driver"`
 	Params map[string]any `mapstructure:"params"`
-	// MaxSize caps the stored content, e.g. "20GiB" (default); the least recently served
-	// content is evicted first.
+	// MaxSize caps the stored content, e.g. "20GiB" (the default, also when empty); the
+	// least recently served content is evicted first.
 	MaxSize string `mapstructure:"maxSize"`
-	// MaxAge evicts content not served for that long. Default 168h (7 days).
+	// MaxAge evicts content not served for that long. Default (and 0) 168h (7 days).
 	MaxAge time.Duration `mapstructure:"maxAge"`
-	// SweepInterval is how often the store is swept. Default 10m.
+	// SweepInterval is how often the store is swept. Default (and 0) 10m.
 	SweepInterval time.Duration `mapstructure:"sweepInterval"`
 }
 
 // Eviction returns the store's bounds; Validate has checked them.
 func (s Storage) Eviction() store.EvictionOptions {
-	n, _ := humanize.ParseBytes(s.MaxSize)
-	return store.EvictionOptions{MaxSize: int64(n), MaxAge: s.MaxAge}
+	var n uint64
+	if s.MaxSize != "" {
+		n, _ = humanize.ParseBytes(s.MaxSize)
+	}
+	return store.EvictionOptions{MaxSize: int64(n), MaxAge: s.MaxAge} // zero values: the defaults
 }
 
 // Cache configures what portcullis remembers.
@@ -198,14 +201,16 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("storage.driver: %q is not filesystem or inmemory", c.Storage.Driver))
 	}
-	if n, err := humanize.ParseBytes(c.Storage.MaxSize); err != nil || n == 0 || n > math.MaxInt64 {
-		errs = append(errs, fmt.Errorf("storage.maxSize: %q is not a positive size like 20GiB", c.Storage.MaxSize))
+	if c.Storage.MaxSize != "" {
+		if n, err := humanize.ParseBytes(c.Storage.MaxSize); err != nil || n == 0 || n > math.MaxInt64 {
+			errs = append(errs, fmt.Errorf("storage.maxSize: %q is not a positive size like 20GiB", c.Storage.MaxSize))
+		}
 	}
-	if c.Storage.MaxAge <= 0 {
-		errs = append(errs, errors.New("storage.maxAge: must be positive"))
+	if c.Storage.MaxAge < 0 {
+		errs = append(errs, errors.New("storage.maxAge: must not be negative"))
 	}
-	if c.Storage.SweepInterval <= 0 {
-		errs = append(errs, errors.New("storage.sweepInterval: must be positive"))
+	if c.Storage.SweepInterval < 0 {
+		errs = append(errs, errors.New("storage.sweepInterval: must not be negative"))
 	}
 	if len(c.Upstreams) == 0 {
 		errs = append(errs, errors.New("upstreams: at least one upstream is needed"))
