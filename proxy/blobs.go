@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
@@ -130,49 +131,118 @@ func (h *Handler) fillBlob(ctx context.Context, rt route, d digest.Digest) error
 // before the last chunk is sent: on a mismatch the stored copy is discarded and the client's
 // connection is cut, so it sees a failed download rather than wrong content.
 //
-// The copy is a pipeline, so that it runs at the pace of its slowest stage rather than at
-// the sum of their costs: a goroutine reads the upstream into free buffers, a second writes
-// each filled buffer to the store (which hashes it), and the handler's goroutine sends each
-// stored buffer to the client one chunk behind, so the last is held back until the whole
-// blob is hashed. Each stage hands a buffer on only when done with it, and buffers return
-// to the free list once sent, so memory stays at pipelineBuffers chunks whatever the size.
+// The download (the fill) runs at the upstream's pace whatever the client does: a goroutine
+// reads the upstream into free buffers, a second writes each to the store (which hashes it)
+// and offers it to the client. The client takes buffers one chunk behind, so the last is held
+// back until the whole blob is hashed. A client that falls more than clientAhead chunks
+// behind is dropped from the feed — its queued buffers go back to the fill — and is served
+// the rest from the store once the fill has committed it. So a slow client never slows or
+// aborts the download, and an idle connection holds at most the chunk it is writing. The
+// fill is detached from the request and finishes (or fails) on its own; Close waits for it.
 func (h *Handler) streamBlob(w http.ResponseWriter, r *http.Request, rt route, d digest.Digest) error {
-	ctx, cancel := h.fillCtx(r.Context())
-	defer cancel()
-	rc, size, bw, err := h.openFill(ctx, rt, d)
+	fctx, cancel := h.fillCtx(r.Context())
+	rc, size, bw, err := h.openFill(fctx, rt, d)
 	if err != nil {
+		cancel()
 		return err
 	}
-	defer rc.Close()
 	blobHeaders(w, d)
 	if size >= 0 {
 		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
 	}
 	w.WriteHeader(http.StatusOK)
 
-	// Every piece holds a buffer from free, so no more than pipelineBuffers pieces exist
-	// and sends on read and stored never block.
-	free := make(chan []byte, pipelineBuffers)
-	for range pipelineBuffers {
-		free <- make([]byte, chunk)
+	f := newFeed()
+	h.background.Go(func() {
+		defer cancel()
+		h.fill(fctx, rt, d, size, rc, bw, f)
+	})
+	return h.follow(w, r, d, f)
+}
+
+// Sizes of the cold-blob path: fillBuffers chunk buffers per download, of which the client
+// may hold clientAhead queued plus the one it is writing.
+const (
+	fillBuffers = 6
+	clientAhead = 2
+	// writeSlice is how much is written to the client at a time, each within the client
+	// stall timeout.
+	writeSlice = 64 << 10
+	// defaultClientStall bounds one write to a client. The kernel queues up to 4 MiB per
+	// connection (tcp_wmem) and wakes a blocked writer only when half of it has drained, so
+	// a live client at 10 KiB/s may keep one write waiting for 205 s; a client that reads
+	// nothing is cut after this.
+	defaultClientStall = 5 * time.Minute
+)
+
+// feed passes a download's chunks from the fill to the client.
+type feed struct {
+	mu      sync.Mutex
+	cond    *sync.Cond
+	queue   [][]byte
+	lagging bool // the client fell behind: it reads the rest from the store
+	free    chan []byte
+	// verified is set once the whole blob was read and checked (ok tells how it went);
+	// done once the fill has ended, committed if the blob is durable in the store then.
+	verified, ok, done, committed bool
+	total                         int64
+}
+
+func newFeed() *feed {
+	f := &feed{free: make(chan []byte, fillBuffers)}
+	f.cond = sync.NewCond(&f.mu)
+	for range fillBuffers {
+		f.free <- make([]byte, chunk)
 	}
-	read, stored := make(chan piece, pipelineBuffers), make(chan piece, pipelineBuffers)
-	done := make(chan struct{})
+	return f
+}
+
+// offer hands a stored chunk to the client, or takes it back (with everything queued) when
+// the client is too far behind.
+func (f *feed) offer(buf []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.lagging && len(f.queue) < clientAhead {
+		f.queue = append(f.queue, buf)
+		f.cond.Broadcast()
+		return
+	}
+	if !f.lagging {
+		f.lagging = true
+		for _, b := range f.queue {
+			f.free <- b[:chunk]
+		}
+		f.queue = nil
+		f.cond.Broadcast()
+	}
+	f.free <- buf[:chunk]
+}
+
+// verify records that the download was read whole and checked; a failed one is also done.
+func (f *feed) verify(ok bool, total int64) {
+	f.mu.Lock()
+	f.verified, f.ok, f.total, f.done = true, ok, total, !ok
+	f.cond.Broadcast()
+	f.mu.Unlock()
+}
+
+// end records that the fill is over, with the blob durable in the store or not.
+func (f *feed) end(committed bool) {
+	f.mu.Lock()
+	f.done, f.committed = true, committed
+	f.cond.Broadcast()
+	f.mu.Unlock()
+}
+
+// fill downloads d into the store and feeds the client (see streamBlob).
+func (h *Handler) fill(ctx context.Context, rt route, d digest.Digest, size int64, rc io.ReadCloser, bw *store.BlobWriter, f *feed) {
+	defer rc.Close()
+	read := make(chan piece, fillBuffers)
 	var wg sync.WaitGroup
-	defer func() { // however the handler ends, no stage outlives it
-		close(done)
-		cancel() // unblocks a read from the upstream
-		wg.Wait()
-	}()
 	wg.Go(func() { // upstream → read; the last piece sent has err set
 		defer close(read)
 		for {
-			var buf []byte
-			select {
-			case buf = <-free:
-			case <-done:
-				return
-			}
+			buf := <-f.free
 			n, err := io.ReadFull(rc, buf)
 			if err == io.ErrUnexpectedEOF {
 				err = io.EOF
@@ -183,71 +253,143 @@ func (h *Handler) streamBlob(w http.ResponseWriter, r *http.Request, rt route, d
 			}
 		}
 	})
-	wg.Go(func() { // read → store → stored
-		for p := range read {
-			_, _ = bw.Write(p.buf)
-			stored <- p
-		}
-	})
-
-	var pending []byte // the last chunk stored, not yet sent
-	clientOK := true
 	var total int64
 	var rerr error
-	for rerr == nil {
-		p := <-stored // the stages always end with a piece that has err set
+	for p := range read { // read → store → client
+		if len(p.buf) > 0 {
+			_, _ = bw.Write(p.buf)
+			total += int64(len(p.buf))
+			f.offer(p.buf)
+		} else {
+			f.free <- p.buf[:chunk]
+		}
 		rerr = p.err
-		if len(p.buf) == 0 {
-			continue
-		}
-		total += int64(len(p.buf))
-		if pending != nil {
-			if clientOK {
-				if _, err := w.Write(pending); err != nil {
-					clientOK = false
-				}
-			}
-			free <- pending[:chunk]
-		}
-		pending = p.buf
 	}
-	// Both stages are done with bw now.
+	wg.Wait()
 	if rerr != io.EOF {
 		bw.Cancel(ctx)
 		h.log.WarnContext(ctx, "blob download failed", slog.String("digest", d.String()), slog.String("error", rerr.Error()))
-		panic(http.ErrAbortHandler)
+		f.verify(false, total)
+		return
 	}
 	if !bw.Verified() || (size >= 0 && total != size) {
 		bw.Cancel(ctx)
 		h.log.ErrorContext(ctx, "blob from upstream rejected", slog.String("upstream", rt.upstream.Name()),
 			slog.String("repo", rt.repo), slog.String("digest", d.String()),
 			slog.String("error", fmt.Sprintf("content does not match its digest (%d bytes, %d announced)", total, size)))
-		panic(http.ErrAbortHandler)
+		f.verify(false, total)
+		return
 	}
-	// Verified: the client gets the last chunk now; making the store's copy durable (an
-	// fsync of the whole blob) happens after, and requests for d meanwhile wait for it.
+	// Verified: the client may have its last chunk now; making the store's copy durable
+	// (an fsync of the whole blob) happens after, and requests for d meanwhile wait for it.
 	committed := make(chan struct{})
 	h.committing.Store(d, committed)
-	defer func() {
-		h.committing.Delete(d)
-		close(committed)
-	}()
-	if clientOK && len(pending) > 0 {
-		_, _ = w.Write(pending)
-		_ = http.NewResponseController(w).Flush()
-	}
-	if err := bw.Commit(ctx, rt.upstream.Name(), rt.repo); err != nil {
+	f.verify(true, total)
+	err := bw.Commit(ctx, rt.upstream.Name(), rt.repo)
+	if err != nil {
 		h.log.WarnContext(ctx, "caching blob failed", slog.String("digest", d.String()), slog.String("error", err.Error()))
+	}
+	h.committing.Delete(d)
+	close(committed)
+	f.end(err == nil)
+}
+
+// follow sends the feed's chunks to the client one behind, the last once the blob is
+// verified; a client that fell behind gets the rest from the store once it is committed.
+// A failed download, or a client that stalls for Options.ClientStall, ends the response early.
+func (h *Handler) follow(w http.ResponseWriter, r *http.Request, d digest.Digest, f *feed) error {
+	rcw := http.NewResponseController(w)
+	send := func(b []byte) bool {
+		for len(b) > 0 {
+			n := min(len(b), writeSlice)
+			_ = rcw.SetWriteDeadline(time.Now().Add(h.opts.ClientStall))
+			if _, err := w.Write(b[:n]); err != nil {
+				return false
+			}
+			b = b[n:]
+		}
+		return true
+	}
+	var pending []byte // the last chunk taken, not yet sent
+	var sent int64
+	f.mu.Lock()
+	for {
+		switch {
+		case f.lagging:
+			f.mu.Unlock()
+			if pending != nil {
+				f.free <- pending[:chunk]
+			}
+			return h.catchUp(w, r, d, f, sent, send)
+		case len(f.queue) > 0:
+			next := f.queue[0]
+			f.queue = f.queue[1:]
+			f.mu.Unlock()
+			if pending != nil {
+				ok := send(pending)
+				f.free <- pending[:chunk]
+				if !ok {
+					f.free <- next[:chunk]
+					return nil // the client went away; the fill goes on
+				}
+				sent += int64(len(pending))
+			}
+			pending = next
+			f.mu.Lock()
+		case f.verified:
+			ok := f.ok
+			f.mu.Unlock()
+			if !ok {
+				if pending != nil {
+					f.free <- pending[:chunk]
+				}
+				panic(http.ErrAbortHandler)
+			}
+			if pending != nil {
+				send(pending)
+				f.free <- pending[:chunk]
+			}
+			_ = rcw.Flush()
+			return nil
+		default:
+			f.cond.Wait()
+		}
+	}
+}
+
+// catchUp serves a client that fell behind from byte offset of the store's copy, once the
+// fill has committed it.
+func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request, d digest.Digest, f *feed, offset int64, send func([]byte) bool) error {
+	f.mu.Lock()
+	for !f.done {
+		f.cond.Wait()
+	}
+	ok, committed, total := f.ok, f.committed, f.total
+	f.mu.Unlock()
+	if !ok || !committed {
+		panic(http.ErrAbortHandler)
+	}
+	rc, err := h.opts.Store.OpenBlob(context.WithoutCancel(r.Context()), d, offset)
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	defer rc.Close()
+	buf := make([]byte, writeSlice)
+	for offset < total {
+		n, err := io.ReadFull(rc, buf[:min(int64(len(buf)), total-offset)])
+		if n > 0 && !send(buf[:n]) {
+			return nil
+		}
+		offset += int64(n)
+		if err != nil {
+			panic(http.ErrAbortHandler)
+		}
 	}
 	return nil
 }
 
-// pipelineBuffers is how many chunk buffers a streamed blob uses: one being read, one being
-// stored, one being sent and one held back.
-const pipelineBuffers = 4
-
-// piece is a chunk passed along streamBlob's pipeline; err is set on the last one, io.EOF
-// if the download ended well.
+// piece is a chunk passed from the upstream reader to the store; err is set on the last one,
+// io.EOF if the download ended well.
 type piece struct {
 	buf []byte
 	err error

@@ -52,6 +52,9 @@ type Options struct {
 	// FillTimeout bounds the background completion of a blob download into the cache after
 	// the client went away. Default 30m.
 	FillTimeout time.Duration
+	// ClientStall is how long one write of a blob to a client may block before the response
+	// is cut; a live client at 10 KiB/s never hits it. Default 5m.
+	ClientStall time.Duration
 	// Logger receives one line per request. Default slog.Default().
 	Logger *slog.Logger
 	// Pushers authenticates and authorises signature pushes; nil makes the proxy read-only.
@@ -120,6 +123,9 @@ func New(opts Options) (*Handler, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.ClientStall == 0 {
+		opts.ClientStall = defaultClientStall
 	}
 	if opts.Meter == nil {
 		opts.Meter = noop.NewMeterProvider().Meter("")

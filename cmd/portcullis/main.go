@@ -85,10 +85,13 @@ func serve(ctx context.Context, cfg *config.Config, a *app.App, log *slog.Logger
 	if err != nil {
 		return err
 	}
+	// No WriteTimeout: a slow but live client may take long over a large blob; the handler
+	// bounds each write instead (a stall cuts the response) and downloads never wait for it.
 	srv := &http.Server{
 		Handler:           a.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
