@@ -18,7 +18,7 @@ import (
 
 // writeError is the one place where errors become OCI error responses.
 func writeError(w http.ResponseWriter, r *http.Request, kind string, err error) {
-	status, e := classify(kind, err)
+	status, e, _ := classify(kind, err)
 	b, _ := json.Marshal(errcode.Errors{e})
 	hd := w.Header()
 	hd.Set("Content-Type", "application/json")
@@ -74,48 +74,124 @@ func writeStatusReason(w http.ResponseWriter, r *http.Request, status int, msg s
 	return true
 }
 
-func classify(kind string, err error) (int, errcode.Error) {
+// Error classes, the "error" attribute of the request metrics: whose fault a failed request
+// was. classNone is a request that did not fail.
+const (
+	classNone                = "none"
+	classDenied              = "denied"               // the policy (or the push rules) refused
+	classClient              = "client"               // the request was wrong or names nothing that exists
+	classUpstreamAuth        = "upstream_auth"        // the upstream refused portcullis's credentials
+	classUpstreamUnavailable = "upstream_unavailable" // unreachable, timed out, or rate limiting
+	classUpstreamError       = "upstream_error"       // an upstream error answer or invalid content
+	classInternal            = "internal"             // portcullis itself
+)
+
+// errorClass is the class of err for the request metrics.
+func errorClass(kind string, err error) string {
+	if err == nil {
+		return classNone
+	}
+	_, _, class := classify(kind, err)
+	return class
+}
+
+// maxMessage bounds the message of an error answer; messages of 502 and 503 answers never
+// carry an upstream's free text (see briefly).
+const maxMessage = 1024
+
+// classify turns err into the status, OCI error and error class of the answer. DENIED is the
+// policy's word alone: an upstream that refuses portcullis's credentials is a 502 "upstream
+// authentication failed", whatever status it used.
+func classify(kind string, err error) (int, errcode.Error, string) {
 	var ec errcode.Error
 	if errors.As(err, &ec) {
-		return ec.Code.Descriptor().HTTPStatusCode, ec
+		status := ec.Code.Descriptor().HTTPStatusCode
+		switch {
+		case ec.Code == errcode.ErrorCodeDenied:
+			return status, ec, classDenied
+		case status >= 500:
+			return status, ec, classInternal
+		}
+		return status, ec, classClient
 	}
 	var den *policy.DenyError
 	if errors.As(err, &den) {
-		return http.StatusForbidden, errcode.ErrorCodeDenied.WithMessage(err.Error())
+		return http.StatusForbidden, errcode.ErrorCodeDenied.WithMessage(err.Error()), classDenied
 	}
 	if errors.Is(err, errRangeNotSatisfiable) {
-		return http.StatusRequestedRangeNotSatisfiable, errcode.ErrorCodeRangeInvalid.WithMessage(err.Error())
+		return http.StatusRequestedRangeNotSatisfiable, errcode.ErrorCodeRangeInvalid.WithMessage(capped(err.Error())), classClient
 	}
 	if errors.Is(err, oci.ErrNotFound) {
+		var code errcode.ErrorCode
 		switch kind {
 		case kindManifests:
-			return http.StatusNotFound, errcode.ErrorCodeManifestUnknown.WithMessage(err.Error())
+			code = errcode.ErrorCodeManifestUnknown
 		case kindBlobs:
-			return http.StatusNotFound, errcode.ErrorCodeBlobUnknown.WithMessage(err.Error())
+			code = errcode.ErrorCodeBlobUnknown
 		default:
-			return http.StatusNotFound, errcode.ErrorCodeNameUnknown.WithMessage(err.Error())
+			code = errcode.ErrorCodeNameUnknown
 		}
+		msg := err.Error()
+		var ue *upstream.Error
+		if errors.As(err, &ue) {
+			msg = briefly(err, ue, ue.Brief())
+		}
+		return http.StatusNotFound, code.WithMessage(capped(msg)), classClient
+	}
+	var fh *upstream.ForeignHostError
+	if errors.As(err, &fh) {
+		return http.StatusBadGateway, errcode.ErrorCodeUnknown.WithMessage(capped(err.Error())), classUpstreamError
 	}
 	var ue *upstream.Error
 	if errors.As(err, &ue) {
-		switch ue.Status {
-		case http.StatusUnauthorized, http.StatusForbidden:
-			return http.StatusForbidden, errcode.ErrorCodeDenied.WithMessage(err.Error())
-		case http.StatusTooManyRequests:
-			return http.StatusTooManyRequests, errcode.ErrorCodeTooManyRequests.WithMessage(err.Error())
+		switch {
+		case ue.AuthFailed():
+			return http.StatusBadGateway, errcode.ErrorCodeUnknown.WithMessage(capped(briefly(err, ue,
+				"upstream authentication failed: "+ue.Brief()+"; check the credentials portcullis has for it"))), classUpstreamAuth
+		case ue.Status == http.StatusTooManyRequests:
+			return http.StatusTooManyRequests, errcode.ErrorCodeTooManyRequests.WithMessage(capped(briefly(err, ue, ue.Brief()))), classUpstreamUnavailable
 		}
-		return http.StatusBadGateway, errcode.ErrorCodeUnknown.WithMessage(err.Error())
+		return http.StatusBadGateway, errcode.ErrorCodeUnknown.WithMessage(capped(briefly(err, ue, ue.Brief()))), classUpstreamError
 	}
 	if errors.Is(err, oci.ErrTooLarge) {
 		code := errcode.ErrorCodeSizeInvalid
 		if kind == kindManifests {
 			code = errcode.ErrorCodeManifestInvalid
 		}
-		return http.StatusBadGateway, code.WithMessage(err.Error())
+		return http.StatusBadGateway, code.WithMessage(capped(err.Error())), classUpstreamError
 	}
 	var un *upstream.UnavailableError
-	if errors.As(err, &un) || errors.Is(err, context.DeadlineExceeded) {
-		return http.StatusServiceUnavailable, errcode.ErrorCodeUnavailable.WithMessage(err.Error())
+	if errors.As(err, &un) {
+		return http.StatusServiceUnavailable, errcode.ErrorCodeUnavailable.WithMessage(capped(briefly(err, un, un.Brief()))), classUpstreamUnavailable
 	}
-	return http.StatusBadGateway, errcode.ErrorCodeUnknown.WithMessage(err.Error())
+	if errors.Is(err, context.DeadlineExceeded) {
+		return http.StatusServiceUnavailable, errcode.ErrorCodeUnavailable.WithMessage(capped(err.Error())), classUpstreamUnavailable
+	}
+	return http.StatusBadGateway, errcode.ErrorCodeUnknown.WithMessage(capped(err.Error())), classUpstreamError
+}
+
+// briefly is err's message with the text of inner, an upstream error in err's chain, replaced
+// by short: the context portcullis added ("manifest demo/app:v1: ") is kept, the upstream's
+// own words (and the URLs of the transport's errors) are not. Without a recognisable
+// context, it is short alone.
+func briefly(err, inner error, short string) string {
+	if prefix, ok := strings.CutSuffix(err.Error(), inner.Error()); ok {
+		return prefix + short
+	}
+	return short
+}
+
+// capped bounds msg at maxMessage bytes of printable ASCII (a message may quote names a
+// client or an upstream chose).
+func capped(msg string) string {
+	if len(msg) > maxMessage {
+		msg = msg[:maxMessage-3] + "..."
+	}
+	b := []byte(msg)
+	for i, c := range b {
+		if c < 0x20 || c == 0x7f {
+			b[i] = ' '
+		}
+	}
+	return string(b)
 }

@@ -175,7 +175,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		h.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 		mattrs := metric.WithAttributes(attribute.String("method", r.Method), attribute.String("endpoint", info.rt.kind),
-			attribute.Int("status", rec.status), attribute.String("source", info.source))
+			attribute.Int("status", rec.status), attribute.String("source", info.source),
+			attribute.String("error", errorClass(info.rt.kind, info.err)))
 		h.requests.Add(r.Context(), 1, mattrs)
 		h.duration.Record(r.Context(), time.Since(start).Seconds(), mattrs)
 	}()

@@ -340,7 +340,7 @@ func TestUpstreamFaults(t *testing.T) {
 			}
 			w.WriteHeader(http.StatusForbidden)
 			return true
-		}, 403, "DENIED"},
+		}, 502, "UNKNOWN"}, // DENIED is the policy's word: this is "upstream authentication failed"
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, func(uc *upstream.Config, _ *proxy.Options) { uc.Timeout = 300 * time.Millisecond })

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -48,6 +49,21 @@ type Config struct {
 	Timeout time.Duration `mapstructure:"timeout"`
 	// Retries is how many times a failed idempotent request is retried with backoff. Default 3.
 	Retries *int `mapstructure:"retries"`
+	// AllowedHosts are the hosts besides the URL's own that portcullis may connect to for
+	// this upstream: where it redirects blob downloads (a CDN) and where its token realm
+	// is. Each entry is host[:port] (a DNS name, an IPv4 address or a bracketed IPv6
+	// address), or *.domain[:port] for every host under domain; without a port, the
+	// default port of the scheme (443, or 80 for an insecure upstream). No schemes or
+	// paths. Docker Hub needs "auth.docker.io" (its token realm) and
+	// "production.cloudflare.docker.com" (its blob CDN).
+	//
+	// Nothing else is ever contacted: a redirect, token realm, upload location or /v2/
+	// handshake that leads elsewhere fails with a *ForeignHostError before a connection is
+	// made. The upstream's credentials go only to the URL's host (Basic, bearer tokens) and
+	// to a token realm on an allowed host (Basic, to get a token), and over plain http only
+	// when Insecure is set. An allowed host used as a token realm therefore receives the
+	// credentials: list only hosts the upstream's operator runs or trusts.
+	AllowedHosts []string `mapstructure:"allowedHosts"`
 }
 
 // BasicAuth is a username and password for an upstream.
@@ -97,6 +113,11 @@ func (c Config) Validate() error {
 	if c.Retries != nil && (*c.Retries < 0 || *c.Retries > 10) {
 		return errors.New("retries: must be between 0 and 10")
 	}
+	for i, h := range c.AllowedHosts {
+		if _, err := parseHostPattern(h); err != nil {
+			return fmt.Errorf("allowedHosts[%d]: %w", i, err)
+		}
+	}
 	return nil
 }
 
@@ -111,6 +132,7 @@ type Client struct {
 	timeout   time.Duration
 	auth      func() (authn.Authenticator, error)
 	inner     http.RoundTripper
+	hosts     *hostPolicy
 
 	mu          sync.Mutex
 	transports  *expirable.LRU[string, http.RoundTripper] // authenticated transports by repository
@@ -170,7 +192,14 @@ func New(c Config, base *http.Transport) (*Client, error) {
 	if c.Retries != nil {
 		retries = *c.Retries
 	}
-	var inner http.RoundTripper = transport.NewUserAgent(base, "portcullis")
+	hosts, err := newHostPolicy(c.Name, u, c.Insecure, c.AllowedHosts)
+	if err != nil {
+		return nil, err
+	}
+	// The guard wraps the only *http.Transport the client has: whatever sends a request
+	// (go-containerregistry's ping, token exchange and remote writer, any http.Client's
+	// redirects) goes through it.
+	var inner http.RoundTripper = transport.NewUserAgent(&hostGuard{policy: hosts, next: base}, "portcullis")
 	if retries > 0 {
 		inner = transport.NewRetry(inner,
 			transport.WithRetryBackoff(transport.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: retries + 1}),
@@ -184,6 +213,7 @@ func New(c Config, base *http.Transport) (*Client, error) {
 		dockerHub:  c.Name == "docker.io" || u.Host == "registry-1.docker.io" || u.Host == "index.docker.io",
 		timeout:    timeout,
 		inner:      inner,
+		hosts:      hosts,
 		transports: expirable.NewLRU[string, http.RoundTripper](1024, nil, 10*time.Minute),
 	}
 	switch {
@@ -245,13 +275,25 @@ func (u *Client) transport(ctx context.Context, repo string, push bool) (http.Ro
 // authenticate does what transport.NewWithContext does, with the upstream's challenge (its
 // answer to GET /v2/) remembered rather than asked for again for every repository: a bearer
 // token exchange for scope when the upstream wants one, static or no credentials otherwise.
+// The handshake and the token fetch together take at most the upstream's timeout. A token
+// realm must be on the upstream's host or one of its allowedHosts (and https unless the
+// upstream is insecure): the credentials are sent there.
 func (u *Client) authenticate(ctx context.Context, auth authn.Authenticator, scope string) (http.RoundTripper, error) {
+	ctx, cancel := context.WithTimeout(ctx, u.timeout)
+	defer cancel()
 	pr, err := u.ping(ctx)
 	if err != nil {
 		return nil, err
 	}
 	tok := &transport.Token{}
 	if strings.EqualFold(pr.Scheme, "bearer") {
+		realm, err := url.Parse(pr.Parameters["realm"])
+		if err != nil || realm.Host == "" {
+			return nil, fmt.Errorf("upstream %s: token realm %q is not a URL", u.name, printable(pr.Parameters["realm"]))
+		}
+		if err := u.hosts.check(realm, "token realm"); err != nil {
+			return nil, err
+		}
 		if tok, err = transport.Exchange(ctx, u.reg, auth, u.inner, []string{scope}, pr); err != nil {
 			return nil, err
 		}
@@ -260,7 +302,9 @@ func (u *Client) authenticate(ctx context.Context, auth authn.Authenticator, sco
 }
 
 // ping returns the upstream's authentication challenge, asking for it at most once per
-// challengeTTL however many requests need it at the same time.
+// challengeTTL however many requests need it at the same time. The shared request is
+// detached from any one caller's cancellation and bounded by the upstream's timeout; each
+// caller waits for it only as long as its own context allows.
 func (u *Client) ping(ctx context.Context) (*transport.Challenge, error) {
 	u.mu.Lock()
 	pr, at := u.challenge, u.challengeAt
@@ -268,9 +312,14 @@ func (u *Client) ping(ctx context.Context) (*transport.Challenge, error) {
 	if pr != nil && time.Since(at) < challengeTTL {
 		return pr, nil
 	}
-	v, err, _ := u.pings.Do("", func() (any, error) {
-		pr, err := transport.Ping(context.WithoutCancel(ctx), u.reg, u.inner)
+	ch := u.pings.DoChan("", func() (any, error) {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), u.timeout)
+		defer cancel()
+		pr, err := transport.Ping(pctx, u.reg, u.inner)
 		if err != nil {
+			if pctx.Err() != nil {
+				err = fmt.Errorf("GET /v2/: no answer within %s: %w", u.timeout, pctx.Err())
+			}
 			return nil, err
 		}
 		u.mu.Lock()
@@ -278,30 +327,35 @@ func (u *Client) ping(ctx context.Context) (*transport.Challenge, error) {
 		u.mu.Unlock()
 		return pr, nil
 	})
-	if err != nil {
-		return nil, err
+	select {
+	case <-ctx.Done():
+		return nil, fmt.Errorf("GET /v2/: %w", ctx.Err())
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*transport.Challenge), nil
 	}
-	return v.(*transport.Challenge), nil
 }
 
-// client returns an HTTP client authenticated for pulls from repo. Redirects are followed
-// only to the upstream's own host or to https URLs (blob storage), at most 5 times, and the
-// upstream's credentials are never sent to another host.
+// client returns an HTTP client authenticated for pulls from repo. Redirects are followed at
+// most 5 times, only to the upstream's own host or one of its allowedHosts (over https
+// unless the upstream is insecure); the upstream's credentials are never sent to another
+// host (go-containerregistry's transports add them only for the upstream's host).
 func (u *Client) client(ctx context.Context, repo string) (*http.Client, error) {
 	t, err := u.transport(ctx, repo, false)
 	if err != nil {
 		return nil, err
 	}
-	host := u.base.Host
-	return &http.Client{Transport: t, CheckRedirect: func(req *http.Request, via []*http.Request) error {
-		if len(via) >= 5 {
-			return errors.New("too many redirects")
-		}
-		if req.URL.Host != host && req.URL.Scheme != "https" {
-			return fmt.Errorf("refusing redirect to %s: only https or the upstream itself", req.URL.Redacted())
-		}
-		return nil
-	}}, nil
+	return &http.Client{Transport: t, CheckRedirect: u.checkRedirect}, nil
+}
+
+// checkRedirect is the redirect policy of every http.Client the Client makes.
+func (u *Client) checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 5 {
+		return fmt.Errorf("upstream %s: more than 5 redirects", u.name)
+	}
+	return u.hosts.check(req.URL, "redirect")
 }
 
 // Error is a non-success answer from an upstream registry.
@@ -321,6 +375,33 @@ func (e *Error) Error() string {
 	return fmt.Sprintf("upstream %s answered %d: %s", e.Upstream, e.Status, msg)
 }
 
+// AuthFailed reports whether the upstream refused portcullis's own credentials (or their
+// absence): a 401 or 403, from a registry request, its /v2/ handshake or its token realm.
+func (e *Error) AuthFailed() bool {
+	return e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden
+}
+
+// Brief says what the upstream answered without its free text, for clients: the status and
+// the OCI error codes (at most 4, each a short upper-case word).
+func (e *Error) Brief() string {
+	s := fmt.Sprintf("upstream %s answered %d %s", e.Upstream, e.Status, http.StatusText(e.Status))
+	var codes []string
+	for _, c := range e.Codes {
+		if len(codes) == 4 {
+			break
+		}
+		if codeRE.MatchString(c) {
+			codes = append(codes, c)
+		}
+	}
+	if len(codes) > 0 {
+		s += " (" + strings.Join(codes, ", ") + ")"
+	}
+	return s
+}
+
+var codeRE = regexp.MustCompile(`^[A-Z][A-Z_]{0,31}$`)
+
 // Is makes a 404 match oci.ErrNotFound.
 func (e *Error) Is(target error) bool {
 	return target == oci.ErrNotFound && e.Status == http.StatusNotFound
@@ -338,14 +419,43 @@ func (e *UnavailableError) Error() string {
 
 func (e *UnavailableError) Unwrap() error { return e.Err }
 
+// Brief says why the upstream is unavailable without the transport's text (which names
+// URLs, possibly signed ones), for clients.
+func (e *UnavailableError) Brief() string {
+	var (
+		dns *net.DNSError
+		ne  net.Error
+		cv  *tls.CertificateVerificationError
+	)
+	switch {
+	case errors.Is(e.Err, context.DeadlineExceeded) || (errors.As(e.Err, &ne) && ne.Timeout()):
+		return fmt.Sprintf("upstream %s did not answer in time", e.Upstream)
+	case errors.Is(e.Err, context.Canceled):
+		return fmt.Sprintf("upstream %s: request cancelled", e.Upstream)
+	case errors.As(e.Err, &dns):
+		return fmt.Sprintf("upstream %s unavailable: its host name does not resolve", e.Upstream)
+	case errors.As(e.Err, &cv):
+		return fmt.Sprintf("upstream %s unavailable: its TLS certificate is not trusted", e.Upstream)
+	case errors.Is(e.Err, syscall.ECONNREFUSED):
+		return fmt.Sprintf("upstream %s unavailable: connection refused", e.Upstream)
+	case errors.Is(e.Err, syscall.ECONNRESET) || errors.Is(e.Err, io.ErrUnexpectedEOF) || errors.Is(e.Err, io.EOF):
+		return fmt.Sprintf("upstream %s unavailable: connection lost", e.Upstream)
+	}
+	return fmt.Sprintf("upstream %s unavailable", e.Upstream)
+}
+
 func (u *Client) wrapErr(err error) error {
+	var fh *ForeignHostError
+	if errors.As(err, &fh) {
+		return fh
+	}
 	var te *transport.Error
 	if errors.As(err, &te) {
 		ue := &Error{Upstream: u.name, Status: te.StatusCode}
 		for _, d := range te.Errors {
 			ue.Codes = append(ue.Codes, string(d.Code))
 			if ue.Message == "" {
-				ue.Message = d.Message
+				ue.Message = printable(d.Message)
 			}
 		}
 		return ue
@@ -435,10 +545,18 @@ func (u *Client) HeadManifest(ctx context.Context, repo, ref string) (digest.Dig
 }
 
 // OpenBlob starts a download of blob d. The body is not verified: the caller must check it
-// against d. A body that stalls for longer than the upstream timeout fails.
+// against d. Authentication, redirects and the wait for the body's first byte together take
+// at most the upstream timeout; then a body that stalls for longer than it fails.
 func (u *Client) OpenBlob(ctx context.Context, repo string, d digest.Digest) (io.ReadCloser, int64, error) {
 	ctx, cancel := context.WithCancel(ctx)
+	deadline := time.AfterFunc(u.timeout, cancel)
 	resp, err := u.do(ctx, http.MethodGet, repo, "/v2/"+repo+"/blobs/"+d.String(), "", nil, http.StatusOK)
+	if fired := !deadline.Stop(); fired && (err == nil || errors.Is(err, context.Canceled)) {
+		if err == nil {
+			resp.Body.Close()
+		}
+		err = &UnavailableError{Upstream: u.name, Err: fmt.Errorf("no answer within %s: %w", u.timeout, context.DeadlineExceeded)}
+	}
 	if err != nil {
 		cancel()
 		return nil, 0, fmt.Errorf("blob %s@%s: %w", repo, d, err)

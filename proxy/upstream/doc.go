@@ -1,9 +1,13 @@
 // Package upstream is portcullis's one registry client: the edge's upstream requests, the
 // verifier's reads (it implements verify.Registry) and the CLI's pushes all go through it.
 //
-// A Client talks to one configured registry and to no other host: redirects are followed
-// only to the registry itself or to https URLs (blob storage), and credentials are sent only
-// through go-containerregistry's authenticated transports scoped to one repository.
+// A Client talks to one configured registry and to the hosts its configuration allows
+// (Config.AllowedHosts: a token realm, a blob CDN), and to no other host: its only
+// *http.Transport is wrapped in a guard that refuses, before connecting, any request — the
+// /v2/ handshake, a token fetch, a redirect, an upload location — to another host, or over
+// plain http unless the upstream is insecure (*ForeignHostError). Credentials are sent only
+// through go-containerregistry's authenticated transports scoped to one repository, which
+// add them only for the registry's own host, and to a token realm that the guard allows.
 //
 // Invariants:
 //   - The authentication challenge (GET /v2/) is asked once per registry per 10 minutes;
@@ -17,8 +21,15 @@
 //     endpoint for at most 16 pages (more is an error, never a truncated list), or, when the
 //     registry has no such API (remembered for 10 minutes), from the referrers tag schema
 //     index "sha256-<hex>".
-//   - Non-success answers are *Error (with the registry's OCI error codes); transport
-//     failures and timeouts are *UnavailableError.
+//   - Every call is bounded by the timeout, retries included: the /v2/ handshake (shared by
+//     concurrent callers, each waiting only as long as its own context allows), the token
+//     fetch, a manifest, tag list, referrers page, HEAD, DELETE or manifest PUT; a blob's
+//     first byte, then each stall of its body. A blob upload's body is not bounded.
+//   - Non-success answers are *Error (with the registry's OCI error codes; 401 and 403 are
+//     AuthFailed); transport failures and timeouts are *UnavailableError; hosts refused by
+//     the guard are *ForeignHostError. Brief() spells the first two without the upstream's
+//     free text or URLs, for clients.
 //
-// Defaults: 30s timeout per request, 3 retries with backoff for idempotent requests.
+// Defaults: 30s timeout per request, 3 retries with backoff for idempotent requests, no
+// allowed hosts.
 package upstream

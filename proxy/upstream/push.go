@@ -32,7 +32,10 @@ func (u *Client) remote(ctx context.Context, repo string) (name.Repository, []re
 	return r, []remote.Option{remote.WithTransport(t), remote.WithContext(ctx)}, nil
 }
 
-// PushBlob uploads l to repo (unless the upstream has it already).
+// PushBlob uploads l to repo (unless the upstream has it already). Authentication is bounded
+// by the upstream timeout, and so is each wait for an answer; the upload itself is not (a
+// large blob takes as long as it takes). Upload locations on other hosts than the upstream
+// and its allowedHosts are refused.
 func (u *Client) PushBlob(ctx context.Context, repo string, l v1.Layer) error {
 	r, opts, err := u.remote(ctx, repo)
 	if err != nil {
@@ -45,8 +48,10 @@ func (u *Client) PushBlob(ctx context.Context, repo string, l v1.Layer) error {
 	return nil
 }
 
-// PutManifest puts m in repo under ref, a tag or m's digest.
+// PutManifest puts m in repo under ref, a tag or m's digest, within the upstream timeout.
 func (u *Client) PutManifest(ctx context.Context, repo, ref string, m oci.Manifest) error {
+	ctx, cancel := context.WithTimeout(ctx, u.timeout)
+	defer cancel()
 	r, opts, err := u.remote(ctx, repo)
 	if err != nil {
 		return err
@@ -62,8 +67,10 @@ func (u *Client) PutManifest(ctx context.Context, repo, ref string, m oci.Manife
 }
 
 // Delete deletes ref (a digest, or a tag for manifests) of kind "manifests" or "blobs" in
-// repo, where the upstream allows it.
+// repo, where the upstream allows it, within the upstream timeout.
 func (u *Client) Delete(ctx context.Context, repo, kind, ref string) error {
+	ctx, cancel := context.WithTimeout(ctx, u.timeout)
+	defer cancel()
 	t, err := u.transport(ctx, repo, true)
 	if err != nil {
 		return err
@@ -74,7 +81,7 @@ func (u *Client) Delete(ctx context.Context, repo, kind, ref string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := (&http.Client{Transport: t}).Do(req)
+	resp, err := (&http.Client{Transport: t, CheckRedirect: u.checkRedirect}).Do(req)
 	if err != nil {
 		return u.wrapErr(err)
 	}
@@ -84,7 +91,7 @@ func (u *Client) Delete(ctx context.Context, repo, kind, ref string) error {
 		return nil
 	}
 	b, _ := oci.ReadCapped(resp.Body, 64<<10)
-	return &Error{Upstream: u.name, Status: resp.StatusCode, Message: strings.TrimSpace(string(b))}
+	return &Error{Upstream: u.name, Status: resp.StatusCode, Message: printable(strings.TrimSpace(string(b)))}
 }
 
 type rawManifest struct {
