@@ -141,6 +141,8 @@ func (r *Registries) Client(ctx context.Context, host string) (*upstream.Client,
 		URL:      scheme + "://" + host,
 		Insecure: scheme == "http" || r.opts.AllowInsecure,
 		Keychain: r.opts.Username == "",
+		// The user names the registry; follow its token realm and blob CDN as cosign does.
+		AnyHostUnsafe: true,
 	}
 	if r.opts.Username != "" {
 		cfg.Auth = &upstream.BasicAuth{Username: r.opts.Username, Password: r.opts.Password}

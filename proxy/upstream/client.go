@@ -64,6 +64,10 @@ type Config struct {
 	// when Insecure is set. An allowed host used as a token realm therefore receives the
 	// credentials: list only hosts the upstream's operator runs or trusts.
 	AllowedHosts []string `mapstructure:"allowedHosts"`
+	// AnyHostUnsafe lets the client follow the registry to any host (over https, or http
+	// when Insecure), as cosign and crane do: for the CLI, which talks to registries a user
+	// names, never for the proxy. It cannot be set from the configuration file.
+	AnyHostUnsafe bool `mapstructure:"-"`
 }
 
 // BasicAuth is a username and password for an upstream.
@@ -193,6 +197,9 @@ func New(c Config, base *http.Transport) (*Client, error) {
 		retries = *c.Retries
 	}
 	hosts, err := newHostPolicy(c.Name, u, c.Insecure, c.AllowedHosts)
+	if hosts != nil {
+		hosts.any = c.AnyHostUnsafe
+	}
 	if err != nil {
 		return nil, err
 	}
