@@ -203,14 +203,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *requestInf
 		}
 		if p := h.opts.Pushers; p != nil {
 			// Docker's convention: challenge so that clients send (and `login` checks)
-			// credentials. Pulls stay anonymous.
+			// credentials. Pulls stay anonymous. A request without credentials is answered
+			// without hashing anything; a throttled address gets 429.
 			user, err := p.Authenticate(r)
 			if err != nil || user == "" {
-				p.Challenge(w)
-				if err == nil {
-					err = errors.New("authentication required to push; pulls need none")
-				}
-				return errcode.ErrorCodeUnauthorized.WithMessage(err.Error())
+				return loginFailed(w, p, err, "authentication required to push; pulls need none")
 			}
 			info.user = user
 		}

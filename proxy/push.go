@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/proxy/pushauth"
 	"github.com/portcullis/portcullis/proxy/store"
 	"github.com/portcullis/portcullis/verify"
 	"github.com/portcullis/portcullis/verify/oci"
@@ -36,6 +39,7 @@ type upload struct {
 	id     string
 	image  string
 	user   string
+	limit  int64 // see pushLimit
 	size   int64
 	chunks int
 }
@@ -50,7 +54,8 @@ func newUploads(st *store.Store, background *sync.WaitGroup) *expirable.LRU[stri
 }
 
 // authorizePush returns the authenticated user allowed to write image, or the error to
-// answer: 401 without (valid) credentials, 403 when the user has no grant for image.
+// answer: 401 without (valid) credentials, 429 when the client's address made too many
+// failed logins, 403 when the user has no grant for image.
 func (h *Handler) authorizePush(w http.ResponseWriter, r *http.Request, image string) (string, error) {
 	p := h.opts.Pushers
 	if p == nil {
@@ -58,17 +63,27 @@ func (h *Handler) authorizePush(w http.ResponseWriter, r *http.Request, image st
 	}
 	user, err := p.Authenticate(r)
 	if err != nil || user == "" {
-		p.Challenge(w)
-		msg := "authentication required to push"
-		if err != nil {
-			msg = err.Error()
-		}
-		return "", errcode.ErrorCodeUnauthorized.WithMessage(msg)
+		return "", loginFailed(w, p, err, "authentication required to push")
 	}
 	if !p.MayPush(user, image) {
 		return "", errcode.ErrorCodeDenied.WithMessage(fmt.Sprintf("user %q may not push to %s", user, image))
 	}
 	return user, nil
+}
+
+// loginFailed is the answer to a request that Authenticate did not authenticate (err, or
+// no credentials: then msg says what they are needed for): 429 TOOMANYREQUESTS with
+// Retry-After for a throttled address, otherwise 401 UNAUTHORIZED with a challenge.
+func loginFailed(w http.ResponseWriter, p *pushauth.Pushers, err error, msg string) error {
+	if te, ok := errors.AsType[*pushauth.ThrottledError](err); ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(max(1, math.Ceil(te.RetryAfter.Seconds())))))
+		return errcode.ErrorCodeTooManyRequests.WithMessage(te.Error())
+	}
+	p.Challenge(w)
+	if err != nil {
+		msg = err.Error()
+	}
+	return errcode.ErrorCodeUnauthorized.WithMessage(msg)
 }
 
 // servePush handles the write side: blob uploads, manifest PUT and DELETE.
@@ -95,10 +110,10 @@ func (h *Handler) servePush(w http.ResponseWriter, r *http.Request, rt route, in
 	return errcode.ErrorCodeUnsupported.WithMessage(fmt.Sprintf("%s %s is not supported", r.Method, r.URL.Path))
 }
 
-// serveUpload implements the blob upload protocol: POST (monolithic with ?digest=, or a
-// session; ?mount= is answered with a session), PATCH chunks, PUT ?digest= to finish, GET
-// status, DELETE cancel. Blobs are checked against their digest before they are pushed to
-// the upstream with the proxy's credentials.
+// serveUpload implements the blob upload protocol: POST (monolithic with ?digest=, a mount
+// with ?mount=&from=, or a session), PATCH chunks, PUT ?digest= to finish, GET status, DELETE
+// cancel. Blobs are checked against their digest before they are pushed to the upstream
+// with the proxy's credentials, and capped by pushLimit.
 func (h *Handler) serveUpload(w http.ResponseWriter, r *http.Request, rt route, user string) error {
 	ctx := r.Context()
 	base := "/v2/" + rt.name + "/blobs/uploads/"
@@ -107,26 +122,24 @@ func (h *Handler) serveUpload(w http.ResponseWriter, r *http.Request, rt route, 
 		if id != "" {
 			return errcode.ErrorCodeUnsupported.WithMessage("POST goes to " + base)
 		}
+		limit := h.pushLimit(rt.image())
 		if dgst := r.URL.Query().Get("digest"); dgst != "" {
 			d, err := digest.Parse(dgst)
 			if err != nil {
 				return errcode.ErrorCodeDigestInvalid.WithMessage(err.Error())
 			}
-			return h.finishUpload(w, r, rt, &upload{id: newID(), image: rt.image(), user: user}, d)
+			return h.finishUpload(w, r, rt, &upload{id: newID(), image: rt.image(), user: user, limit: limit}, d)
 		}
 		if mount := r.URL.Query().Get("mount"); mount != "" {
-			if d, err := digest.Parse(mount); err == nil {
-				if size, _, err := h.opts.Store.BlobSize(ctx, rt.upstream.Name(), rt.repo, d); err == nil {
-					if err := h.pushBlob(ctx, rt, d, size); err == nil {
-						if err := h.opts.Store.LinkBlob(ctx, rt.upstream.Name(), rt.repo, d); err != nil {
-							return err
-						}
-						return blobCreated(w, rt, d)
-					}
-				}
+			d, ok, err := h.mountBlob(ctx, rt, user, mount, r.URL.Query().Get("from"), limit)
+			if err != nil {
+				return err
+			}
+			if ok {
+				return blobCreated(w, rt, d)
 			}
 		}
-		u := &upload{id: newID(), image: rt.image(), user: user}
+		u := &upload{id: newID(), image: rt.image(), user: user, limit: limit}
 		h.uploads.Add(u.id, u)
 		return uploadAccepted(w, base, u, http.StatusAccepted)
 	}
@@ -148,7 +161,7 @@ func (h *Handler) serveUpload(w http.ResponseWriter, r *http.Request, rt route, 
 		if err := checkChunkStart(w, r, u); err != nil {
 			return err
 		}
-		if err := h.appendChunk(ctx, u, r.Body); err != nil {
+		if err := h.appendChunk(ctx, u, r); err != nil {
 			return err
 		}
 		return uploadAccepted(w, base, u, http.StatusAccepted)
@@ -166,6 +179,53 @@ func (h *Handler) serveUpload(w http.ResponseWriter, r *http.Request, rt route, 
 	return errcode.ErrorCodeUnsupported.WithMessage(r.Method + " is not part of the upload protocol")
 }
 
+// mountBlob mounts blob mount of repository from into rt's repository, as the client's POST
+// ?mount=&from= asks: only when from names a repository of the same upstream, the blob came
+// through portcullis there (pushed or fetched for it: linked in the store), user may read it
+// there (an admitted manifest there references it, or user may push to from), and it is within
+// rt's push limit. The blob is then pushed to rt's repository upstream. Anything else
+// (including a mount without from) is not an error: it reports false, and the client gets an
+// upload session, as the distribution spec allows.
+func (h *Handler) mountBlob(ctx context.Context, rt route, user, mount, from string, limit int64) (digest.Digest, bool, error) {
+	d, err := digest.Parse(mount)
+	if err != nil || from == "" {
+		return "", false, nil
+	}
+	q := url.Values{}
+	if rt.ns != "" {
+		q.Set("ns", rt.ns)
+	}
+	src, err := h.opts.Upstreams.parseRoute(&http.Request{Method: http.MethodGet,
+		URL: &url.URL{Path: "/v2/" + from + "/blobs/" + d.String(), RawQuery: q.Encode()}})
+	if err != nil || src.kind != kindBlobs || src.upstream != rt.upstream {
+		return "", false, nil
+	}
+	size, linked, err := h.opts.Store.BlobSize(ctx, src.upstream.Name(), src.repo, d)
+	if err != nil || !linked || size > limit {
+		return "", false, nil
+	}
+	if !h.opts.Pushers.MayPush(user, src.image()) {
+		granted := h.grants.blobs.Contains(grantKey(src, d))
+		if !granted {
+			if granted, err = h.opts.Store.Granted(ctx, src.upstream.Name(), src.repo, d); err != nil {
+				h.log.WarnContext(ctx, "content store read failed", slog.String("error", err.Error()))
+			}
+		}
+		if !granted {
+			return "", false, nil
+		}
+	}
+	if err := h.pushBlob(ctx, rt, d, size); err != nil {
+		h.log.WarnContext(ctx, "mounting a blob failed: an upload session is offered", slog.String("digest", d.String()),
+			slog.String("from", src.image()), slog.String("error", err.Error()))
+		return "", false, nil
+	}
+	if err := h.opts.Store.LinkBlob(ctx, rt.upstream.Name(), rt.repo, d); err != nil {
+		return "", false, err
+	}
+	return d, true, nil
+}
+
 // checkChunkStart refuses a chunk whose Content-Range does not start where the upload is.
 func checkChunkStart(w http.ResponseWriter, r *http.Request, u *upload) error {
 	cr := r.Header.Get("Content-Range")
@@ -180,19 +240,50 @@ func checkChunkStart(w http.ResponseWriter, r *http.Request, u *upload) error {
 	return nil
 }
 
-// maxPushBlob caps one pushed blob; signatures are small, and plain push-through is for
-// tests and small artifacts, not image builds.
-const maxPushBlob = 512 << 20
+// Push size limits. Outside plain push-through only signatures may be pushed, and their
+// blobs are capped at what the signature check reads anyway (verify.DefaultMaxArtifactLayerSize,
+// 16 MiB): a sigstore bundle with its certificate chain is a few KiB, but an attestation's
+// layer is a DSSE envelope of its whole predicate, base64-encoded, and SBOM predicates run to
+// several MiB. Plain push-through is for tests and small artifacts, not image builds.
+const (
+	maxSignatureBlob = verify.DefaultMaxArtifactLayerSize
+	maxPushBlob      = 512 << 20
+)
 
-func (h *Handler) appendChunk(ctx context.Context, u *upload, body io.Reader) error {
-	n, err := h.opts.Store.PutChunk(ctx, u.id, u.chunks, io.LimitReader(body, maxPushBlob-u.size+1))
+// pushLimit is the largest blob that may be pushed to image.
+func (h *Handler) pushLimit(image string) int64 {
+	if h.opts.Pushers.PlainPush(image) {
+		return maxPushBlob
+	}
+	return maxSignatureBlob
+}
+
+// tooLarge is the answer to a blob over u's limit.
+func tooLarge(u *upload) error {
+	if u.limit < maxPushBlob {
+		return errcode.ErrorCodeSizeInvalid.WithMessage(fmt.Sprintf(
+			"blob over the %d byte (%d MiB) limit for signature pushes to %s", u.limit, u.limit>>20, u.image))
+	}
+	return errcode.ErrorCodeSizeInvalid.WithMessage(fmt.Sprintf(
+		"blob over the %d byte (%d MiB) push limit", u.limit, u.limit>>20))
+}
+
+// appendChunk stores body as u's next chunk. An upload that goes over its limit is
+// refused, without reading past the limit, and its session is dropped.
+func (h *Handler) appendChunk(ctx context.Context, u *upload, r *http.Request) error {
+	if r.ContentLength > u.limit-u.size {
+		h.uploads.Remove(u.id)
+		return tooLarge(u)
+	}
+	n, err := h.opts.Store.PutChunk(ctx, u.id, u.chunks, io.LimitReader(r.Body, u.limit-u.size+1))
 	if err != nil {
 		return err
 	}
 	u.chunks++
 	u.size += n
-	if u.size > maxPushBlob {
-		return errcode.ErrorCodeSizeInvalid.WithMessage(fmt.Sprintf("blob over the %d byte push limit", maxPushBlob))
+	if u.size > u.limit {
+		h.uploads.Remove(u.id)
+		return tooLarge(u)
 	}
 	return nil
 }
@@ -203,7 +294,7 @@ func (h *Handler) finishUpload(w http.ResponseWriter, r *http.Request, rt route,
 	ctx := r.Context()
 	st := h.opts.Store
 	defer st.DeleteUpload(context.WithoutCancel(ctx), u.id)
-	if err := h.appendChunk(ctx, u, r.Body); err != nil {
+	if err := h.appendChunk(ctx, u, r); err != nil {
 		return err
 	}
 	bw, err := st.NewBlobWriter(ctx, d)

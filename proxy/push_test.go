@@ -8,11 +8,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/opencontainers/go-digest"
@@ -22,6 +27,7 @@ import (
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
 	"github.com/portcullis/portcullis/proxy/pushauth"
+	"github.com/portcullis/portcullis/proxy/store"
 	"github.com/portcullis/portcullis/proxy/upstream"
 	"github.com/portcullis/portcullis/verify"
 )
@@ -323,5 +329,347 @@ func TestDenialReasonInStatusLine(t *testing.T) {
 	// The connection was handed back closed, and the next request works.
 	if resp, _ := e.get(t, http.MethodGet, "/v2/demo/app/tags/list"); resp.StatusCode != http.StatusOK {
 		t.Errorf("next request: %d", resp.StatusCode)
+	}
+}
+
+// pushUsersEnv is a proxy with push users ci (signed/** and scratch/**) and ops (private/**),
+// whose password is their name; scratch/** is open to plain push-through.
+func pushUsersEnv(t *testing.T, gate proxy.Gate, opts ...pushauth.Option) (*env, *pushauth.Pushers) {
+	t.Helper()
+	var file strings.Builder
+	for _, user := range []string{"ci", "ops"} {
+		hash, _ := bcrypt.GenerateFromPassword([]byte(user), bcrypt.MinCost)
+		fmt.Fprintf(&file, "%s:%s\n", user, hash)
+	}
+	p, err := pushauth.New(pushauth.Config{
+		Htpasswd: "htpasswd",
+		Users: []pushauth.User{
+			{Name: "ci", Images: []string{upName + "/signed/**", upName + "/scratch/**"}},
+			{Name: "ops", Images: []string{upName + "/private/**"}},
+		},
+		PassThrough: pushauth.PassThrough{Images: []string{upName + "/scratch/**"}, Allow: "any"},
+	}, []byte(file.String()), opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newEnv(t, func(uc *upstream.Config, o *proxy.Options) {
+		// Blobs of the push limit's size: the upstream (under the race detector) may take
+		// more than the usual 2s to answer their upload, and the in-memory driver is slow
+		// with them, so the store is on disk.
+		uc.Timeout = 30 * time.Second
+		o.Store = store.New(filesystem.New(filesystem.DriverParameters{RootDirectory: t.TempDir(), MaxThreads: 100}))
+		o.Gate, o.Pushers, o.Artifacts = gate, p, verify.New()
+	}), p
+}
+
+// send makes a request as user (password: its name; "" for none).
+func (e *env) send(t *testing.T, method, path, user string, body io.Reader, size int64) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, e.proxy.URL+path, body)
+	req.ContentLength = size
+	if user != "" {
+		req.SetBasicAuth(user, user)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, b
+}
+
+func (e *env) upstreamHas(t *testing.T, repo string, d digest.Digest) bool {
+	t.Helper()
+	resp, err := http.Head(e.up.URL + "/v2/" + repo + "/blobs/" + d.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func TestMount(t *testing.T) {
+	gate := &denyGate{allowed: map[digest.Digest]bool{}}
+	e, _ := pushUsersEnv(t, gate)
+	upload := func(t *testing.T, user, repo string, blob []byte) digest.Digest {
+		t.Helper()
+		d := digest.FromBytes(blob)
+		if resp, b := e.send(t, "POST", "/v2/"+repo+"/blobs/uploads/?digest="+d.String(), user, bytes.NewReader(blob), int64(len(blob))); resp.StatusCode != http.StatusCreated {
+			t.Fatalf("push to %s: %d %s", repo, resp.StatusCode, b)
+		}
+		return d
+	}
+	// Linked to signed/a (pushed there by ci), to private/x (pushed by ops), to scratch/big.
+	mine := upload(t, "ci", "signed/a", []byte("a signature of ci's"))
+	theirs := upload(t, "ops", "private/x", []byte("a private blob of ops's"))
+	big := upload(t, "ci", "scratch/big", bytes.Repeat([]byte("x"), 16<<20+1))
+	// Linked to public/img and granted there: an admitted image was pulled through portcullis.
+	img := randomImage(t)
+	id := e.push(t, "public/img:v1", img)
+	gate.allowed[digest.Digest(id.String())] = true
+	layers, _ := img.Layers()
+	ld, _ := layers[0].Digest()
+	public := digest.Digest(ld.String())
+	if resp, _ := e.get(t, "GET", "/v2/public/img/manifests/v1"); resp.StatusCode != 200 {
+		t.Fatalf("pull of the admitted image: %d", resp.StatusCode)
+	}
+	if resp, _ := e.get(t, "GET", "/v2/public/img/blobs/"+public.String()); resp.StatusCode != 200 {
+		t.Fatalf("pull of its layer: %d", resp.StatusCode)
+	}
+
+	for _, tc := range []struct {
+		name     string
+		d        digest.Digest
+		from, to string
+		want     int
+	}{
+		{"from a repository it was pushed to", mine, "signed/a", "signed/b", http.StatusCreated},
+		{"with the upstream's path prefix", mine, upName + "/signed/a", upName + "/signed/c", http.StatusCreated},
+		{"from an admitted image's repository", public, "public/img", "signed/d", http.StatusCreated},
+		{"without from", mine, "", "signed/e", http.StatusAccepted},
+		{"from a repository it is not linked to", public, "signed/a", "signed/f", http.StatusAccepted},
+		{"from another user's repository", theirs, "private/x", "signed/g", http.StatusAccepted},
+		{"from a repository on an upstream that is not configured", mine, "other.example/signed/a", "signed/i", http.StatusAccepted},
+		{"over the signature limit", big, "scratch/big", "signed/j", http.StatusAccepted},
+		{"to a pass-through image", big, "scratch/big", "scratch/copy", http.StatusCreated},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var pushes atomic.Int64
+			target := "/v2/" + strings.TrimPrefix(tc.to, upName+"/") + "/blobs/"
+			e.faults.set(func(_ http.ResponseWriter, r *http.Request) bool {
+				if strings.HasPrefix(r.URL.Path, target) {
+					pushes.Add(1)
+				}
+				return false
+			})
+			defer e.faults.set(nil)
+			path := "/v2/" + tc.to + "/blobs/uploads/?mount=" + tc.d.String()
+			if tc.from != "" {
+				path += "&from=" + tc.from
+			}
+			resp, b := e.send(t, "POST", path, "ci", nil, 0)
+			if resp.StatusCode != tc.want {
+				t.Fatalf("mount: %d %s, want %d", resp.StatusCode, b, tc.want)
+			}
+			// The fake upstream keeps blobs for all repositories at once, so the push of a
+			// mounted blob ends at its existence check: count requests for the target.
+			if n := pushes.Load(); (n > 0) != (tc.want == http.StatusCreated) {
+				t.Errorf("%d requests to push the blob to the upstream's %s", n, tc.to)
+			}
+			if tc.want == http.StatusAccepted && resp.Header.Get("Location") == "" {
+				t.Errorf("no upload session offered")
+			}
+		})
+	}
+	// The target must be the user's: a mount is a push.
+	if resp, b := e.send(t, "POST", "/v2/private/z/blobs/uploads/?mount="+mine.String()+"&from=signed/a", "ci", nil, 0); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("mount into another user's repository: %d %s, want 403", resp.StatusCode, b)
+	}
+}
+
+// slowReader hides its size, so that the proxy cannot refuse by Content-Length.
+type slowReader struct{ io.Reader }
+
+func TestPushSizeLimit(t *testing.T) {
+	e, _ := pushUsersEnv(t, &denyGate{})
+	const limit = 16 << 20
+	over := bytes.Repeat([]byte("s"), limit+1)
+	d := digest.FromBytes(over)
+	for _, tc := range []struct {
+		name  string
+		repo  string
+		known bool // Content-Length sent
+		want  int
+	}{
+		{"signature image, monolithic", "signed/app", true, http.StatusBadRequest},
+		{"signature image, streamed", "signed/app", false, http.StatusBadRequest},
+		{"pass-through image", "scratch/app", true, http.StatusCreated},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			size := int64(len(over))
+			var body io.Reader = bytes.NewReader(over)
+			if !tc.known {
+				size, body = -1, slowReader{body}
+			}
+			resp, b := e.send(t, "POST", "/v2/"+tc.repo+"/blobs/uploads/?digest="+d.String(), "ci", body, size)
+			if resp.StatusCode != tc.want {
+				t.Fatalf("push of %d bytes: %d %s, want %d", len(over), resp.StatusCode, b, tc.want)
+			}
+			if tc.want == http.StatusBadRequest {
+				if errCode(t, b) != "SIZE_INVALID" || !strings.Contains(string(b), "16777216 byte (16 MiB) limit for signature pushes") {
+					t.Errorf("body %s, want SIZE_INVALID naming the limit", b)
+				}
+				if e.upstreamHas(t, tc.repo, d) {
+					t.Errorf("the upstream got the oversized blob")
+				}
+			}
+		})
+	}
+	// Chunked: the chunk that goes over the limit is refused and the session is gone.
+	resp, _ := e.send(t, "POST", "/v2/signed/app/blobs/uploads/", "ci", nil, 0)
+	loc := resp.Header.Get("Location")
+	if resp, b := e.send(t, "PATCH", loc, "ci", bytes.NewReader(over[:limit]), limit); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("chunk up to the limit: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := e.send(t, "PATCH", loc, "ci", slowReader{bytes.NewReader(over[limit:])}, -1); resp.StatusCode != http.StatusBadRequest || errCode(t, b) != "SIZE_INVALID" {
+		t.Fatalf("chunk over the limit: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := e.send(t, "GET", loc, "ci", nil, 0); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("session after the refused chunk: %d %s, want 404", resp.StatusCode, b)
+	}
+	// A signature-sized blob still goes through.
+	ok := over[:limit]
+	if resp, b := e.send(t, "POST", "/v2/signed/app/blobs/uploads/?digest="+digest.FromBytes(ok).String(), "ci", bytes.NewReader(ok), limit); resp.StatusCode != http.StatusCreated {
+		t.Errorf("push of exactly the limit: %d %s", resp.StatusCode, b)
+	}
+}
+
+// clientFrom is an HTTP client whose connections come from ip (any 127/8 address works on
+// loopback), so that the proxy sees distinct client addresses.
+func clientFrom(ip string) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+}
+
+// timed makes a request from c and returns its status and duration.
+func timed(t *testing.T, c *http.Client, url, user, pass string) (int, http.Header, time.Duration) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	if user != "" {
+		req.SetBasicAuth(user, pass)
+	}
+	start := time.Now()
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, resp.Header, time.Since(start)
+}
+
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	ds = slices.Clone(ds)
+	slices.Sort(ds)
+	return ds[len(ds)/2]
+}
+
+// TestLoginThrottle checks the login defences end to end: /v2/ without credentials hashes
+// nothing; an unknown user costs what a known one does; a burst of bad logins from one
+// address is throttled (429 with Retry-After, without hashing, fast) while anonymous pulls
+// keep their latency and another address logs in as before.
+func TestLoginThrottle(t *testing.T) {
+	const cost, burst = 8, 4
+	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), cost)
+	p, err := pushauth.New(pushauth.Config{
+		Htpasswd: "htpasswd",
+		Users:    []pushauth.User{{Name: "ci", Images: []string{upName + "/signed/**"}}},
+	}, []byte("ci:"+string(hash)+"\n"), pushauth.WithFailedLoginLimit(time.Hour, burst))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(_ *upstream.Config, o *proxy.Options) { o.Pushers, o.Artifacts = p, verify.New() })
+	d := e.push(t, "demo/app:v1", randomImage(t))
+	pullURL := e.proxy.URL + "/v2/demo/app/manifests/" + d.String()
+	attacker, puller, other := clientFrom("127.0.0.2"), clientFrom("127.0.0.3"), clientFrom("127.0.0.4")
+
+	// /v2/ without credentials: a challenge, and nothing hashed.
+	for range 20 {
+		if status, hd, _ := timed(t, puller, e.proxy.URL+"/v2/", "", ""); status != http.StatusUnauthorized || hd.Get("WWW-Authenticate") == "" {
+			t.Fatalf("anonymous /v2/: %d %v", status, hd)
+		}
+	}
+	if s := p.Stats(); s.Hashes != 0 {
+		t.Fatalf("anonymous /v2/ hashed %d times", s.Hashes)
+	}
+
+	pulls := func(n int) []time.Duration {
+		var ds []time.Duration
+		for range n {
+			status, _, dur := timed(t, puller, pullURL, "", "")
+			if status != http.StatusOK {
+				t.Fatalf("anonymous pull: %d", status)
+			}
+			ds = append(ds, dur)
+		}
+		return ds
+	}
+	pulls(5) // warm: the manifest is in the store
+	before := median(pulls(30))
+
+	// The burst: the first attempts are hashed (unknown and known users alike), the rest
+	// are refused at once.
+	var hashed []time.Duration
+	for i := range burst {
+		user := []string{"ci", "eve"}[i%2]
+		status, _, dur := timed(t, attacker, e.proxy.URL+"/v2/", user, "guess")
+		if status != http.StatusUnauthorized {
+			t.Fatalf("failed login %d: %d, want 401", i, status)
+		}
+		hashed = append(hashed, dur)
+	}
+	var (
+		wg        sync.WaitGroup
+		mu        sync.Mutex
+		refused   []time.Duration
+		statuses  = map[int]int{}
+		attacking atomic.Bool
+	)
+	attacking.Store(true)
+	for w := range 4 {
+		wg.Go(func() {
+			for i := 0; attacking.Load(); i++ {
+				status, hd, dur := timed(t, attacker, e.proxy.URL+"/v2/", fmt.Sprintf("user%d-%d", w, i), "guess")
+				mu.Lock()
+				statuses[status]++
+				if status == http.StatusTooManyRequests && hd.Get("Retry-After") != "" {
+					refused = append(refused, dur)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	during := median(pulls(30))
+	// Another address logs in as ever, right and wrong.
+	if status, _, _ := timed(t, other, e.proxy.URL+"/v2/", "ci", "pw"); status != http.StatusOK {
+		t.Errorf("login from another address during the attack: %d, want 200", status)
+	}
+	if status, _, _ := timed(t, other, e.proxy.URL+"/v2/", "ci", "wrong"); status != http.StatusUnauthorized {
+		t.Errorf("bad login from another address during the attack: %d, want 401", status)
+	}
+	attacking.Store(false)
+	wg.Wait()
+
+	s := p.Stats()
+	t.Logf("anonymous pull median %s before, %s during the attack; hashed failed login median %s, throttled %s (%d refused; statuses %v); stats %+v",
+		before, during, median(hashed), median(refused), len(refused), statuses, s)
+	if len(refused) == 0 || statuses[http.StatusTooManyRequests] != len(refused) || len(statuses) != 1 {
+		t.Fatalf("attack statuses %v: want only 429 with Retry-After", statuses)
+	}
+	// burst attempts from the attacker, two from the other address.
+	if s.Hashes != burst+2 {
+		t.Errorf("%d bcrypt comparisons, want %d: throttled attempts were hashed", s.Hashes, burst+2)
+	}
+	if m := median(refused); m > median(hashed)/2 {
+		t.Errorf("throttled attempts take %s, hashed ones %s: throttling should be far cheaper", m, median(hashed))
+	}
+	// The attack's own requests cost some CPU on a small machine, but pulls must stay far
+	// from bcrypt's scale: unthrottled (and without the cap on concurrent hashing), the same
+	// attack takes pulls from 0.2ms to 30ms, above the time of one hashed login.
+	if limit := 4*before + median(hashed)/8; during > limit {
+		t.Errorf("anonymous pull median %s during the attack, %s before: want under %s", during, before, limit)
+	}
+	// From the throttled address, new credentials are refused unchecked, and remembered ones
+	// (here: just verified for the other address) still work, so that a CI job behind the
+	// attacker's NAT keeps its session.
+	if status, _, _ := timed(t, attacker, e.proxy.URL+"/v2/", "ci", "pw2"); status != http.StatusTooManyRequests {
+		t.Errorf("new credentials from the throttled address: %d, want 429", status)
+	}
+	if status, _, _ := timed(t, attacker, e.proxy.URL+"/v2/", "ci", "pw"); status != http.StatusOK {
+		t.Errorf("remembered credentials from the throttled address: %d, want 200", status)
 	}
 }
