@@ -35,7 +35,7 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServe(), newDemo())
+	root.AddCommand(newServe(), newGC(), newDemo())
 	addCosignCommands(root)
 	return root
 }
@@ -62,6 +62,27 @@ func newServe() *cobra.Command {
 				go watchConfig(ctx, path, a, log)
 			}
 			return serve(ctx, cfg, a, log, nil)
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "", "configuration file (YAML)")
+	return cmd
+}
+
+func newGC() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "gc",
+		Short: "Sweep the content store once: unfinished uploads, content past storage.maxAge, then over storage.maxSize",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(path, os.Environ())
+			if err != nil {
+				return err
+			}
+			r, err := app.Sweep(cmd.Context(), cfg)
+			fmt.Fprintf(cmd.OutOrStdout(), "store: %d bytes kept, %d evicted (%d bytes), %d unfinished uploads removed\n",
+				r.Bytes, r.Evicted, r.EvictedBytes, r.Uploads)
+			return err
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "configuration file (YAML)")

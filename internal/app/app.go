@@ -195,6 +195,19 @@ func (a *App) ready(ctx context.Context) error {
 	return nil
 }
 
+// Sweep runs one sweep of the content store cfg names, as serve does periodically (portcullis
+// gc): unfinished uploads older than two hours, content not served for storage.maxAge, then
+// the least recently written content over storage.maxSize. It is safe beside a running
+// portcullis, which protects what it is reading only in its own process: run it when none
+// is serving, or accept that an evicted blob is fetched again.
+func Sweep(ctx context.Context, cfg *config.Config) (store.SweepResult, error) {
+	driver, err := newDriver(cfg.Storage)
+	if err != nil {
+		return store.SweepResult{}, err
+	}
+	return store.New(driver).Sweep(ctx, cfg.Storage.Eviction())
+}
+
 func newDriver(s config.Storage) (storagedriver.StorageDriver, error) {
 	switch s.Driver {
 	case "inmemory":

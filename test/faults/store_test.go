@@ -17,6 +17,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/portcullis/portcullis/config"
+	"github.com/portcullis/portcullis/internal/app"
 	"github.com/portcullis/portcullis/internal/testtool"
 )
 
@@ -139,5 +141,34 @@ func TestStoreStaysUnderItsCap(t *testing.T) {
 	start()
 	if _, err := os.Stat(partial); !os.IsNotExist(err) {
 		t.Errorf("partial write after a restart: %v", err)
+	}
+}
+
+// TestOneOffSweep is `portcullis gc`: one sweep of the configured store, over its cap.
+func TestOneOffSweep(t *testing.T) {
+	root := t.TempDir()
+	data := filepath.Join(root, "blobs", "sha256", "ab", "ab01", "data")
+	if err := os.MkdirAll(filepath.Dir(data), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(data, bytes.Repeat([]byte("x"), 3000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "portcullis.yaml")
+	yml := "upstreams: [{name: up.test, url: \"http://127.0.0.1:9\", insecure: true}]\n" +
+		"storage: {driver: filesystem, params: {rootdirectory: " + root + "}, maxSize: 1KiB}\n"
+	if err := os.WriteFile(p, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := app.Sweep(t.Context(), cfg)
+	if err != nil || r.Evicted != 1 || r.EvictedBytes != 3000 {
+		t.Fatalf("Sweep = %+v, %v; want the 3000-byte blob evicted", r, err)
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Errorf("blob still stored: %v", err)
 	}
 }
