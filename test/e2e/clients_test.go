@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -269,6 +270,18 @@ func TestContainersDenialIsFinal(t *testing.T) {
 			}
 			noRuntimeRequests(t, f.up, m)
 		})
+	}
+	// Both outcomes are counted for Prometheus.
+	resp, err := tlsClient(t, f.px.caPath).Get("https://" + f.px.host + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`portcullis_decisions_total{`, `outcome="denied"`, `outcome="allowed"`, `outcome="exempt"`, `portcullis_requests_total{`, `endpoint="manifests"`, `status="403"`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 }
 

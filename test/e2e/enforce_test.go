@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -148,40 +147,6 @@ func TestEnforceCosignSignatures(t *testing.T) {
 				t.Errorf("crane's error does not carry the reason (want %q):\n%s", tc.reasonHas, out)
 			}
 		})
-	}
-}
-
-func TestSkopeoSeesDenials(t *testing.T) {
-	e := newEnforcing(t, "")
-	skopeo := tool(t, "skopeo")
-	signed := e.push(t, "skopeo/signed")
-	cosignSign(t, e.cosign3, e.trusted, signed)
-	e.push(t, "skopeo/unsigned")
-	// portcullis as the registry's location (path-prefix routing), not as a mirror beside it:
-	// see deploy/clients and TestContainersDenialIsFinal for the fallback this avoids.
-	conf := filepath.Join(t.TempDir(), "registries.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("unqualified-search-registries = []\nshort-name-mode = \"disabled\"\n"+
-		"[[registry]]\nprefix = %[1]q\nlocation = %[2]q\ninsecure = true\n",
-		upstreamName, e.px.host+"/"+upstreamName)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	copyTo := func(repo string) (string, error) {
-		return testtool.Run(t, "", skopeo, nil, "--registries-conf", conf, "copy", "--retry-times", "0",
-			"docker://"+upstreamName+"/"+repo+":v1", "dir:"+filepath.Join(t.TempDir(), "d"))
-	}
-	if out, err := copyTo("skopeo/signed"); err != nil {
-		t.Fatalf("signed image: %v\n%s", err, out)
-	}
-	out, err := copyTo("skopeo/unsigned")
-	if err == nil || !strings.Contains(out, "denied by policy") {
-		t.Fatalf("unsigned image: err %v, output:\n%s", err, out)
-	}
-	// Both outcomes are counted for Prometheus.
-	m := get(t, e.px.host, "/metrics")
-	for _, want := range []string{`portcullis_decisions_total{`, `outcome="denied"`, `outcome="allowed"`, `outcome="exempt"`, `portcullis_requests_total{`, `endpoint="manifests"`, `status="403"`} {
-		if !strings.Contains(string(m.body), want) {
-			t.Errorf("/metrics lacks %s", want)
-		}
 	}
 }
 
