@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,7 +52,7 @@ func generatedProxy(t *testing.T, blobs []generated, stall time.Duration) (*http
 		ds[i] = b.digest()
 		byDigest[ds[i]] = b
 	}
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case strings.Contains(r.URL.Path, "/manifests/b"):
 			i, _ := strconv.Atoi(r.URL.Path[strings.LastIndex(r.URL.Path, "/b")+2:])
@@ -71,6 +72,10 @@ func generatedProxy(t *testing.T, blobs []generated, stall time.Duration) (*http
 			_, _ = io.Copy(w, g.reader())
 		}
 	}))
+	// The upstream client keeps up to 32 idle connections per host for 90s; the upstream
+	// closes them after a second, so their goroutines do not count against the proxy's.
+	up.Config.IdleTimeout = time.Second
+	up.Start()
 	t.Cleanup(up.Close)
 	zero := 0
 	u, err := upstream.New(upstream.Config{Name: upName, URL: up.URL, Insecure: true, Default: true, Timeout: 10 * time.Second, Retries: &zero}, nil)
@@ -160,7 +165,9 @@ func TestIdleClientsHoldLittle(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for runtime.NumGoroutine() > baseGoroutines+4 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines %s after the stall timeout, baseline %d", runtime.NumGoroutine(), "20s", baseGoroutines)
+			var stacks strings.Builder
+			_ = pprof.Lookup("goroutine").WriteTo(&stacks, 1)
+			t.Fatalf("%d goroutines %s after the stall timeout, baseline %d:\n%s", runtime.NumGoroutine(), "20s", baseGoroutines, stacks.String())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
