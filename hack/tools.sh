@@ -13,6 +13,11 @@ tools=(
   "registry-v3.1.2 github.com/distribution/distribution/v3/cmd/registry@v3.1.2 registry"
   "cosign-v3.1.3 github.com/sigstore/cosign/v3/cmd/cosign@v3.1.3 cosign3"
   "cosign-v2.6.5 github.com/sigstore/cosign/v2/cmd/cosign@v2.6.5 cosign2"
+  # The local sigstore stack the keyless tests start (Rekor v2 on POSIX storage, no database).
+  "fulcio-v1.8.8 github.com/sigstore/fulcio@v1.8.8 fulcio"
+  "timestamp-server-v2.1.3 github.com/sigstore/timestamp-authority/v2/cmd/timestamp-server@v2.1.3 timestamp-server"
+  "rekor-tiles-posix-v2.3.0 github.com/sigstore/rekor-tiles/v2/cmd/rekor-server/posix@v2.3.0 rekor-tiles"
+  "tesseract-posix-v0.1.1 github.com/transparency-dev/tesseract/cmd/tesseract/posix@v0.1.1 tesseract"
 )
 only=("$@")
 for t in "${tools[@]}"; do
