@@ -11,7 +11,8 @@
 // algorithm (what cosign uses: ECDSA P-256/384/521 with SHA-256/384/512, RSA PKCS#1 v1.5 with
 // SHA-256, pure Ed25519; RSA under 2048 bits and other curves are refused) and its PKIX DER
 // form, which is the same wherever the key came from. KMS keys verify locally with their
-// public key, as file keys do. Key files are read up to MaxKeyFileSize (64 KiB).
+// public key, as file keys do. Key files are read up to MaxKeyFileSize (64 KiB), and only
+// when they are regular files (a FIFO would block the reader).
 //
 // # Private key files
 //
@@ -30,7 +31,11 @@
 //   - a KMS URI, "awskms://", "gcpkms://", "azurekms://", "hashivault://": the key is used
 //     through sigstore/sigstore's kms package. Its providers register themselves when their
 //     modules are blank-imported; that happens in package main only, so this package works
-//     (and fails with an error naming the providers linked) without them;
+//     (and fails with an error naming the providers linked) without them. sigstore's kms.Get
+//     would execute a "sigstore-kms-<scheme>" plugin from PATH for a reference no linked
+//     provider claims; this package never lets it unless the caller passes WithKMSPlugins.
+//     Opening a KMS key is bounded by the context's deadline (DefaultKMSTimeout without one);
+//     a provider that does not answer is abandoned;
 //   - anything else: a file path.
 //
 // The package reads no environment and no terminal by itself: callers pass a LookupEnv and a

@@ -14,11 +14,13 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/secure-systems-lab/go-securesystemslib/encrypted"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/kms"
+	"github.com/sigstore/sigstore/pkg/signature/options"
 )
 
 // PEM block types of cosign's encrypted private keys.
@@ -29,6 +31,25 @@ const (
 
 // KMSSchemes are the URI schemes of the key management services sigstore/sigstore supports.
 var KMSSchemes = []string{"awskms://", "gcpkms://", "azurekms://", "hashivault://"}
+
+// DefaultKMSTimeout bounds opening a KMS key and fetching its public key when the caller's
+// context has no deadline of its own.
+const DefaultKMSTimeout = 30 * time.Second
+
+// KMSOption configures how KMS keys are opened.
+type KMSOption func(*kmsOptions)
+
+type kmsOptions struct {
+	plugins bool
+}
+
+// WithKMSPlugins lets a KMS reference that no linked provider serves run sigstore's plugin
+// protocol: the program "sigstore-kms-<scheme>" found on PATH is executed with the key
+// reference. Off by default: without it only the providers linked into the binary (and
+// registered with sigstore's kms package) are used, and nothing is executed.
+func WithKMSPlugins() KMSOption {
+	return func(o *kmsOptions) { o.plugins = true }
+}
 
 // envScheme prefixes a reference to an environment variable holding a PEM key.
 const envScheme = "env://"
@@ -129,12 +150,12 @@ type Signer struct {
 // for the password of an encrypted key; it is not called for KMS keys. The hash function is
 // cosign's default for the key type (SHA-256 for P-256 and RSA, SHA-384 for P-384, SHA-512
 // for P-521, pure Ed25519).
-func LoadSigner(ctx context.Context, ref string, pass PassFunc, env LookupEnv) (*Signer, error) {
+func LoadSigner(ctx context.Context, ref string, pass PassFunc, env LookupEnv, opts ...KMSOption) (*Signer, error) {
 	if ref == "" {
 		return nil, errors.New("no key given")
 	}
 	if IsKMS(ref) {
-		sv, pub, err := openKMS(ctx, ref)
+		sv, pub, err := openKMS(ctx, ref, opts)
 		if err != nil {
 			return nil, err
 		}
@@ -203,9 +224,10 @@ func ParsePublicKey(pemBytes []byte) (*PublicKey, error) {
 
 // KMSPublicKey fetches the public key of the KMS key ref names through sigstore's kms
 // registry. Providers register themselves when main imports them; without the provider the
-// error names the ones linked.
-func KMSPublicKey(ctx context.Context, ref string) (*PublicKey, error) {
-	_, pub, err := openKMS(ctx, ref)
+// error names the ones linked (and nothing is executed unless WithKMSPlugins is given).
+// ctx bounds the lookup; without a deadline DefaultKMSTimeout does.
+func KMSPublicKey(ctx context.Context, ref string, opts ...KMSOption) (*PublicKey, error) {
+	_, pub, err := openKMS(ctx, ref, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -213,12 +235,12 @@ func KMSPublicKey(ctx context.Context, ref string) (*PublicKey, error) {
 }
 
 // LoadPublicKey loads the public key ref names: a PEM file, "env://VAR" or a KMS URI.
-func LoadPublicKey(ctx context.Context, ref string, env LookupEnv) (*PublicKey, error) {
+func LoadPublicKey(ctx context.Context, ref string, env LookupEnv, opts ...KMSOption) (*PublicKey, error) {
 	if ref == "" {
 		return nil, errors.New("no key given")
 	}
 	if IsKMS(ref) {
-		return KMSPublicKey(ctx, ref)
+		return KMSPublicKey(ctx, ref, opts...)
 	}
 	raw, err := readRef(ref, env)
 	if err != nil {
@@ -234,8 +256,16 @@ func LoadPublicKey(ctx context.Context, ref string, env LookupEnv) (*PublicKey, 
 // MaxKeyFileSize caps a key file; PEM keys are a few kilobytes at most.
 const MaxKeyFileSize = 64 << 10
 
-// ReadFile reads a key file of at most MaxKeyFileSize bytes.
+// ReadFile reads a key file of at most MaxKeyFileSize bytes. Only regular files (or links
+// to them, as Kubernetes mounts Secrets) are read: a FIFO or device would block or never end.
 func ReadFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -251,13 +281,24 @@ func ReadFile(path string) ([]byte, error) {
 	return b, nil
 }
 
-// getKMS opens the KMS key ref names.
-func getKMS(ctx context.Context, ref string) (kms.SignerVerifier, error) {
+// getKMS opens the KMS key ref names with a linked provider, or a plugin when allowed.
+func getKMS(ctx context.Context, ref string, opts []KMSOption) (kms.SignerVerifier, error) {
+	var o kmsOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	// sigstore's kms.Get falls back to executing "sigstore-kms-<scheme>" from PATH for any
+	// reference no registered provider claims; decide here, before it can.
+	providers := kms.SupportedProviders()
+	slices.Sort(providers)
+	linked := slices.ContainsFunc(providers, func(p string) bool { return strings.HasPrefix(ref, p) })
+	if !linked && !o.plugins {
+		return nil, fmt.Errorf("no KMS provider for %q in this build (linked: %v); sigstore-kms-* plugins are not run unless allowed (keys.allowKMSPlugins)",
+			ref, providers)
+	}
 	sv, err := kms.Get(ctx, ref, crypto.SHA256)
 	if err != nil {
 		if _, ok := errors.AsType[*kms.ProviderNotFoundError](err); ok {
-			providers := kms.SupportedProviders()
-			slices.Sort(providers)
 			return nil, fmt.Errorf("no KMS provider for %q in this build (linked: %v): %w", ref, providers, err)
 		}
 		return nil, fmt.Errorf("kms key %s: %w", ref, err)
@@ -265,26 +306,48 @@ func getKMS(ctx context.Context, ref string) (kms.SignerVerifier, error) {
 	return sv, nil
 }
 
-// openKMS opens the KMS key ref names and fetches its public key.
-func openKMS(ctx context.Context, ref string) (kms.SignerVerifier, crypto.PublicKey, error) {
-	sv, err := getKMS(ctx, ref)
-	if err != nil {
-		return nil, nil, err
+// openKMS opens the KMS key ref names and fetches its public key within ctx's deadline
+// (DefaultKMSTimeout when it has none): providers do network I/O that does not always
+// honour ctx, so a provider that hangs is left behind rather than waited for.
+func openKMS(ctx context.Context, ref string, opts []KMSOption) (kms.SignerVerifier, crypto.PublicKey, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultKMSTimeout)
+		defer cancel()
 	}
-	pub, err := sv.PublicKey()
-	if err != nil {
-		return nil, nil, fmt.Errorf("kms key %s: public key: %w", ref, err)
+	type opened struct {
+		sv  kms.SignerVerifier
+		pub crypto.PublicKey
+		err error
 	}
-	return sv, pub, nil
+	done := make(chan opened, 1)
+	go func() {
+		sv, err := getKMS(ctx, ref, opts)
+		if err != nil {
+			done <- opened{err: err}
+			return
+		}
+		pub, err := sv.PublicKey(options.WithContext(ctx))
+		if err != nil {
+			err = fmt.Errorf("kms key %s: public key: %w", ref, err)
+		}
+		done <- opened{sv, pub, err}
+	}()
+	select {
+	case o := <-done:
+		return o.sv, o.pub, o.err
+	case <-ctx.Done():
+		return nil, nil, fmt.Errorf("kms key %s: %w", ref, ctx.Err())
+	}
 }
 
 // CreateKMSKey creates a key in the KMS ref names with the provider's default algorithm and
 // returns its public key as PEM.
-func CreateKMSKey(ctx context.Context, ref string) ([]byte, error) {
+func CreateKMSKey(ctx context.Context, ref string, opts ...KMSOption) ([]byte, error) {
 	if !IsKMS(ref) {
 		return nil, fmt.Errorf("%q is not a KMS URI (%s)", ref, strings.Join(KMSSchemes, ", "))
 	}
-	sv, err := getKMS(ctx, ref)
+	sv, err := getKMS(ctx, ref, opts)
 	if err != nil {
 		return nil, err
 	}
