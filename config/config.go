@@ -18,6 +18,7 @@ import (
 	"github.com/portcullis/portcullis/proxy/pushauth"
 	"github.com/portcullis/portcullis/proxy/store"
 	"github.com/portcullis/portcullis/proxy/upstream"
+	"github.com/portcullis/portcullis/verify/trustroot"
 )
 
 // Config is the whole configuration.
@@ -30,6 +31,8 @@ type Config struct {
 	Storage   Storage           `mapstructure:"storage"`
 	Upstreams []upstream.Config `mapstructure:"upstreams"`
 	Cache     Cache             `mapstructure:"cache"`
+	// TrustRoots are the named trust roots of keyless authorities; see package policy.
+	TrustRoots []trustroot.Config `mapstructure:"trustRoots"`
 	// Policies say which signatures each image needs; see package policy.
 	Policies []policy.PolicyConfig `mapstructure:"policies"`
 	// DefaultPolicy applies to images no policy covers: "deny" (default) or "allow".
@@ -40,7 +43,7 @@ type Config struct {
 
 // Policy returns the policy part of the configuration.
 func (c *Config) Policy() policy.Config {
-	return policy.Config{Policies: c.Policies, DefaultPolicy: c.DefaultPolicy}
+	return policy.Config{TrustRoots: c.TrustRoots, Policies: c.Policies, DefaultPolicy: c.DefaultPolicy}
 }
 
 // TLS enables HTTPS when both files are set.

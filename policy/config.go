@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+
+	"github.com/portcullis/portcullis/verify/trustroot"
 )
 
 // DefaultPolicy is what happens to an image that no policy covers.
@@ -55,6 +57,9 @@ const (
 
 // Config is the policy part of the portcullis configuration.
 type Config struct {
+	// TrustRoots are the named trust roots keyless authorities refer to. "public-good"
+	// (sigstore's public instance through TUF) exists without being listed.
+	TrustRoots []trustroot.Config `mapstructure:"trustRoots"`
 	// Policies are tried in order; the first whose images match an image applies to it.
 	Policies []PolicyConfig `mapstructure:"policies"`
 	// DefaultPolicy applies to images no policy covers: "deny" (default) or "allow".
@@ -88,14 +93,118 @@ type AuthorityConfig struct {
 	Name string `mapstructure:"name"`
 	// Key is the public key signatures must verify with.
 	Key KeyConfig `mapstructure:"key"`
-	// Keyless is reserved for keyless (Fulcio certificate identity) authorities, which will
-	// sit here beside Key, exclusive with it. Any value is refused until they are supported.
-	Keyless map[string]any `mapstructure:"keyless"`
+	// Keyless accepts signatures made with a short-lived certificate from the Fulcio CA of a
+	// trust root, naming one of the identities. Exclusive with Key and Certificate.
+	Keyless *KeylessConfig `mapstructure:"keyless"`
+	// Certificate accepts signatures made with a certificate of your own PKI (cosign sign
+	// --certificate --certificate-chain). Exclusive with Key and Keyless.
+	Certificate *CertificateConfig `mapstructure:"certificate"`
+	// Tlog is how many transparency log (Rekor v1 or v2) entries a certificate signature
+	// needs. Default 1 for keyless, 0 for certificate authorities.
+	Tlog *ThresholdConfig `mapstructure:"tlog"`
+	// Timestamps is how many RFC 3161 timestamps from the trust root's timestamp authorities a
+	// certificate signature needs. Default 0.
+	Timestamps *ThresholdConfig `mapstructure:"timestamps"`
+	// CTLog is how many signed certificate timestamps (SCTs) of the trust root's CT logs the
+	// certificate must embed. Default 1 for keyless, 0 for certificate authorities.
+	CTLog *ThresholdConfig `mapstructure:"ctlog"`
 	// Annotations must all be present, with these exact values, in the signed payload.
 	Annotations map[string]string `mapstructure:"annotations"`
 	// SignaturesRepository is the repository path, in the image's upstream, where the
 	// signatures are stored (cosign's COSIGN_REPOSITORY); empty means the image's own.
 	SignaturesRepository string `mapstructure:"signaturesRepository"`
+}
+
+// ThresholdConfig is a number of proofs required.
+type ThresholdConfig struct {
+	// Threshold is the number required; 0 means none. Unset means the authority's default.
+	Threshold *int `mapstructure:"threshold"`
+}
+
+// value is the threshold, or def when unset.
+func (t *ThresholdConfig) value(def int) int {
+	if t == nil || t.Threshold == nil {
+		return def
+	}
+	return *t.Threshold
+}
+
+// Defaults of the thresholds.
+const (
+	// DefaultKeylessTlog: a keyless signature needs one transparency log entry, as cosign
+	// and policy-controller require with the public-good instance.
+	DefaultKeylessTlog = 1
+	// DefaultKeylessCTLog: a Fulcio certificate needs one SCT, as cosign requires unless
+	// --insecure-ignore-sct.
+	DefaultKeylessCTLog = 1
+	// DefaultCertificateTlog: a certificate of your own PKI needs no transparency log entry,
+	// as policy-controller's authorities without a ctlog setting.
+	DefaultCertificateTlog = 0
+	// DefaultCertificateCTLog: a certificate of your own PKI has no SCT.
+	DefaultCertificateCTLog = 0
+	// DefaultTimestamps: no RFC 3161 timestamp is required by default.
+	DefaultTimestamps = 0
+)
+
+// KeylessConfig is a keyless authority: who may sign, vouched for by which OIDC issuer,
+// certified by the Fulcio CA of which trust root.
+type KeylessConfig struct {
+	// TrustRoot names the trust root (trustRoots[].name) whose certificate authorities, logs
+	// and timestamp authorities apply. Default "public-good".
+	TrustRoot string `mapstructure:"trustRoot"`
+	// Identities are the accepted signers; any one of them will do. At least one.
+	Identities []IdentityConfig `mapstructure:"identities"`
+	// GithubWorkflowRepository, when set, must equal the certificate's GitHub workflow
+	// repository extension (e.g. "myorg/app"), as cosign's
+	// --certificate-github-workflow-repository.
+	GithubWorkflowRepository string `mapstructure:"githubWorkflowRepository"`
+	// GithubWorkflowRef, when set, must equal the workflow ref extension (e.g.
+	// "refs/heads/main").
+	GithubWorkflowRef string `mapstructure:"githubWorkflowRef"`
+	// GithubWorkflowTrigger, when set, must equal the workflow trigger extension (e.g. "push").
+	GithubWorkflowTrigger string `mapstructure:"githubWorkflowTrigger"`
+	// GithubWorkflowSHA, when set, must equal the workflow commit extension.
+	GithubWorkflowSHA string `mapstructure:"githubWorkflowSha"`
+	// GithubWorkflowName, when set, must equal the workflow name extension.
+	GithubWorkflowName string `mapstructure:"githubWorkflowName"`
+}
+
+// IdentityConfig is one accepted signer, as in policy-controller: the certificate's subject
+// (its SAN: an e-mail, a URI such as a workflow's) and OIDC issuer, each matched exactly or
+// by a regular expression (Go syntax, unanchored as in cosign: anchor it with ^…$).
+type IdentityConfig struct {
+	// Issuer is the exact OIDC issuer. Exclusive with IssuerRegExp; one is required.
+	Issuer string `mapstructure:"issuer"`
+	// IssuerRegExp matches the OIDC issuer.
+	IssuerRegExp string `mapstructure:"issuerRegExp"`
+	// Subject is the exact subject. Exclusive with SubjectRegExp; one is required.
+	Subject string `mapstructure:"subject"`
+	// SubjectRegExp matches the subject.
+	SubjectRegExp string `mapstructure:"subjectRegExp"`
+}
+
+// CertificateConfig is a bring-your-own-PKI authority: signatures made with a leaf certificate
+// that chains to one of Roots (through Intermediates, or intermediates stored with the
+// signature), whose subject and issuer match.
+type CertificateConfig struct {
+	// Roots is a PEM file (or PEM data) of the trusted root certificates. Required.
+	Roots string `mapstructure:"roots"`
+	// Intermediates is a PEM file (or PEM data) of intermediate certificates. Optional:
+	// intermediates stored with a signature are used as well, never as trust anchors.
+	Intermediates string `mapstructure:"intermediates"`
+	// Subject is the exact subject (SAN). Exclusive with SubjectRegExp; one is required
+	// (".*" accepts any leaf of the PKI).
+	Subject string `mapstructure:"subject"`
+	// SubjectRegExp matches the subject.
+	SubjectRegExp string `mapstructure:"subjectRegExp"`
+	// Issuer is the exact OIDC issuer extension (1.3.6.1.4.1.57264.1.8), as cosign's
+	// --certificate-oidc-issuer. Optional: most PKIs do not write it.
+	Issuer string `mapstructure:"issuer"`
+	// IssuerRegExp matches the OIDC issuer extension.
+	IssuerRegExp string `mapstructure:"issuerRegExp"`
+	// TrustRoot names a trust root whose transparency logs and timestamp authorities (not
+	// its CAs) are used when tlog, timestamps or ctlog are above 0. Optional.
+	TrustRoot string `mapstructure:"trustRoot"`
 }
 
 // KeyConfig says where a public key comes from. Exactly one field is set.
@@ -134,6 +243,19 @@ func (c Config) Validate() error {
 	default:
 		add("defaultPolicy", "unknown value %q (want %q or %q)", c.DefaultPolicy, DefaultDeny, DefaultAllow)
 	}
+	roots := map[string]bool{trustroot.PublicGood: true}
+	seenRoots := map[string]int{}
+	for i, tr := range c.TrustRoots {
+		at := fmt.Sprintf("trustRoots[%d]", i)
+		if err := tr.Validate(at); err != nil {
+			errs = append(errs, err)
+		}
+		if prev, dup := seenRoots[tr.Name]; dup {
+			add(at+".name", "%q is already the name of trustRoots[%d]", tr.Name, prev)
+		}
+		seenRoots[tr.Name] = i
+		roots[tr.Name] = true
+	}
 	names := map[string]int{}
 	for i, p := range c.Policies {
 		at := fmt.Sprintf("policies[%d]", i)
@@ -171,14 +293,15 @@ func (c Config) Validate() error {
 		}
 		authNames := map[string]int{}
 		for j, a := range p.Authorities {
-			errs = append(errs, a.validate(fmt.Sprintf("%s.authorities[%d]", at, j), authNames, j)...)
+			errs = append(errs, a.validate(fmt.Sprintf("%s.authorities[%d]", at, j), authNames, j, roots)...)
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// validate checks one authority; seen maps the names used so far in its policy to their index.
-func (a AuthorityConfig) validate(at string, seen map[string]int, index int) []error {
+// validate checks one authority; seen maps the names used so far in its policy to their index,
+// roots holds the names of the trust roots.
+func (a AuthorityConfig) validate(at string, seen map[string]int, index int, roots map[string]bool) []error {
 	var errs []error
 	add := func(path, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
@@ -191,12 +314,24 @@ func (a AuthorityConfig) validate(at string, seen map[string]int, index int) []e
 	default:
 		seen[a.Name] = index
 	}
-	if a.Keyless != nil {
-		add(at+".keyless", "keyless authorities are not supported yet; use key")
+	src := a.Key.sources()
+	var kinds []string
+	if len(src) > 0 {
+		kinds = append(kinds, "key")
 	}
-	switch src := a.Key.sources(); {
-	case len(src) == 0 && a.Keyless == nil:
-		add(at+".key", "one of path, data, kms or env is required")
+	if a.Keyless != nil {
+		kinds = append(kinds, "keyless")
+	}
+	if a.Certificate != nil {
+		kinds = append(kinds, "certificate")
+	}
+	switch {
+	case len(kinds) == 0:
+		add(at+".key", "one of path, data, kms or env is required (or a keyless or certificate authority)")
+	case len(kinds) > 1:
+		add(at, "key, keyless and certificate are exclusive, got %s", strings.Join(kinds, " and "))
+	}
+	switch {
 	case len(src) > 1:
 		add(at+".key", "exactly one of path, data, kms or env may be set, got %s", strings.Join(src, ", "))
 	}
@@ -205,6 +340,46 @@ func (a AuthorityConfig) validate(at string, seen map[string]int, index int) []e
 	}
 	if a.Key.Env != "" && !envName.MatchString(a.Key.Env) {
 		add(at+".key.env", "%q is not an environment variable name", a.Key.Env)
+	}
+	if k := a.Keyless; k != nil {
+		if k.TrustRoot != "" && !roots[k.TrustRoot] {
+			add(at+".keyless.trustRoot", "%q is not a configured trust root", k.TrustRoot)
+		}
+		if len(k.Identities) == 0 {
+			add(at+".keyless.identities", "at least one identity is required")
+		}
+		for i, id := range k.Identities {
+			iat := fmt.Sprintf("%s.keyless.identities[%d]", at, i)
+			errs = append(errs, matcherErrors(iat, "subject", id.Subject, id.SubjectRegExp, true)...)
+			errs = append(errs, matcherErrors(iat, "issuer", id.Issuer, id.IssuerRegExp, true)...)
+		}
+	}
+	if c := a.Certificate; c != nil {
+		if strings.TrimSpace(c.Roots) == "" {
+			add(at+".certificate.roots", "a PEM file of root certificates is required")
+		}
+		errs = append(errs, matcherErrors(at+".certificate", "subject", c.Subject, c.SubjectRegExp, true)...)
+		errs = append(errs, matcherErrors(at+".certificate", "issuer", c.Issuer, c.IssuerRegExp, false)...)
+		if c.TrustRoot != "" && !roots[c.TrustRoot] {
+			add(at+".certificate.trustRoot", "%q is not a configured trust root", c.TrustRoot)
+		}
+		if c.TrustRoot == "" && (a.Tlog.value(0) > 0 || a.Timestamps.value(0) > 0 || a.CTLog.value(0) > 0) {
+			add(at+".certificate.trustRoot", "tlog, timestamps or ctlog above 0 need a trust root holding the logs and timestamp authorities")
+		}
+	}
+	for _, th := range []struct {
+		name string
+		t    *ThresholdConfig
+	}{{"tlog", a.Tlog}, {"timestamps", a.Timestamps}, {"ctlog", a.CTLog}} {
+		if th.t == nil {
+			continue
+		}
+		if a.Keyless == nil && a.Certificate == nil {
+			add(at+"."+th.name, "applies only to keyless and certificate authorities")
+		}
+		if th.t.Threshold != nil && *th.t.Threshold < 0 {
+			add(at+"."+th.name+".threshold", "%d is negative", *th.t.Threshold)
+		}
 	}
 	for k := range a.Annotations {
 		if k == "" {
@@ -215,6 +390,21 @@ func (a AuthorityConfig) validate(at string, seen map[string]int, index int) []e
 		add(at+".signaturesRepository", "%q is not a repository path (lowercase components separated by /, e.g. myorg/signatures)", r)
 	}
 	return errs
+}
+
+// matcherErrors checks an exact/regexp pair named field (subject, issuer) at path at.
+func matcherErrors(at, field, exact, re string, required bool) []error {
+	switch {
+	case exact != "" && re != "":
+		return []error{fmt.Errorf("%s: %s and %sRegExp are exclusive", at, field, field)}
+	case exact == "" && re == "" && required:
+		return []error{fmt.Errorf("%s: one of %s or %sRegExp is required", at, field, field)}
+	case re != "":
+		if _, err := regexp.Compile(re); err != nil {
+			return []error{fmt.Errorf("%s.%sRegExp: %v", at, field, err)}
+		}
+	}
+	return nil
 }
 
 // required resolves a Require value against the number of authorities n.

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/portcullis/portcullis/policy"
+	"github.com/portcullis/portcullis/verify/trustroot"
 )
 
 func TestMatch(t *testing.T) {
@@ -121,10 +122,56 @@ func TestValidateErrors(t *testing.T) {
 		{name: "two keys", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) { p.Authorities[0].Key.Path = "/k.pub" })}, want: []string{"policies[0].authorities[0].key: exactly one of path, data, kms or env may be set, got path, data"}},
 		{name: "kms uri", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) { p.Authorities[0].Key = policy.KeyConfig{KMS: "my-key"} })}, want: []string{`policies[0].authorities[0].key.kms: "my-key" is not a KMS key reference`}},
 		{name: "env name", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) { p.Authorities[0].Key = policy.KeyConfig{Env: "MY-KEY"} })}, want: []string{`policies[0].authorities[0].key.env: "MY-KEY" is not an environment variable name`}},
-		{name: "keyless reserved", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) {
-			p.Authorities[0].Key = policy.KeyConfig{}
-			p.Authorities[0].Keyless = map[string]any{"issuer": "https://token.actions.githubusercontent.com"}
-		})}, want: []string{"policies[0].authorities[0].keyless: keyless authorities are not supported yet"}},
+		{name: "keyless valid", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) {
+			p.Authorities[0] = policy.AuthorityConfig{Name: "a", Keyless: &policy.KeylessConfig{Identities: []policy.IdentityConfig{{Issuer: "https://accounts.google.com", SubjectRegExp: "^krel@x$"}}}}
+		})}},
+		{name: "keyless and key", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) {
+			p.Authorities[0].Keyless = &policy.KeylessConfig{Identities: []policy.IdentityConfig{{Issuer: "i", Subject: "s"}}}
+		})}, want: []string{"policies[0].authorities[0]: key, keyless and certificate are exclusive, got key and keyless"}},
+		{name: "keyless without identities", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) {
+			p.Authorities[0] = policy.AuthorityConfig{Name: "a", Keyless: &policy.KeylessConfig{}}
+		})}, want: []string{"policies[0].authorities[0].keyless.identities: at least one identity is required"}},
+		{name: "keyless identity fields", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) {
+			p.Authorities[0] = policy.AuthorityConfig{Name: "a", Keyless: &policy.KeylessConfig{Identities: []policy.IdentityConfig{
+				{Issuer: "i", IssuerRegExp: "i", SubjectRegExp: "("}, {Subject: "s"},
+			}}}
+		})}, want: []string{
+			"keyless.identities[0]: issuer and issuerRegExp are exclusive",
+			"keyless.identities[0].subjectRegExp: error parsing regexp",
+			"keyless.identities[1]: one of issuer or issuerRegExp is required",
+		}},
+		{name: "keyless unknown trust root", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) {
+			p.Authorities[0] = policy.AuthorityConfig{Name: "a", Keyless: &policy.KeylessConfig{TrustRoot: "corp", Identities: []policy.IdentityConfig{{Issuer: "i", Subject: "s"}}}}
+		})}, want: []string{`policies[0].authorities[0].keyless.trustRoot: "corp" is not a configured trust root`}},
+		{name: "negative threshold", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) {
+			n := -1
+			p.Authorities[0] = policy.AuthorityConfig{Name: "a", Keyless: &policy.KeylessConfig{Identities: []policy.IdentityConfig{{Issuer: "i", Subject: "s"}}}, Tlog: &policy.ThresholdConfig{Threshold: &n}}
+		})}, want: []string{"policies[0].authorities[0].tlog.threshold: -1 is negative"}},
+		{name: "threshold on key authority", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) {
+			p.Authorities[0].Timestamps = &policy.ThresholdConfig{}
+		})}, want: []string{"policies[0].authorities[0].timestamps: applies only to keyless and certificate authorities"}},
+		{name: "certificate", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) {
+			n := 1
+			p.Authorities[0] = policy.AuthorityConfig{Name: "a", Certificate: &policy.CertificateConfig{}, Tlog: &policy.ThresholdConfig{Threshold: &n}}
+		})}, want: []string{
+			"certificate.roots: a PEM file of root certificates is required",
+			"certificate: one of subject or subjectRegExp is required",
+			"certificate.trustRoot: tlog, timestamps or ctlog above 0 need a trust root",
+		}},
+		{name: "trust roots", cfg: policy.Config{TrustRoots: []trustroot.Config{
+			{Name: "corp", TrustedRootFile: "/x.json"}, {Name: "corp", TUF: &trustroot.TUFConfig{}},
+			{Name: "both", TrustedRootFile: "/x.json", TUF: &trustroot.TUFConfig{}}, {Name: "none"},
+			{Name: "priv", TUF: &trustroot.TUFConfig{Mirror: "https://tuf.corp.example"}},
+			{Name: "bad url", TUF: &trustroot.TUFConfig{Mirror: "ftp://x", Root: "/root.json", Refresh: -1}},
+		}}, want: []string{
+			`trustRoots[1].name: "corp" is already the name of trustRoots[0]`,
+			"trustRoots[2]: tuf and trustedRootFile are exclusive",
+			"trustRoots[3]: one of tuf or trustedRootFile is required",
+			"trustRoots[4].tuf.root: the embedded root anchors only https://tuf-repo-cdn.sigstore.dev",
+			`trustRoots[5].name: "bad url" is not a trust root name`,
+			`trustRoots[5].tuf.mirror: "ftp://x" is not an http(s) URL`,
+			"trustRoots[5].tuf.refresh: -1ns is negative",
+		}},
 		{name: "signatures repository", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) { p.Authorities[0].SignaturesRepository = "MyOrg/sigs" })}, want: []string{`policies[0].authorities[0].signaturesRepository: "MyOrg/sigs" is not a repository path`}},
 		{name: "annotation name", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) { p.Authorities[0].Annotations = map[string]string{"": "x"} })}, want: []string{"policies[0].authorities[0].annotations: annotation names must not be empty"}},
 		{name: "every problem reported", cfg: policy.Config{DefaultPolicy: "x", Policies: with(func(p *policy.PolicyConfig) { p.Mode = "y" })}, want: []string{"defaultPolicy:", "policies[0].mode:"}},

@@ -35,6 +35,11 @@
 //     loaded by internal/keys, the CLI's loader too; KMS keys go through sigstore's kms.Get,
 //     whose providers are linked by main, never imported here.
 //
-// Keyless (certificate identity) authorities are not supported yet: AuthorityConfig.Keyless
-// is reserved for them and refused when set.
+// Keyless and certificate authorities. An authority is exactly one of key, keyless (a Fulcio
+// certificate of a trust root naming one of its identities) or certificate (your own PKI's
+// roots and a subject). Trust roots are named (trustRoots; "public-good" always exists) and
+// resolved at Compile through WithTrustRoots; the digest of each trusted_root.json is part of
+// the version, so a new root gives new decisions. Thresholds default to tlog 1, ctlog 1,
+// timestamps 0 for keyless, and 0, 0, 0 for certificate authorities (as policy-controller,
+// which needs no transparency log unless one is configured for a custom CA).
 package policy

@@ -119,7 +119,7 @@ func TestCompileKeyErrors(t *testing.T) {
 		opts []policy.Option
 		want string
 	}{
-		{"missing file", policy.KeyConfig{Path: missing}, nil, "policies[1].authorities[0].key.path: open " + missing + ": no such file or directory"},
+		{"missing file", policy.KeyConfig{Path: missing}, nil, "policies[1].authorities[0].key.path: stat " + missing + ": no such file or directory"},
 		{"not PEM", policy.KeyConfig{Path: garbage}, nil, "policies[1].authorities[0].key.path: parse PEM public key: PEM decoding failed"},
 		{"file too large", policy.KeyConfig{Path: big}, nil, "policies[1].authorities[0].key.path: " + big + " is larger than 65536 bytes"},
 		{"weak RSA", policy.KeyConfig{Data: publicPEM(t, weak.Public())}, nil, "policies[1].authorities[0].key.data: unsupported public key"},

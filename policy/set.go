@@ -12,13 +12,15 @@ import (
 	"slices"
 
 	"github.com/portcullis/portcullis/verify"
+	"github.com/portcullis/portcullis/verify/trustroot"
 )
 
 // Option configures Compile.
 type Option func(*compileOptions)
 
 type compileOptions struct {
-	lookupEnv func(string) (string, bool)
+	lookupEnv  func(string) (string, bool)
+	trustRoots TrustRoots
 }
 
 // WithLookupEnv gives Compile the environment lookup (os.LookupEnv in main) used for keys
@@ -59,6 +61,10 @@ func Compile(ctx context.Context, cfg Config, opts ...Option) (*Set, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if o.trustRoots == nil {
+		o.trustRoots = trustroot.NewManager()
+	}
+	roots := newRootResolver(o.trustRoots, cfg.TrustRoots)
 	s := &Set{defaultPolicy: cmp.Or(cfg.DefaultPolicy, DefaultDeny)}
 	doc := versionDoc{Format: versionFormat, DefaultPolicy: s.defaultPolicy}
 	var errs []error
@@ -75,6 +81,20 @@ func Compile(ctx context.Context, cfg Config, opts ...Option) (*Set, error) {
 		}
 		pd := versionPolicy{Name: p.name, Images: pc.Images, Mode: p.mode, Require: p.require, Indexes: p.indexes}
 		for j, ac := range pc.Authorities {
+			if ac.Keyless != nil || ac.Certificate != nil {
+				kl, vk, err := o.keylessAuthority(ctx, fmt.Sprintf("policies[%d].authorities[%d]", i, j), ac, roots)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				p.authorities = append(p.authorities, verify.Authority{
+					Name: ac.Name, Keyless: kl, Annotations: maps.Clone(ac.Annotations), SignaturesRepository: ac.SignaturesRepository,
+				})
+				pd.Authorities = append(pd.Authorities, versionAuthority{
+					Name: ac.Name, Keyless: vk, Annotations: ac.Annotations, SignaturesRepository: ac.SignaturesRepository,
+				})
+				continue
+			}
 			k, err := o.loadKey(ctx, fmt.Sprintf("policies[%d].authorities[%d].key", i, j), ac.Key)
 			if err != nil {
 				errs = append(errs, err)
@@ -130,6 +150,7 @@ type versionPolicy struct {
 type versionAuthority struct {
 	Name                 string
 	PublicKey            []byte
+	Keyless              *versionKeyless `json:",omitempty"`
 	Annotations          map[string]string
 	SignaturesRepository string
 }

@@ -8,15 +8,18 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	"github.com/sigstore/sigstore-go/pkg/bundle"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/strictjson"
@@ -174,8 +177,8 @@ func (v *Verifier) inspectReferrer(ctx context.Context, reg Registry, repo strin
 		return c, "", &LookupError{Repository: repo, What: "bundle " + l.Digest.String(), Err: err}
 	}
 
-	var b bundle.Bundle
-	if err := b.UnmarshalJSON(raw); err != nil {
+	b, err := parseBundle(raw)
+	if err != nil {
 		c.broken = "invalid bundle: " + err.Error()
 		return c, "", nil
 	}
@@ -206,18 +209,33 @@ func (v *Verifier) inspectReferrer(ctx context.Context, reg Registry, repo strin
 		// An attestation, not a signature, whoever signed it; say so without counting it.
 		return nil, pt, nil
 	}
-	c.bundle = &bundleCandidate{b: &b, statement: st}
+	c.bundle = &bundleCandidate{b: b, statement: st}
 	return c, "", nil
 }
 
-// checkBundle checks one bundle against an authority; "" means verified.
+// parseBundle reads a sigstore bundle. Bundles from v0.3 on may hold a certificate chain
+// (cosign sign --certificate-chain writes one): its intermediates are only ever used to build
+// a path to a trusted root, never as anchors.
+func parseBundle(raw []byte) (*bundle.Bundle, error) {
+	var pb protobundle.Bundle
+	if err := protojson.Unmarshal(raw, &pb); err != nil {
+		return nil, err
+	}
+	var opts []bundle.Option
+	if v := strings.TrimPrefix(pb.GetMediaType(), "application/vnd.dev.sigstore.bundle"); v == ".v0.3+json" || v == "+json;version=0.3" {
+		opts = append(opts, bundle.AllowCertificateChain())
+	}
+	return bundle.NewBundle(&pb, opts...)
+}
+
+// checkBundle checks one bundle against a key authority; "" means verified.
 func checkBundle(keys []signature.Verifier, want map[string]string, bc *bundleCandidate, dgst digest.Digest) string {
 	vc, err := bc.b.VerificationContent()
 	if err != nil {
 		return "invalid bundle: " + err.Error()
 	}
 	if vc.Certificate() != nil {
-		return "bundle is signed with a certificate; only key authorities are supported"
+		return "signed with a certificate, not a key"
 	}
 	if vc.PublicKey() == nil {
 		return "bundle has no public key"
@@ -249,7 +267,29 @@ func checkBundle(keys []signature.Verifier, want map[string]string, bc *bundleCa
 		}
 		return "wrong key"
 	}
+	return checkStatement(want, bc, dgst)
+}
 
+// checkBundleKeyless checks one bundle against a keyless authority. It returns the signer
+// (when the certificate could be read) and "" when verified, else a reason.
+func checkBundleKeyless(k *Keyless, want map[string]string, bc *bundleCandidate, dgst digest.Digest) (string, string) {
+	rawDigest, err := hex.DecodeString(dgst.Encoded())
+	if err != nil {
+		return "", "invalid digest"
+	}
+	signer, reason := checkCertificate(k, bc.b, sgverify.WithArtifactDigest(dgst.Algorithm().String(), rawDigest))
+	if reason != "" {
+		return signer, reason
+	}
+	if r := checkStatement(want, bc, dgst); r != "" {
+		return signer, signer + ": " + r
+	}
+	return signer, ""
+}
+
+// checkStatement checks the statement of a bundle whose envelope verified: its type, the one
+// subject naming dgst, and the wanted annotations of that subject; "" means it satisfies.
+func checkStatement(want map[string]string, bc *bundleCandidate, dgst digest.Digest) string {
 	// The envelope is verified: bc.statement is what was signed. Read it strictly.
 	typ, err := bc.statement.StringMember("_type")
 	if err != nil {

@@ -36,7 +36,13 @@
 //     a bare signature over the manifest bytes carries no statement of intent (no type, no
 //     predicate) and cannot be told apart from cosign sign-blob over the same bytes, and an
 //     Ed25519 one cannot even be checked from the digest alone.
-//   - Bundles signed with a certificate are rejected until keyless authorities exist.
+//   - Keyless authorities (Authority.Keyless) accept signatures made with a certificate, in
+//     both formats: a bundle's certificate, tlog entries (Rekor v1 and v2) and timestamps, or
+//     a legacy layer's dev.sigstore.cosign/certificate, /chain, /bundle (Rekor SET) and
+//     /rfc3161timestamp annotations, checked by sigstore-go against the Keyless's trusted
+//     material and thresholds; the identities are then matched so that a reason can say what
+//     did not match. Key authorities never accept certificate-signed bundles and keyless ones
+//     never accept key-signed signatures.
 //
 // # Signature artifacts
 //
@@ -65,6 +71,8 @@
 //     wrapping a *LookupError, only when no authority ended up satisfied: verification fails
 //     closed, and the caller must not cache that outcome for long. When one authority is
 //     satisfied the failure only shows in the other authorities' reasons.
-//   - Verification is offline: no transparency log, no timestamps, no network beyond the
-//     Registry. A Verifier holds no mutable state and is safe for concurrent use.
+//   - Verification is offline: transparency log entries and timestamps are checked from what
+//     the signature carries (inclusion proofs, SETs, RFC 3161 responses) against the trusted
+//     material; no network beyond the Registry. A Verifier holds no mutable state and is safe
+//     for concurrent use.
 package verify

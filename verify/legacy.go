@@ -67,6 +67,12 @@ func (v *Verifier) discoverLegacy(ctx context.Context, reg Registry, repo string
 			continue
 		}
 		c.sig, c.blob = sig, l.Digest
+		c.legacy = legacyMaterial{
+			cert:        l.Annotations[cosign.AnnotationCertificate],
+			chain:       l.Annotations[cosign.AnnotationChain],
+			rekorBundle: l.Annotations[cosign.AnnotationRekorBundle],
+			timestamp:   l.Annotations[cosign.AnnotationRFC3161Timestamp],
+		}
 		if err := l.Digest.Validate(); err != nil {
 			c.broken = "invalid payload digest in signature manifest"
 			continue
@@ -127,7 +133,12 @@ func checkLegacy(keys []signature.Verifier, want map[string]string, c *candidate
 	if !verified {
 		return "wrong key"
 	}
+	return checkLegacyClaims(want, c, dgst)
+}
 
+// checkLegacyClaims checks the payload of a legacy signature whose signature verified: its
+// type, the signed digest and the wanted annotations; "" means it satisfies.
+func checkLegacyClaims(want map[string]string, c *candidate, dgst digest.Digest) string {
 	// Only signed bytes are interpreted from here on.
 	p, err := strictjson.ParseObject(c.payload)
 	if err != nil {

@@ -165,6 +165,7 @@ type candidate struct {
 	// legacy
 	payload []byte
 	sig     []byte
+	legacy  legacyMaterial
 
 	// bundle
 	bundle *bundleCandidate
@@ -175,22 +176,36 @@ type candidate struct {
 func (v *Verifier) check(ctx context.Context, a Authority, d *discovery, s Subject) AuthorityResult {
 	dgst := s.Digest
 	r := AuthorityResult{Authority: a.Name}
-	if a.Key == nil {
-		r.Reason = "authority has no key (keyless authorities are not supported yet)"
+	var (
+		keys      []signature.Verifier
+		keySigner string
+	)
+	switch {
+	case a.Key != nil && a.Keyless != nil:
+		r.Reason = "authority has both a key and a keyless identity"
 		return r
-	}
-	keys, signer, err := keyVariants(a.Key)
-	if err != nil {
-		r.Reason = fmt.Sprintf("unusable authority key: %v", err)
+	case a.Key != nil:
+		var err error
+		if keys, keySigner, err = keyVariants(a.Key); err != nil {
+			r.Reason = fmt.Sprintf("unusable authority key: %v", err)
+			return r
+		}
+	case a.Keyless == nil:
+		r.Reason = "authority has no key and no keyless identity"
 		return r
 	}
 
 	var reasons []string
 	for _, c := range d.candidates {
 		var reason string
+		signer := keySigner
 		switch {
 		case c.broken != "":
 			reason = c.broken
+		case a.Keyless != nil && c.format == FormatLegacy:
+			signer, reason = checkLegacyKeyless(a.Keyless, a.Annotations, c, dgst)
+		case a.Keyless != nil:
+			signer, reason = checkBundleKeyless(a.Keyless, a.Annotations, c.bundle, dgst)
 		case c.format == FormatLegacy:
 			reason = checkLegacy(keys, a.Annotations, c, dgst)
 		default:

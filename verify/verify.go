@@ -3,8 +3,11 @@ package verify
 import (
 	"context"
 
+	"regexp"
+
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore/pkg/signature"
 
 	"github.com/portcullis/portcullis/verify/oci"
@@ -32,15 +35,64 @@ type Authority struct {
 	// one used to check legacy signatures (signature.LoadDefaultVerifier picks cosign's);
 	// for an Ed25519 key both pure Ed25519 and Ed25519ph signatures are accepted.
 	//
-	// Keyless authorities (a certificate identity and the trusted root that anchors it) will
-	// be added as further fields next to Key; until then an Authority without Key is never
-	// satisfied.
+	// Exactly one of Key and Keyless is set; an Authority with neither is never satisfied.
 	Key signature.Verifier
+	// Keyless accepts signatures made with a certificate (Fulcio keyless, or your own PKI)
+	// that chains to the CAs of its trusted material and names one of its identities.
+	Keyless *Keyless
 	// Annotations must all be present, with these exact values, in the signed payload.
 	Annotations map[string]string
 	// SignaturesRepository is where signatures are stored (cosign's COSIGN_REPOSITORY), a
 	// repository path in the same registry; empty means the image's own repository.
 	SignaturesRepository string
+}
+
+// Keyless is what a certificate signature must satisfy: the certificate chains to a CA of
+// Material that was valid at the signing time, the signing time is proven as the thresholds
+// demand, and the certificate names one of Identities and carries the wanted extensions.
+// All of it is checked by sigstore-go; the matching of identities is portcullis's, so that a
+// denial can say what did not match.
+type Keyless struct {
+	// TrustRoot names Material in reasons, e.g. "trust root public-good" or
+	// "certificate roots of authority corp-pki".
+	TrustRoot string
+	// Material holds the certificate authorities, transparency logs, CT logs and timestamp
+	// authorities. Required.
+	Material root.TrustedMaterial
+	// Identities are the accepted signers; any one will do. At least one.
+	Identities []Identity
+	// Extensions are Fulcio certificate extensions that must be equal when set (the GitHub
+	// workflow fields).
+	Extensions WorkflowExtensions
+	// Tlog is how many verified transparency log entries (Rekor v1 or v2) are required.
+	Tlog int
+	// Timestamps is how many verified RFC 3161 timestamps are required.
+	Timestamps int
+	// CTLog is how many verified SCTs the certificate must embed.
+	CTLog int
+}
+
+// Identity is one accepted signer. A nil regexp and an empty string leave that part
+// unchecked; policy validation makes sure keyless identities check both.
+type Identity struct {
+	// Subject is the exact subject (the certificate's SAN: e-mail, URI, …).
+	Subject string
+	// SubjectRegExp matches the subject (unanchored, as cosign).
+	SubjectRegExp *regexp.Regexp
+	// Issuer is the exact OIDC issuer (Fulcio extension 1.3.6.1.4.1.57264.1.8 or .1.1).
+	Issuer string
+	// IssuerRegExp matches the OIDC issuer.
+	IssuerRegExp *regexp.Regexp
+}
+
+// WorkflowExtensions are the GitHub workflow extensions of a Fulcio certificate, as cosign's
+// --certificate-github-workflow-* flags match them.
+type WorkflowExtensions struct {
+	Repository string
+	Ref        string
+	Trigger    string
+	SHA        string
+	Name       string
 }
 
 // Subject is the image whose signatures are checked.

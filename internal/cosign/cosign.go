@@ -28,6 +28,13 @@ const (
 	AnnotationCertificate = "dev.sigstore.cosign/certificate"
 	// AnnotationChain holds the PEM certificate chain of a legacy signature layer.
 	AnnotationChain = "dev.sigstore.cosign/chain"
+	// AnnotationRekorBundle holds the Rekor v1 bundle of a legacy signature layer:
+	// {"SignedEntryTimestamp": b64, "Payload": {"body": b64, "integratedTime": n, "logIndex": n,
+	// "logID": hex}}.
+	AnnotationRekorBundle = "dev.sigstore.cosign/bundle"
+	// AnnotationRFC3161Timestamp holds the RFC 3161 timestamp of a legacy signature layer:
+	// {"SignedRFC3161Timestamp": b64 DER}.
+	AnnotationRFC3161Timestamp = "dev.sigstore.cosign/rfc3161timestamp"
 	// AnnotationBundleContent says what a bundle referrer's bundle holds, BundleContentDSSE.
 	AnnotationBundleContent = "dev.sigstore.bundle.content"
 	// AnnotationBundlePredicateType repeats the predicate type of a bundle referrer's
