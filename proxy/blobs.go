@@ -27,31 +27,27 @@ func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request, rt route, in
 	d := digest.Digest(rt.ref)
 	info.digest = d
 	up, st := rt.upstream, h.opts.Store
-	if c, ok := h.committing.Load(d); ok {
-		select { // a download of d is being made durable in the store: use it
-		case <-c.(chan struct{}):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 	if err := h.checkBlobAccess(w, r, rt, d, info); err != nil {
 		return err
 	}
-	size, linked, err := st.BlobSize(ctx, up.Name(), rt.repo, d)
-	stored := err == nil
-	if err != nil && !errors.Is(err, oci.ErrNotFound) {
-		h.log.WarnContext(ctx, "content store read failed", slog.String("error", err.Error()))
-	}
-	if stored && !linked {
-		// Stored for another repository, and referenced by a manifest the upstream served
-		// for this one: the upstream has it here too.
-		if err := st.LinkBlob(ctx, up.Name(), rt.repo, d); err != nil {
-			h.log.WarnContext(ctx, "linking blob failed", slog.String("error", err.Error()))
+	dl := h.downloads.get(up.Name(), d)
+	if dl == nil {
+		size, linked, err := st.BlobSize(ctx, up.Name(), rt.repo, d)
+		stored := err == nil
+		if err != nil && !errors.Is(err, oci.ErrNotFound) {
+			h.log.WarnContext(ctx, "content store read failed", slog.String("error", err.Error()))
 		}
-	}
-	if stored {
-		info.source = "store"
-		return h.serveStoredBlob(w, r, d, size)
+		if stored && !linked {
+			// Stored for another repository, and referenced by a manifest the upstream served
+			// for this one: the upstream has it here too.
+			if err := st.LinkBlob(ctx, up.Name(), rt.repo, d); err != nil {
+				h.log.WarnContext(ctx, "linking blob failed", slog.String("error", err.Error()))
+			}
+		}
+		if stored {
+			info.source = "store"
+			return h.serveStoredBlob(w, r, d, size)
+		}
 	}
 	info.source = "upstream"
 	if r.Method == http.MethodHead {
@@ -66,9 +62,14 @@ func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request, rt route, in
 		w.WriteHeader(http.StatusOK)
 		return nil
 	}
+	dl, shared, err := h.download(ctx, rt, d)
+	if err != nil {
+		return err
+	}
+	info.shared = shared
 	if r.Header.Get("Range") != "" {
 		// A part of a blob cannot be verified on its own: fetch and check all of it first.
-		if err := h.fillBlob(ctx, rt, d); err != nil {
+		if err := dl.wait(ctx); err != nil {
 			return err
 		}
 		size, _, err := st.BlobSize(ctx, up.Name(), rt.repo, d)
@@ -77,7 +78,12 @@ func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request, rt route, in
 		}
 		return h.serveStoredBlob(w, r, d, size)
 	}
-	return h.streamBlob(w, r, rt, d)
+	blobHeaders(w, d)
+	if dl.size >= 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(dl.size, 10))
+	}
+	w.WriteHeader(http.StatusOK)
+	return h.follow(w, r, d, dl)
 }
 
 func blobHeaders(w http.ResponseWriter, d digest.Digest) {
@@ -88,83 +94,11 @@ func blobHeaders(w http.ResponseWriter, d digest.Digest) {
 	hd.Set("Etag", `"`+d.String()+`"`)
 }
 
-// fillCtx detaches a cache fill from the client's request so that a client that goes away
-// does not waste the download, bounded by the fill timeout.
-func (h *Handler) fillCtx(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.WithoutCancel(ctx), h.opts.FillTimeout)
-}
-
-// openFill starts downloading d from the upstream and writing it into the store.
-func (h *Handler) openFill(ctx context.Context, rt route, d digest.Digest) (io.ReadCloser, int64, *store.BlobWriter, error) {
-	rc, size, err := rt.upstream.OpenBlob(ctx, rt.repo, d)
-	if err != nil {
-		return nil, 0, nil, err
-	}
-	bw, err := h.opts.Store.NewBlobWriter(ctx, d)
-	if err != nil {
-		rc.Close()
-		return nil, 0, nil, err
-	}
-	return rc, size, bw, nil
-}
-
-// fillBlob downloads d into the store without serving it.
-func (h *Handler) fillBlob(ctx context.Context, rt route, d digest.Digest) error {
-	ctx, cancel := h.fillCtx(ctx)
-	defer cancel()
-	rc, _, bw, err := h.openFill(ctx, rt, d)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	if _, err := io.Copy(bw, rc); err != nil {
-		bw.Cancel(ctx)
-		return fmt.Errorf("blob %s from upstream %s: %w", d, rt.upstream.Name(), err)
-	}
-	if err := bw.Commit(ctx, rt.upstream.Name(), rt.repo); err != nil {
-		return fmt.Errorf("blob %s from upstream %s: %w", d, rt.upstream.Name(), err)
-	}
-	return nil
-}
-
-// streamBlob sends d to the client while writing it to the store. The digest is checked
-// before the last chunk is sent: on a mismatch the stored copy is discarded and the client's
-// connection is cut, so it sees a failed download rather than wrong content.
-//
-// The download (the fill) runs at the upstream's pace whatever the client does: a goroutine
-// reads the upstream into free buffers, a second writes each to the store (which hashes it)
-// and offers it to the client. The client takes buffers one chunk behind, so the last is held
-// back until the whole blob is hashed. A client that falls more than clientAhead chunks
-// behind is dropped from the feed — its queued buffers go back to the fill — and is served
-// the rest from the store once the fill has committed it. So a slow client never slows or
-// aborts the download, and an idle connection holds at most the chunk it is writing. The
-// fill is detached from the request and finishes (or fails) on its own; Close waits for it.
-func (h *Handler) streamBlob(w http.ResponseWriter, r *http.Request, rt route, d digest.Digest) error {
-	fctx, cancel := h.fillCtx(r.Context())
-	rc, size, bw, err := h.openFill(fctx, rt, d)
-	if err != nil {
-		cancel()
-		return err
-	}
-	blobHeaders(w, d)
-	if size >= 0 {
-		w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
-	}
-	w.WriteHeader(http.StatusOK)
-
-	f := newFeed()
-	h.background.Go(func() {
-		defer cancel()
-		h.fill(fctx, rt, d, size, rc, bw, f)
-	})
-	return h.follow(w, r, d, f)
-}
-
-// Sizes of the cold-blob path: fillBuffers chunk buffers per download, of which the client
-// may hold clientAhead queued plus the one it is writing.
+// Sizes of the cold-blob path: a download circulates at most fillBuffers chunk buffers, of
+// which the last ringChunks stored are kept for the clients to take.
 const (
 	fillBuffers = 6
-	clientAhead = 2
+	ringChunks  = 4
 	// writeSlice is how much is written to the client at a time, each within the client
 	// stall timeout.
 	writeSlice = 64 << 10
@@ -175,74 +109,226 @@ const (
 	defaultClientStall = 5 * time.Minute
 )
 
-// feed passes a download's chunks from the fill to the client.
-type feed struct {
-	mu      sync.Mutex
-	cond    *sync.Cond
-	queue   [][]byte
-	lagging bool // the client fell behind: it reads the rest from the store
-	free    chan []byte
-	// verified is set once the whole blob was read and checked (ok tells how it went);
-	// done once the fill has ended, committed if the blob is durable in the store then.
-	verified, ok, done, committed bool
-	total                         int64
+// downloads holds the blob downloads in progress, by upstream and digest, so that concurrent
+// requests for one blob share one upstream GET (on this replica). A download stays listed
+// until its blob is durable in the store (or failed), so no request starts a second one
+// meanwhile.
+type downloads struct {
+	mu sync.Mutex
+	m  map[string]*download
 }
 
-func newFeed() *feed {
-	f := &feed{free: make(chan []byte, fillBuffers)}
-	f.cond = sync.NewCond(&f.mu)
-	for range fillBuffers {
-		f.free <- make([]byte, chunk)
-	}
-	return f
+func downloadKey(upstream string, d digest.Digest) string { return upstream + "\x00" + string(d) }
+
+// get returns the download of d from upstream in progress, if any.
+func (ds *downloads) get(upstream string, d digest.Digest) *download {
+	ds.mu.Lock()
+	defer ds.mu.Unlock()
+	return ds.m[downloadKey(upstream, d)]
 }
 
-// offer hands a stored chunk to the client, or takes it back (with everything queued) when
-// the client is too far behind.
-func (f *feed) offer(buf []byte) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if !f.lagging && len(f.queue) < clientAhead {
-		f.queue = append(f.queue, buf)
-		f.cond.Broadcast()
-		return
+// download returns the download of d from rt's upstream, joining the one in progress
+// (shared reports that) or starting it. It returns once the upstream has answered, with the
+// upstream's error if it refused.
+//
+// The download (the fill) runs at the upstream's pace whatever its clients do, detached from
+// every request: a goroutine reads the upstream into buffers, a second writes each to the
+// store (which hashes it) and then publishes it in a ring of the last ringChunks chunks.
+// Each client (see follow) takes chunks from the ring one behind, so the last chunk is sent
+// only once the whole blob is hashed: on a digest mismatch every client's connection is cut
+// and nothing is stored. The ring drops its oldest chunk whatever the clients do, so a slow
+// client never slows the download or the other clients; one that falls behind the ring is
+// served the rest from the store once the fill has committed the blob, as is a request that
+// joins after the first chunk left the ring.
+func (h *Handler) download(ctx context.Context, rt route, d digest.Digest) (dl *download, shared bool, err error) {
+	key := downloadKey(rt.upstream.Name(), d)
+	h.downloads.mu.Lock()
+	dl, shared = h.downloads.m[key]
+	if !shared {
+		dl = newDownload()
+		h.downloads.m[key] = dl
 	}
-	if !f.lagging {
-		f.lagging = true
-		for _, b := range f.queue {
-			f.free <- b[:chunk]
+	h.downloads.mu.Unlock()
+	if shared {
+		select {
+		case <-dl.opened:
+		case <-ctx.Done():
+			return nil, true, ctx.Err()
 		}
-		f.queue = nil
-		f.cond.Broadcast()
+		return dl, true, dl.openErr
 	}
-	f.free <- buf[:chunk]
+	forget := func() {
+		h.downloads.mu.Lock()
+		delete(h.downloads.m, key)
+		h.downloads.mu.Unlock()
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.opts.FillTimeout)
+	rc, size, err := rt.upstream.OpenBlob(fctx, rt.repo, d)
+	var bw *store.BlobWriter
+	if err == nil {
+		if bw, err = h.opts.Store.NewBlobWriter(fctx, d); err != nil {
+			rc.Close()
+		}
+	}
+	if err != nil {
+		cancel()
+		forget()
+		dl.open(-1, err)
+		return nil, false, err
+	}
+	dl.open(size, nil)
+	h.background.Go(func() {
+		defer cancel()
+		h.fill(fctx, rt, d, rc, bw, dl, forget)
+	})
+	return dl, false, nil
 }
 
-// verify records that the download was read whole and checked; a failed one is also done.
-func (f *feed) verify(ok bool, total int64) {
-	f.mu.Lock()
-	f.verified, f.ok, f.total, f.done = true, ok, total, !ok
-	f.cond.Broadcast()
-	f.mu.Unlock()
+// download is one upstream download of a blob into the store, shared by the requests for it.
+type download struct {
+	opened  chan struct{} // closed once the upstream answered
+	openErr error         // the upstream's refusal, if it refused
+	size    int64         // as announced by the upstream; -1 if it did not say
+	ended   chan struct{} // closed once the fill is over
+
+	mu   sync.Mutex
+	cond *sync.Cond // signalled on every change below
+	// ring holds the last stored chunks; first is the sequence number of ring[0].
+	ring  []*slot
+	first int64
+	// free holds the buffers the upstream reader may fill; the fill allocates up to
+	// fillBuffers of them.
+	free      chan []byte
+	allocated int
+	// checked is set once the whole blob was read (total bytes) and checked; err is why it
+	// failed. committed reports (once ended is closed) whether the blob is durable in the
+	// store.
+	checked   bool
+	err       error
+	total     int64
+	committed bool
 }
 
-// end records that the fill is over, with the blob durable in the store or not.
-func (f *feed) end(committed bool) {
-	f.mu.Lock()
-	f.done, f.committed = true, committed
-	f.cond.Broadcast()
-	f.mu.Unlock()
+// slot is one chunk of the ring; refs counts the clients writing it.
+type slot struct {
+	buf  []byte
+	refs int
 }
 
-// fill downloads d into the store and feeds the client (see streamBlob).
-func (h *Handler) fill(ctx context.Context, rt route, d digest.Digest, size int64, rc io.ReadCloser, bw *store.BlobWriter, f *feed) {
+func newDownload() *download {
+	dl := &download{opened: make(chan struct{}), ended: make(chan struct{}), free: make(chan []byte, fillBuffers)}
+	dl.cond = sync.NewCond(&dl.mu)
+	return dl
+}
+
+func (dl *download) open(size int64, err error) {
+	dl.size, dl.openErr = size, err
+	close(dl.opened)
+}
+
+// buffer returns a buffer for the upstream reader, waiting for one to be free once
+// fillBuffers exist. A blob announced smaller than a chunk gets a buffer one byte longer
+// than announced, so that one read finds a longer body too.
+func (dl *download) buffer() []byte {
+	select {
+	case b := <-dl.free:
+		return b
+	default:
+	}
+	dl.mu.Lock()
+	alloc := dl.allocated < fillBuffers
+	if alloc {
+		dl.allocated++
+	}
+	dl.mu.Unlock()
+	if !alloc {
+		return <-dl.free
+	}
+	n := chunk
+	if dl.size >= 0 && dl.size < chunk {
+		n = int(dl.size) + 1
+	}
+	return make([]byte, n)
+}
+
+// publish adds a stored chunk to the ring, dropping the oldest chunk when the ring is full.
+// A dropped chunk that a client is still writing stays with that client, and the fill gets
+// a new buffer in its place.
+func (dl *download) publish(buf []byte) {
+	dl.mu.Lock()
+	dl.ring = append(dl.ring, &slot{buf: buf})
+	var old *slot
+	if len(dl.ring) > ringChunks {
+		old = dl.ring[0]
+		dl.ring[0] = nil
+		dl.ring = dl.ring[1:]
+		dl.first++
+	}
+	var b []byte
+	if old != nil {
+		b = old.buf[:cap(old.buf)]
+		if old.refs > 0 {
+			b = nil
+		}
+	}
+	dl.cond.Broadcast()
+	dl.mu.Unlock()
+	if old != nil {
+		if b == nil {
+			b = make([]byte, cap(old.buf))
+		}
+		dl.free <- b
+	}
+}
+
+// check records that the download was read whole, and how the check went.
+func (dl *download) check(total int64, err error) {
+	dl.mu.Lock()
+	dl.checked, dl.total, dl.err = true, total, err
+	dl.cond.Broadcast()
+	dl.mu.Unlock()
+}
+
+// end records that the fill is over. Once the blob is durable in the store the ring is let
+// go: clients still reading it continue from the store.
+func (dl *download) end(committed bool) {
+	dl.mu.Lock()
+	dl.committed = committed
+	if committed {
+		dl.first += int64(len(dl.ring))
+		dl.ring = nil
+	}
+	dl.cond.Broadcast()
+	dl.mu.Unlock()
+	close(dl.ended)
+}
+
+// wait returns once the blob is durable in the store, or why it will not be.
+func (dl *download) wait(ctx context.Context) error {
+	select {
+	case <-dl.ended:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if dl.err != nil {
+		return dl.err
+	}
+	if !dl.committed {
+		return errors.New("the blob could not be stored")
+	}
+	return nil
+}
+
+// fill downloads d into the store and publishes its chunks (see download); forget unlists
+// the download once its outcome is final.
+func (h *Handler) fill(ctx context.Context, rt route, d digest.Digest, rc io.ReadCloser, bw *store.BlobWriter, dl *download, forget func()) {
 	defer rc.Close()
 	read := make(chan piece, fillBuffers)
 	var wg sync.WaitGroup
 	wg.Go(func() { // upstream → read; the last piece sent has err set
 		defer close(read)
 		for {
-			buf := <-f.free
+			buf := dl.buffer()
 			n, err := io.ReadFull(rc, buf)
 			if err == io.ErrUnexpectedEOF {
 				err = io.EOF
@@ -255,49 +341,52 @@ func (h *Handler) fill(ctx context.Context, rt route, d digest.Digest, size int6
 	})
 	var total int64
 	var rerr error
-	for p := range read { // read → store → client
+	for p := range read { // read → store → ring
 		if len(p.buf) > 0 {
 			_, _ = bw.Write(p.buf)
 			total += int64(len(p.buf))
-			f.offer(p.buf)
+			dl.publish(p.buf)
 		} else {
-			f.free <- p.buf[:chunk]
+			dl.free <- p.buf[:cap(p.buf)]
 		}
 		rerr = p.err
 	}
 	wg.Wait()
+	fail := func(err error) {
+		bw.Cancel(ctx)
+		forget()
+		dl.check(total, fmt.Errorf("blob %s from upstream %s: %w", d, rt.upstream.Name(), err))
+		dl.end(false)
+	}
 	if rerr != io.EOF {
-		bw.Cancel(ctx)
 		h.log.WarnContext(ctx, "blob download failed", slog.String("digest", d.String()), slog.String("error", rerr.Error()))
-		f.verify(false, total)
+		fail(rerr)
 		return
 	}
-	if !bw.Verified() || (size >= 0 && total != size) {
-		bw.Cancel(ctx)
+	if !bw.Verified() || (dl.size >= 0 && total != dl.size) {
+		err := fmt.Errorf("content does not match its digest (%d bytes, %d announced)", total, dl.size)
 		h.log.ErrorContext(ctx, "blob from upstream rejected", slog.String("upstream", rt.upstream.Name()),
-			slog.String("repo", rt.repo), slog.String("digest", d.String()),
-			slog.String("error", fmt.Sprintf("content does not match its digest (%d bytes, %d announced)", total, size)))
-		f.verify(false, total)
+			slog.String("repo", rt.repo), slog.String("digest", d.String()), slog.String("error", err.Error()))
+		fail(err)
 		return
 	}
-	// Verified: the client may have its last chunk now; making the store's copy durable
-	// (an fsync of the whole blob) happens after, and requests for d meanwhile wait for it.
-	committed := make(chan struct{})
-	h.committing.Store(d, committed)
-	f.verify(true, total)
+	// Verified: the clients may have the last chunk now; making the store's copy durable
+	// (an fsync of the whole blob) happens after, and requests for d meanwhile join the
+	// download and wait for it.
+	dl.check(total, nil)
 	err := bw.Commit(ctx, rt.upstream.Name(), rt.repo)
 	if err != nil {
 		h.log.WarnContext(ctx, "caching blob failed", slog.String("digest", d.String()), slog.String("error", err.Error()))
 	}
-	h.committing.Delete(d)
-	close(committed)
-	f.end(err == nil)
+	forget()
+	dl.end(err == nil)
 }
 
-// follow sends the feed's chunks to the client one behind, the last once the blob is
-// verified; a client that fell behind gets the rest from the store once it is committed.
-// A failed download, or a client that stalls for Options.ClientStall, ends the response early.
-func (h *Handler) follow(w http.ResponseWriter, r *http.Request, d digest.Digest, f *feed) error {
+// follow sends the download's chunks to the client one behind, the last once the blob is
+// verified; a client that fell behind the ring gets the rest from the store once it is
+// committed. A failed download, or a client that stalls for Options.ClientStall, ends the
+// response early.
+func (h *Handler) follow(w http.ResponseWriter, r *http.Request, d digest.Digest, dl *download) error {
 	rcw := http.NewResponseController(w)
 	send := func(b []byte) bool {
 		for len(b) > 0 {
@@ -310,70 +399,55 @@ func (h *Handler) follow(w http.ResponseWriter, r *http.Request, d digest.Digest
 		}
 		return true
 	}
-	var pending []byte // the last chunk taken, not yet sent
-	var sent int64
-	f.mu.Lock()
+	var seq, sent int64 // the next chunk to send, and the bytes sent
+	dl.mu.Lock()
 	for {
+		if dl.checked && dl.err != nil {
+			dl.mu.Unlock()
+			panic(http.ErrAbortHandler)
+		}
+		if seq < dl.first {
+			dl.mu.Unlock()
+			return h.catchUp(w, r, d, dl, sent, send)
+		}
+		i, n := int(seq-dl.first), len(dl.ring)
 		switch {
-		case f.lagging:
-			f.mu.Unlock()
-			if pending != nil {
-				f.free <- pending[:chunk]
-			}
-			return h.catchUp(w, r, d, f, sent, send)
-		case len(f.queue) > 0:
-			next := f.queue[0]
-			f.queue = f.queue[1:]
-			f.mu.Unlock()
-			if pending != nil {
-				ok := send(pending)
-				f.free <- pending[:chunk]
-				if !ok {
-					f.free <- next[:chunk]
-					return nil // the client went away; the fill goes on
-				}
-				sent += int64(len(pending))
-			}
-			pending = next
-			f.mu.Lock()
-		case f.verified:
-			ok := f.ok
-			f.mu.Unlock()
+		case i+1 < n || (i < n && dl.checked):
+			s := dl.ring[i]
+			s.refs++
+			dl.mu.Unlock()
+			ok := send(s.buf)
+			dl.mu.Lock()
+			s.refs--
 			if !ok {
-				if pending != nil {
-					f.free <- pending[:chunk]
-				}
-				panic(http.ErrAbortHandler)
+				dl.mu.Unlock()
+				return nil // the client went away; the fill goes on
 			}
-			if pending != nil {
-				send(pending)
-				f.free <- pending[:chunk]
-			}
+			seq++
+			sent += int64(len(s.buf))
+		case i >= n && dl.checked:
+			dl.mu.Unlock()
 			_ = rcw.Flush()
 			return nil
 		default:
-			f.cond.Wait()
+			dl.cond.Wait()
 		}
 	}
 }
 
 // catchUp serves a client that fell behind from byte offset of the store's copy, once the
 // fill has committed it.
-func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request, d digest.Digest, f *feed, offset int64, send func([]byte) bool) error {
-	f.mu.Lock()
-	for !f.done {
-		f.cond.Wait()
-	}
-	ok, committed, total := f.ok, f.committed, f.total
-	f.mu.Unlock()
-	if !ok || !committed {
+func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request, d digest.Digest, dl *download, offset int64, send func([]byte) bool) error {
+	ctx := context.WithoutCancel(r.Context())
+	if err := dl.wait(r.Context()); err != nil {
 		panic(http.ErrAbortHandler)
 	}
-	rc, err := h.opts.Store.OpenBlob(context.WithoutCancel(r.Context()), d, offset)
+	rc, err := h.opts.Store.OpenBlob(ctx, d, offset)
 	if err != nil {
 		panic(http.ErrAbortHandler)
 	}
 	defer rc.Close()
+	total := dl.total
 	buf := make([]byte, writeSlice)
 	for offset < total {
 		n, err := io.ReadFull(rc, buf[:min(int64(len(buf)), total-offset)])

@@ -16,6 +16,9 @@
 //   - Manifests are capped at 4 MiB (oci.MaxManifestSize), as distribution's registry.
 //   - A blob is cached only when its content matches its digest; a streamed blob whose digest
 //     turns out wrong is discarded and the client's connection is cut before the last chunk.
+//   - Concurrent requests for one cold blob of one upstream share one upstream download
+//     (blobs.go), each receiving its chunks as they are stored; a slow client never slows
+//     the download or the others, and a corrupt blob is cut for all of them.
 //   - Content in the Store is visible to a repository only if it was fetched through it.
 //   - A blob is served (or fetched) for a repository only when a manifest the Gate admitted in
 //     that repository references it (grants.go), or to a push user who pushed it there;

@@ -93,9 +93,8 @@ type Handler struct {
 	requests metric.Int64Counter
 	duration metric.Float64Histogram
 	flights  singleflight.Group // manifest resolutions in progress
-	// committing maps a blob digest to a channel closed once its verified download is
-	// durable in the store.
-	committing sync.Map
+	// downloads are the blob downloads in progress (see blobs.go).
+	downloads downloads
 	// background counts the store writes done behind requests; Close waits for them.
 	background sync.WaitGroup
 	// grants remembers which blobs each repository may serve (see grants.go).
@@ -130,7 +129,8 @@ func New(opts Options) (*Handler, error) {
 	if opts.Meter == nil {
 		opts.Meter = noop.NewMeterProvider().Meter("")
 	}
-	h := &Handler{opts: opts, log: opts.Logger, tags: expirable.NewLRU[string, tagEntry](16384, nil, 0), grants: newGrants()}
+	h := &Handler{opts: opts, log: opts.Logger, tags: expirable.NewLRU[string, tagEntry](16384, nil, 0), grants: newGrants(),
+		downloads: downloads{m: map[string]*download{}}}
 	h.uploads = newUploads(opts.Store, &h.background)
 	var err error
 	if h.requests, err = opts.Meter.Int64Counter("portcullis.requests",
