@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -175,14 +176,14 @@ func explain(k *Keyless, entity sgverify.SignedEntity, cert *x509.Certificate, e
 	entries, _ := entity.TlogEntries()
 	timestamps, _ := entity.Timestamps()
 	switch {
+	case strings.Contains(msg, "integrated time outside certificate validity"):
+		return fmt.Sprintf("certificate expired before the signing time proven: the Rekor entry's integrated time is outside its validity (%s to %s)",
+			cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339))
 	case strings.Contains(msg, "failed to verify log inclusion"):
 		if len(entries) == 0 {
 			return fmt.Sprintf("no Rekor entry (tlog threshold %d)", k.Tlog)
 		}
-		if strings.Contains(msg, "not enough verified log entries") || strings.Contains(msg, "threshold") {
-			return fmt.Sprintf("Rekor entries do not verify with %s (%d of %d required): %s", k.TrustRoot, len(entries), k.Tlog, detail(msg))
-		}
-		return fmt.Sprintf("Rekor entry does not verify with %s: %s", k.TrustRoot, detail(msg))
+		return fmt.Sprintf("Rekor entry does not verify with %s (%d present, %d required): %s", k.TrustRoot, len(entries), k.Tlog, detail(msg))
 	case strings.Contains(msg, "failed to verify timestamps"):
 		switch {
 		case k.Timestamps > 0 && len(timestamps) < k.Timestamps:
@@ -194,16 +195,20 @@ func explain(k *Keyless, entity sgverify.SignedEntity, cert *x509.Certificate, e
 		}
 		return "no proof of signing time: " + detail(msg)
 	case strings.Contains(msg, "failed to verify leaf certificate"):
-		return explainChain(k, cert)
+		var inter []*x509.Certificate
+		if vc, err := entity.VerificationContent(); err == nil {
+			inter = vc.Intermediates()
+		}
+		return explainChain(k, cert, inter)
 	case strings.Contains(msg, "failed to verify signed certificate timestamp"):
 		if len(cert.Extensions) > 0 && !hasSCTExtension(cert) {
 			return fmt.Sprintf("certificate has no SCT (ctlog threshold %d)", k.CTLog)
 		}
 		return fmt.Sprintf("certificate SCT does not verify with the CT logs of %s: %s", k.TrustRoot, detail(msg))
+	case strings.Contains(msg, "artifact digest does not match") || strings.Contains(msg, "failed to verify artifact"):
+		return "signed another artifact: " + detail(msg)
 	case strings.Contains(msg, "failed to verify signature"):
 		return "signature does not verify: " + detail(msg)
-	case strings.Contains(msg, "failed to verify artifact") || strings.Contains(msg, "artifact digest"):
-		return "signed another artifact: " + detail(msg)
 	}
 	return detail(msg)
 }
@@ -211,13 +216,15 @@ func explain(k *Keyless, entity sgverify.SignedEntity, cert *x509.Certificate, e
 // explainChain says why the certificate did not chain at the proven signing time: it chains
 // to a CA of the material at some time within its validity (so the time is the problem), or
 // it does not (the CA is not trusted).
-func explainChain(k *Keyless, cert *x509.Certificate) string {
+func explainChain(k *Keyless, cert *x509.Certificate, intermediates []*x509.Certificate) string {
 	for _, ca := range k.Material.FulcioCertificateAuthorities() {
 		fca, ok := ca.(*root.FulcioCertificateAuthority)
 		if !ok {
 			continue
 		}
-		if _, err := fca.Verify(cert, cert.NotBefore); err == nil {
+		with := *fca
+		with.Intermediates = append(slices.Clone(fca.Intermediates), intermediates...)
+		if _, err := with.Verify(cert, cert.NotBefore); err == nil || func() bool { _, err := with.Verify(cert, cert.NotAfter); return err == nil }() {
 			valid := fmt.Sprintf("valid %s to %s", cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339))
 			if k.Tlog == 0 && k.Timestamps == 0 {
 				return fmt.Sprintf("certificate expired (%s) and no signing time is proven: with tlog and timestamps 0 it must be valid now", valid)
