@@ -72,13 +72,20 @@ management service and only <prefix>.pub is written.`,
 func newSign() *cobra.Command {
 	var o cli.SignOptions
 	cmd := &cobra.Command{
-		Use:   "sign --key REF [flags] IMAGE...",
-		Short: "Sign images and push the signatures (as cosign sign, offline: no transparency log)",
-		Long: `Resolves each IMAGE (tag or digest) to a digest, signs it with --key (a cosign key file,
-env://VAR, or a KMS URI) and pushes the signature: a sigstore bundle as an OCI referrer (cosign
-v3's default) or, with --new-bundle-format=false, a layer of the legacy "sha256-<hex>.sig"
-manifest. Existing signatures stay. COSIGN_REPOSITORY stores signatures in another repository.
-Registry credentials come from the docker config.json keychain or --registry-username/password.`,
+		Use:   "sign [--key REF | --identity-token TOKEN --signing-config FILE] [flags] IMAGE...",
+		Short: "Sign images and push the signatures (as cosign sign), with a key or keylessly",
+		Long: `Resolves each IMAGE (tag or digest) to a digest, signs it and pushes the signature: a
+sigstore bundle as an OCI referrer (cosign v3's default) or, with --new-bundle-format=false, a
+layer of the legacy "sha256-<hex>.sig" manifest. Existing signatures stay. COSIGN_REPOSITORY
+stores signatures in another repository. Registry credentials come from the docker
+config.json keychain or --registry-username/password.
+
+With --key (a cosign key file, env://VAR, or a KMS URI) signing is offline. Without it the
+signature is keyless: a fresh key, certified by Fulcio for the OIDC identity token
+(--identity-token, $SIGSTORE_ID_TOKEN or GitHub Actions' ambient token), timestamped by the
+timestamp authorities and logged in the Rekor logs of --signing-config (or --fulcio-url,
+--timestamp-server-url, --rekor-url). The legacy format is timestamped, not logged.
+--trusted-root checks the result before it is pushed.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return cli.Sign(cmd.Context(), env(cmd), o, args)
@@ -87,9 +94,7 @@ Registry credentials come from the docker config.json keychain or --registry-use
 	fs := cmd.Flags()
 	fs.SetNormalizeFunc(certAliases)
 	addRegistryFlags(fs, &o.Registry)
-	fs.BoolVar(&o.TlogUpload, "tlog-upload", false, "upload to the transparency log: not supported yet, only false is accepted")
-	fs.BoolVar(&o.UseSigningConfig, "use-signing-config", false, "use a signing config: not supported yet, only false is accepted")
-	fs.StringVar(&o.SigningConfig, "signing-config", "", "signing config file: not supported yet")
+	addKeylessSignFlags(fs, &o.Keyless)
 	fs.StringVar(&o.Key, "key", "", "private key: a cosign key file, env://VAR holding the PEM, or awskms:// gcpkms:// azurekms:// hashivault:// URI")
 	fs.StringSliceVarP(&o.Annotations, "annotations", "a", nil, "extra key=value pairs to sign")
 	fs.StringVar(&o.Cert, "certificate", "", "PEM certificate of the signing key to store with the signature (alias --cert)")
@@ -102,7 +107,7 @@ Registry credentials come from the docker config.json keychain or --registry-use
 	fs.StringVar(&o.OutBundle, "bundle", "", "write the sigstore bundle to this file (bundle format)")
 	fs.BoolVarP(&o.Recursive, "recursive", "r", false, "if a multi-arch image is specified, additionally sign each discrete image")
 	fs.BoolVar(&o.NewBundleFormat, "new-bundle-format", true, "sigstore bundle as an OCI referrer (cosign v3); false: the legacy .sig tag (cosign v2)")
-	fs.BoolP("yes", "y", false, "skip confirmation prompts (there are none without a transparency log)")
+	fs.BoolP("yes", "y", false, "skip confirmation prompts (there are none)")
 	return cmd
 }
 

@@ -85,9 +85,16 @@ func TestSignRefuses(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{"tlog upload", cli.SignOptions{Key: "k", TlogUpload: true}, nil, "--tlog-upload=true"},
-		{"signing config", cli.SignOptions{Key: "k", SigningConfig: "x"}, nil, "--signing-config"},
-		{"no key", cli.SignOptions{}, nil, "--key is required"},
+		{"tlog upload with a key", cli.SignOptions{Key: "k", Keyless: cli.KeylessOptions{TlogUpload: true}}, nil, "with --key"},
+		{"signing config with a key", cli.SignOptions{Key: "k", Keyless: cli.KeylessOptions{SigningConfig: "x"}}, nil, "with --key"},
+		{"certificate without a key", cli.SignOptions{Cert: "c"}, nil, "--certificate needs --key"},
+		{"keyless without Fulcio", cli.SignOptions{Keyless: cli.KeylessOptions{IdentityToken: "t"}}, nil, "Fulcio URL"},
+		{"keyless without a proof of time", cli.SignOptions{Keyless: cli.KeylessOptions{IdentityToken: "t", FulcioURL: "http://127.0.0.1:1"}}, nil, "timestamp authority or a Rekor log"},
+		{"keyless without a token", cli.SignOptions{Keyless: cli.KeylessOptions{FulcioURL: "http://127.0.0.1:1", TimestampServerURL: "http://127.0.0.1:1"}}, nil, "identity token"},
+		{"signing config and URLs", cli.SignOptions{Keyless: cli.KeylessOptions{SigningConfig: "x", FulcioURL: "http://127.0.0.1:1"}}, nil, "cannot specify service URLs"},
+		{"signing config over TUF", cli.SignOptions{Keyless: cli.KeylessOptions{UseSigningConfig: true}}, nil, "TUF"},
+		{"tlog upload without Rekor", cli.SignOptions{Keyless: cli.KeylessOptions{TlogUpload: true, FulcioURL: "http://127.0.0.1:1", TimestampServerURL: "http://127.0.0.1:1"}}, nil, "needs --rekor-url"},
+		{"bad signing config", cli.SignOptions{Keyless: cli.KeylessOptions{SigningConfig: "/nonexistent/signing_config.json"}}, nil, "signing config"},
 		{"payload with bundle", cli.SignOptions{Key: "k", Payload: "p", NewBundleFormat: true}, nil, "--new-bundle-format=false"},
 		{"chain without cert", cli.SignOptions{Key: "k", CertChain: "c"}, nil, "needs --certificate"},
 		{"bad repository", cli.SignOptions{Key: "k"}, map[string]string{cli.EnvRepository: "Not A Repo"}, cli.EnvRepository},

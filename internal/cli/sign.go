@@ -8,12 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
+	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature/options"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -40,26 +43,87 @@ type SignOptions struct {
 	Recursive bool
 	// NewBundleFormat writes a sigstore bundle referrer (cosign v3); false the legacy .sig.
 	NewBundleFormat bool
-	// TlogUpload, UseSigningConfig and SigningConfig are cosign's transparency log flags:
-	// only their offline values are accepted.
-	TlogUpload, UseSigningConfig bool
-	SigningConfig                string
+	// Keyless holds the flags of keyless signing (no Key).
+	Keyless KeylessOptions
 }
 
-// refuseTlog fails when the user asked explicitly for what portcullis cannot do yet.
-func (o SignOptions) refuseTlog() error {
-	for _, f := range []struct {
-		name string
-		on   bool
-	}{{"tlog-upload", o.TlogUpload}, {"use-signing-config", o.UseSigningConfig}} {
-		if f.on {
-			return fmt.Errorf("--%s=true: portcullis signs offline only (no transparency log, no signing config) for now; pass --%s=false", f.name, f.name)
+// KeylessOptions are cosign's keyless signing flags: the identity token and the sigstore
+// services, from a signing config or from URLs.
+type KeylessOptions struct {
+	// IdentityToken is the OIDC token, or a file holding it (default: SIGSTORE_ID_TOKEN, then
+	// GitHub Actions' ambient token).
+	IdentityToken string
+	// SigningConfig is a cosign v3 signing_config.json naming Fulcio, Rekor and the TSAs.
+	SigningConfig string
+	// UseSigningConfig asks for sigstore's signing config over TUF: refused (offline), but
+	// accepted as false for cosign's command lines.
+	UseSigningConfig bool
+	// FulcioURL, RekorURL (a Rekor v1 API) and TimestampServerURL are the services without a
+	// signing config. The signature is logged only with RekorURL.
+	FulcioURL, RekorURL, TimestampServerURL string
+	// TlogUpload asks for a Rekor entry: it needs RekorURL or a signing config naming a log.
+	TlogUpload bool
+	// TrustedRoot is a trusted_root.json the new signature must verify against.
+	TrustedRoot string
+}
+
+// usesServices says whether any keyless flag was given.
+func (k KeylessOptions) usesServices() bool {
+	return k.IdentityToken != "" || k.SigningConfig != "" || k.UseSigningConfig || k.FulcioURL != "" ||
+		k.RekorURL != "" || k.TimestampServerURL != "" || k.TlogUpload || k.TrustedRoot != ""
+}
+
+// services are the sigstore services the flags name.
+func (k KeylessOptions) services(now time.Time) (sign.Services, error) {
+	urls := k.FulcioURL != "" || k.RekorURL != "" || k.TimestampServerURL != ""
+	switch {
+	case k.SigningConfig != "" && urls:
+		return sign.Services{}, errors.New("cannot specify service URLs and use signing config: pass --signing-config or --fulcio-url/--rekor-url/--timestamp-server-url")
+	case k.SigningConfig != "":
+		b, err := os.ReadFile(k.SigningConfig)
+		if err != nil {
+			return sign.Services{}, fmt.Errorf("read signing config: %w", err)
 		}
+		s, err := sign.ServicesFromSigningConfig(b, now)
+		if err != nil {
+			return sign.Services{}, fmt.Errorf("%s: %w", k.SigningConfig, err)
+		}
+		return s, nil
+	case k.UseSigningConfig:
+		return sign.Services{}, errors.New("--use-signing-config=true: portcullis does not fetch sigstore's signing config over TUF; pass --signing-config FILE, or --fulcio-url with --timestamp-server-url and/or --rekor-url")
 	}
-	if o.SigningConfig != "" {
-		return errors.New("--signing-config: portcullis signs offline only (no transparency log) for now")
+	if k.TlogUpload && k.RekorURL == "" {
+		return sign.Services{}, errors.New("--tlog-upload=true needs --rekor-url (or a --signing-config naming a Rekor log)")
 	}
-	return nil
+	s := sign.Services{Fulcio: k.FulcioURL}
+	if k.RekorURL != "" {
+		s.Rekor = []sign.Rekor{{URL: k.RekorURL, Version: 1}}
+	}
+	if k.TimestampServerURL != "" {
+		s.TSA = []string{k.TimestampServerURL}
+	}
+	return s, s.Validate()
+}
+
+// signer builds the keyless signer the flags describe.
+func (k KeylessOptions) signer(ctx context.Context, e Env) (*sign.Keyless, error) {
+	s, err := k.services(time.Now())
+	if err != nil {
+		return nil, err
+	}
+	var opts []sign.KeylessOption
+	if k.TrustedRoot != "" {
+		tr, err := root.NewTrustedRootFromPath(k.TrustedRoot)
+		if err != nil {
+			return nil, fmt.Errorf("trusted root %s: %w", k.TrustedRoot, err)
+		}
+		opts = append(opts, sign.WithTrustedRoot(tr))
+	}
+	tok, err := sign.IdentityToken(ctx, k.IdentityToken, e.LookupEnv, &http.Client{Timeout: 30 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	return sign.NewKeyless(tok, s, opts...)
 }
 
 func (o SignOptions) outputsWanted() bool {
@@ -70,11 +134,11 @@ func (o SignOptions) outputsWanted() bool {
 // with the key and pushes the signature (unless !Upload) to the image's repository or
 // COSIGN_REPOSITORY, as cosign sign does offline.
 func Sign(ctx context.Context, e Env, o SignOptions, images []string) error {
-	if err := o.refuseTlog(); err != nil {
-		return err
+	if o.Key != "" && o.Keyless.usesServices() {
+		return errors.New("with --key, portcullis signs offline: no identity token, signing config, Fulcio, Rekor or timestamp server (drop --key to sign keylessly)")
 	}
-	if o.Key == "" {
-		return errors.New("--key is required: keyless signing (Fulcio) is not supported yet")
+	if o.Key == "" && o.Cert != "" {
+		return errors.New("--certificate needs --key: the key the certificate certifies")
 	}
 	ann, err := ParseAnnotations(o.Annotations)
 	if err != nil {
@@ -85,6 +149,12 @@ func Sign(ctx context.Context, e Env, o SignOptions, images []string) error {
 	}
 	if o.CertChain != "" && o.Cert == "" {
 		return errors.New("--certificate-chain needs --certificate")
+	}
+	var keyless *sign.Keyless
+	if o.Key == "" {
+		if keyless, err = o.Keyless.signer(ctx, e); err != nil {
+			return err
+		}
 	}
 	sigRepo, err := e.signaturesRepository(o.Registry)
 	if err != nil {
@@ -108,6 +178,14 @@ func Sign(ctx context.Context, e Env, o SignOptions, images []string) error {
 	}
 	if o.outputsWanted() && len(targets) > 1 {
 		return fmt.Errorf("--output-* and --bundle write one signature, but %d manifests are to be signed", len(targets))
+	}
+	if keyless != nil {
+		for _, t := range targets {
+			if err := signKeylessOne(ctx, e.Stderr, o, sigRepo, t, keyless, ann, ropts); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	signer, err := keys.LoadSigner(ctx, o.Key, e.passFunc(), e.LookupEnv)
 	if err != nil {
@@ -184,6 +262,58 @@ func signOne(ctx context.Context, errw io.Writer, o SignOptions, sigRepo name.Re
 	return nil
 }
 
+// signKeylessOne signs one target keylessly: a fresh key, its Fulcio certificate, the
+// timestamps and log entries the services give, in the format asked for.
+func signKeylessOne(ctx context.Context, errw io.Writer, o SignOptions, sigRepo name.Repository, t sign.Target, k *sign.Keyless, ann map[string]string, ropts []remote.Option) error {
+	if sigRepo.RepositoryStr() == "" {
+		sigRepo = t.Ref.Context()
+	}
+	if !o.NewBundleFormat {
+		pl, err := legacyPayload(o.Payload, t.Ref, ann)
+		if err != nil {
+			return err
+		}
+		ls, err := k.Legacy(ctx, pl)
+		if err != nil {
+			return fmt.Errorf("sign %s: %w", t.Ref, err)
+		}
+		if err := writeOutputs(o, ls.Sig, pl, ls.Cert, nil); err != nil {
+			return err
+		}
+		if !o.Upload {
+			return nil
+		}
+		fmt.Fprintln(errw, "Pushing signature to:", sigRepo)
+		if _, err := sign.AttachLegacy(ctx, t.Ref, sigRepo, pl, ls.Sig, ls.Cert, ropts...); err != nil {
+			return fmt.Errorf("sign %s: %w", t.Ref, err)
+		}
+		return nil
+	}
+	b, err := k.Bundle(ctx, t.Descriptor.Digest, ann)
+	if err != nil {
+		return fmt.Errorf("sign %s: %w", t.Ref, err)
+	}
+	if o.outputsWanted() {
+		var pb protobundle.Bundle
+		if err := protojson.Unmarshal(b, &pb); err != nil {
+			return err
+		}
+		env := pb.GetDsseEnvelope()
+		leaf := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pb.GetVerificationMaterial().GetCertificate().GetRawBytes()})
+		if err := writeOutputs(o, env.GetSignatures()[0].GetSig(), env.GetPayload(), &sign.Certificate{Leaf: leaf}, b); err != nil {
+			return err
+		}
+	}
+	if !o.Upload {
+		return nil
+	}
+	fmt.Fprintln(errw, "Pushing signature to:", sigRepo)
+	if _, err := sign.PushBundle(ctx, sigRepo, t.Descriptor, b, ropts...); err != nil {
+		return fmt.Errorf("sign %s: %w", t.Ref, err)
+	}
+	return nil
+}
+
 func writeOutputs(o SignOptions, sig, pl []byte, cert *sign.Certificate, bundle []byte) error {
 	write := func(path string, b []byte) error {
 		if path == "" {
@@ -205,7 +335,7 @@ func writeOutputs(o SignOptions, sig, pl []byte, cert *sign.Certificate, bundle 
 			return err
 		}
 	} else if o.OutCertificate != "" {
-		return errors.New("--output-certificate: there is no certificate (pass --certificate)")
+		return errors.New("--output-certificate: there is no certificate (pass --certificate, or sign keylessly)")
 	}
 	if o.OutBundle != "" && bundle == nil {
 		return errors.New("--bundle writes a sigstore bundle: not with --new-bundle-format=false")

@@ -50,9 +50,13 @@ func Legacy(ctx context.Context, img name.Digest, sigRepo name.Repository, s sig
 }
 
 // Certificate is certificate material stored next to a signature: the PEM leaf certificate
-// whose key made the signature and, optionally, the PEM chain (intermediates … root).
+// whose key made the signature and, optionally, the PEM chain (intermediates … root) and
+// the proof of the signing time.
 type Certificate struct {
 	Leaf, Chain []byte
+	// RFC3161Timestamp is the annotation value cosign writes for a TSA's timestamp of the
+	// raw signature: JSON {"SignedRFC3161Timestamp": base64 DER TimeStampResponse}.
+	RFC3161Timestamp []byte
 }
 
 // LegacyTag is the tag of img's legacy attachment manifest in sigRepo (img's repository
@@ -97,6 +101,9 @@ func AttachLegacy(ctx context.Context, img name.Digest, sigRepo name.Repository,
 		}
 		if len(cert.Chain) > 0 {
 			ann[cosign.AnnotationChain] = string(cert.Chain)
+		}
+		if len(cert.RFC3161Timestamp) > 0 {
+			ann[cosign.AnnotationRFC3161Timestamp] = string(cert.RFC3161Timestamp)
 		}
 	}
 	opts = append(opts, remote.WithContext(ctx))

@@ -238,8 +238,8 @@ func TestErrors(t *testing.T) {
 	}{
 		{"wrong password", []string{"COSIGN_PASSWORD=wrong"}, "incorrect password", []string{"sign", "--key", "cosign.key", img}},
 		{"no password, no terminal", []string{"-COSIGN_PASSWORD"}, "COSIGN_PASSWORD is not set", []string{"sign", "--key", "cosign.key", img}},
-		{"no key", nil, "--key is required", []string{"sign", img}},
-		{"tlog upload", []string{"COSIGN_PASSWORD=right"}, "--tlog-upload=true", []string{"sign", "--key", "cosign.key", "--tlog-upload=true", img}},
+		{"no key, no keyless services", nil, "keyless signing needs a Fulcio URL", []string{"sign", img}},
+		{"tlog upload with a key", []string{"COSIGN_PASSWORD=right"}, "with --key, portcullis signs offline", []string{"sign", "--key", "cosign.key", "--tlog-upload=true", img}},
 		{"bad image ref", []string{"COSIGN_PASSWORD=right"}, "invalid image reference", []string{"sign", "--key", "cosign.key", "Not/A:Valid@@ref"}},
 		{"unreachable registry", []string{"COSIGN_PASSWORD=right"}, "127.0.0.1:1", []string{"sign", "--key", "cosign.key", "127.0.0.1:1/demo/app:v1"}},
 		{"missing key file", nil, "no such file", []string{"sign", "--key", "nope.key", img}},

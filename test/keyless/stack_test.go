@@ -88,11 +88,15 @@ var (
 )
 
 // TestMain stops the shared stack after the tests (it is started by the first test that
-// needs it, so that `go test -run` of other tests costs nothing).
+// needs it, so that `go test -run` of other tests costs nothing) and removes the portcullis
+// binary.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if shared != nil {
 		shared.stop()
+	}
+	if binPath != "" {
+		_ = os.RemoveAll(filepath.Dir(binPath))
 	}
 	os.Exit(code)
 }
