@@ -4,8 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +42,20 @@ type Config struct {
 	DefaultPolicy policy.DefaultPolicy `mapstructure:"defaultPolicy"`
 	// Push opens the proxy to authenticated signature pushes; read-only without it.
 	Push pushauth.Config `mapstructure:"push"`
+	// Keys says how the policies' keys are loaded.
+	Keys Keys `mapstructure:"keys"`
+}
+
+// Keys says how the policies' keys are loaded, on start and on every reload.
+type Keys struct {
+	// Timeout bounds loading every key of the policies (files, environment, KMS public
+	// keys); a KMS that does not answer in time fails the start, or the reload, which
+	// leaves the running configuration serving. Default (and 0) 30s.
+	Timeout time.Duration `mapstructure:"timeout"`
+	// AllowKMSPlugins lets a kms: reference that no linked provider (awskms, gcpkms,
+	// azurekms, hashivault) serves execute sigstore's KMS plugin "sigstore-kms-<scheme>"
+	// found on PATH. Default false: nothing is executed.
+	AllowKMSPlugins bool `mapstructure:"allowKMSPlugins"`
 }
 
 // Policy returns the policy part of the configuration.
@@ -110,6 +127,7 @@ func defaults(v *viper.Viper) {
 	v.SetDefault("cache.negativeTTL", cache.DefaultNegativeTTL.String())
 	v.SetDefault("cache.tagTTL", "0s")
 	v.SetDefault("defaultPolicy", string(policy.DefaultDeny))
+	v.SetDefault("keys.timeout", "30s")
 }
 
 // Load reads the YAML file at path (may be empty: defaults and environment only) with
@@ -128,16 +146,8 @@ func Load(path string, environ []string) (*Config, error) {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
-	for _, kv := range environ {
-		k, val, ok := strings.Cut(kv, "=")
-		if !ok || !strings.HasPrefix(k, "PORTCULLIS_") {
-			continue
-		}
-		key := envKey(v, strings.TrimPrefix(k, "PORTCULLIS_"))
-		if key == "" {
-			return nil, fmt.Errorf("config: environment variable %s names no configuration key", k)
-		}
-		v.Set(key, val)
+	if err := applyEnv(v, environ); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	var c Config
 	err := v.UnmarshalExact(&c, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
@@ -149,18 +159,7 @@ func Load(path string, environ []string) (*Config, error) {
 	}
 	if path != "" {
 		// Files named in the configuration are relative to it.
-		dir := filepath.Dir(path)
-		if c.Push.Htpasswd != "" && !filepath.IsAbs(c.Push.Htpasswd) {
-			c.Push.Htpasswd = filepath.Join(dir, c.Push.Htpasswd)
-		}
-		for i := range c.Policies {
-			for j := range c.Policies[i].Authorities {
-				k := &c.Policies[i].Authorities[j].Key
-				if k.Path != "" && !filepath.IsAbs(k.Path) {
-					k.Path = filepath.Join(dir, k.Path)
-				}
-			}
-		}
+		c.resolvePaths(filepath.Dir(path))
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -168,23 +167,14 @@ func Load(path string, environ []string) (*Config, error) {
 	return &c, nil
 }
 
-// envKey finds the configuration key an environment suffix names, e.g. CACHE_TAGTTL →
-// cache.tagTTL, matching case-insensitively against known keys.
-func envKey(v *viper.Viper, suffix string) string {
-	want := strings.ToLower(suffix)
-	for _, k := range v.AllKeys() {
-		if strings.ReplaceAll(strings.ToLower(k), ".", "_") == want {
-			return k
-		}
-	}
-	return ""
-}
-
 // Validate checks the whole configuration; errors name the offending key.
 func (c *Config) Validate() error {
 	var errs []error
-	if c.Listen == "" {
-		errs = append(errs, errors.New("listen: must be set"))
+	if err := validateListen(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("listen: %w", err))
+	}
+	if c.Keys.Timeout < 0 {
+		errs = append(errs, errors.New("keys.timeout: must not be negative"))
 	}
 	if (c.TLS.Cert == "") != (c.TLS.Key == "") {
 		errs = append(errs, errors.New("tls: cert and key must be set together"))
@@ -263,3 +253,24 @@ func prefixLines(prefix string, err error) error {
 	}
 	return errors.Join(out...)
 }
+
+// validateListen checks a listen address: [host]:port with a numeric port, the host empty
+// (every address), an IP address or a name.
+func validateListen(addr string) error {
+	if addr == "" {
+		return errors.New("must be set")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (e.g. :5000, 127.0.0.1:5000, [::1]:5000)", addr)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	if host != "" && net.ParseIP(host) == nil && !hostnameRE.MatchString(host) {
+		return fmt.Errorf("%q: %q is not an IP address or host name", addr, host)
+	}
+	return nil
+}
+
+var hostnameRE = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`)

@@ -3,6 +3,7 @@ package config_test
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -73,6 +74,110 @@ func TestLoadRefusesBadConfig(t *testing.T) {
 			_, err := config.Load(write(t, tc.yaml), tc.env)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("Load() error = %v, want it to mention %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestEnvOverridesEveryKey sets keys the file does not have, lists and maps included, from
+// the environment.
+func TestEnvOverridesEveryKey(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "portcullis.yaml")
+	if err := os.WriteFile(p, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(p, []string{
+		"PORTCULLIS_PUSH_HTPASSWD=secrets/htpasswd",
+		`PORTCULLIS_PUSH_USERS=[{name: ci, images: ["docker.io/org/**", "ghcr.io/org/**"]}, {name: bot, images: [docker.io/bot/*]}]`,
+		"PORTCULLIS_PUSH_PASSTHROUGH_IMAGES=docker.io/org/scratch/**, docker.io/org/tmp/**",
+		"PORTCULLIS_PUSH_LOGINTHROTTLE_BURST=3",
+		"PORTCULLIS_STORAGE_DRIVER=filesystem",
+		"PORTCULLIS_STORAGE_PARAMS_ROOTDIRECTORY=/data/portcullis",
+		"PORTCULLIS_STORAGE_PARAMS_MAXTHREADS=50",
+		"PORTCULLIS_KEYS_TIMEOUT=5s",
+		"PORTCULLIS_KEYS_ALLOWKMSPLUGINS=true",
+		"PORTCULLIS_UPSTREAMS=- name: ghcr.io\n  url: https://ghcr.io\n  allowedHosts: [pkg-containers.githubusercontent.com]\n  auth: {username: u, passwordFile: ghcr.pw}\n",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Push.Htpasswd != filepath.Join(dir, "secrets/htpasswd") {
+		t.Errorf("push.htpasswd = %q, want it relative to the configuration file", c.Push.Htpasswd)
+	}
+	if len(c.Push.Users) != 2 || c.Push.Users[0].Name != "ci" || len(c.Push.Users[0].Images) != 2 || c.Push.Users[1].Images[0] != "docker.io/bot/*" {
+		t.Errorf("push.users = %+v", c.Push.Users)
+	}
+	if got := c.Push.PassThrough.Images; len(got) != 2 || got[1] != "docker.io/org/tmp/**" {
+		t.Errorf("push.passThrough.images = %q", got)
+	}
+	if c.Push.LoginThrottle.Burst != 3 {
+		t.Errorf("push.loginThrottle.burst = %d", c.Push.LoginThrottle.Burst)
+	}
+	if c.Storage.Driver != "filesystem" || c.Storage.Params["rootdirectory"] != "/data/portcullis" || c.Storage.Params["maxthreads"] != "50" {
+		t.Errorf("storage = %+v", c.Storage)
+	}
+	if c.Keys.Timeout != 5*time.Second || !c.Keys.AllowKMSPlugins {
+		t.Errorf("keys = %+v", c.Keys)
+	}
+	if len(c.Upstreams) != 1 || c.Upstreams[0].Name != "ghcr.io" || len(c.Upstreams[0].AllowedHosts) != 1 ||
+		c.Upstreams[0].Auth == nil || c.Upstreams[0].Auth.PasswordFile != filepath.Join(dir, "ghcr.pw") {
+		t.Errorf("upstreams = %+v (auth %+v)", c.Upstreams, c.Upstreams[0].Auth)
+	}
+}
+
+// TestRelativePaths: every file the configuration names is relative to its directory.
+func TestRelativePaths(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "portcullis.yaml")
+	yml := strings.Replace(good, "storage:\n  driver: inmemory\n", "storage:\n  driver: filesystem\n  params: {rootdirectory: data}\n", 1) +
+		"tls: {cert: tls/crt.pem, key: /abs/key.pem}\n" +
+		"push: {htpasswd: htpasswd}\n" +
+		"trustRoots: [{name: corp, trustedRootFile: roots/trusted_root.json}, {name: tuf, tuf: {root: roots/root.json, cacheDir: tufcache}}]\n" +
+		"policies:\n  - name: p\n    images: [\"docker.io/**\"]\n    authorities:\n      - {name: k, key: {path: keys/cosign.pub}}\n"
+	yml = strings.Replace(yml, "auth: {username: u, password: p}", "auth: {username: u, passwordFile: ../up.pw}", 1)
+	if err := os.WriteFile(p, []byte(yml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := config.Load(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ key, got, want string }{
+		{"tls.cert", c.TLS.Cert, filepath.Join(dir, "tls/crt.pem")},
+		{"tls.key", c.TLS.Key, "/abs/key.pem"},
+		{"storage.params.rootdirectory", c.Storage.Params["rootdirectory"].(string), filepath.Join(dir, "data")},
+		{"push.htpasswd", c.Push.Htpasswd, filepath.Join(dir, "htpasswd")},
+		{"auth.passwordFile", c.Upstreams[1].Auth.PasswordFile, filepath.Join(filepath.Dir(dir), "up.pw")},
+		{"key.path", c.Policies[0].Authorities[0].Key.Path, filepath.Join(dir, "keys/cosign.pub")},
+		{"trustRoots[0].trustedRootFile", c.TrustRoots[0].TrustedRootFile, filepath.Join(dir, "roots/trusted_root.json")},
+		{"trustRoots[1].tuf.root", c.TrustRoots[1].TUF.Root, filepath.Join(dir, "roots/root.json")},
+		{"trustRoots[1].tuf.cacheDir", c.TrustRoots[1].TUF.CacheDir, filepath.Join(dir, "tufcache")},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %q, want %q", tc.key, tc.got, tc.want)
+		}
+	}
+	want := []string{"/abs/key.pem", filepath.Join(filepath.Dir(dir), "up.pw"), filepath.Join(dir, "htpasswd"), filepath.Join(dir, "keys/cosign.pub"),
+		filepath.Join(dir, "tls/crt.pem"), filepath.Join(dir, "roots/trusted_root.json"), filepath.Join(dir, "roots/root.json")}
+	slices.Sort(want)
+	if got := c.Files(); !slices.Equal(got, want) {
+		t.Errorf("Files() = %q, want %q", got, want)
+	}
+}
+
+func TestListenValidated(t *testing.T) {
+	for _, tc := range []struct {
+		listen string
+		ok     bool
+	}{
+		{":5000", true}, {"127.0.0.1:5000", true}, {"[::1]:5000", true}, {"localhost:0", true}, {"mirror.internal:443", true},
+		{"5000", false}, {":http", false}, {":70000", false}, {"127.0.0.1", false}, {"a b:5000", false}, {"", false}, {":-1", false},
+	} {
+		t.Run(tc.listen, func(t *testing.T) {
+			_, err := config.Load(write(t, good), []string{"PORTCULLIS_LISTEN=" + tc.listen})
+			if (err == nil) != tc.ok || (err != nil && !strings.Contains(err.Error(), "listen")) {
+				t.Errorf("listen %q: error %v, want ok=%v", tc.listen, err, tc.ok)
 			}
 		})
 	}

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"weak"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -47,9 +48,19 @@ type upload struct {
 // newUploads holds upload sessions for an hour; the chunks of a session that expires, is
 // evicted unfinished or is removed once finished are deleted from the store, off the
 // request's path (counted in background, which Handler.Close waits for).
+//
+// The LRU's expiry goroutine never ends, so it holds background only weakly: a Handler
+// replaced by a reload is collected once it is idle, and what its sessions left is deleted
+// all the same.
 func newUploads(st *store.Store, background *sync.WaitGroup) *expirable.LRU[string, *upload] {
+	bg := weak.Make(background)
 	return expirable.NewLRU[string, *upload](4096, func(id string, _ *upload) {
-		background.Go(func() { st.DeleteUpload(context.Background(), id) })
+		del := func() { st.DeleteUpload(context.Background(), id) }
+		if wg := bg.Value(); wg != nil {
+			wg.Go(del)
+		} else {
+			go del()
+		}
 	}, time.Hour)
 }
 

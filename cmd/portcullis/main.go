@@ -41,7 +41,10 @@ func newRoot() *cobra.Command {
 }
 
 func newServe() *cobra.Command {
-	var path string
+	var (
+		path  string
+		watch bool
+	)
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the registry mirror",
@@ -53,18 +56,20 @@ func newServe() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
 			defer stop()
-			log := newLogger(cmd.ErrOrStderr(), cfg.Log)
-			a, err := app.New(ctx, cfg, app.Options{Logger: log, LookupEnv: os.LookupEnv})
+			level := new(slog.LevelVar)
+			log := newLogger(cmd.ErrOrStderr(), cfg.Log, level)
+			a, err := app.New(ctx, cfg, app.Options{Logger: log, LogLevel: level, LookupEnv: os.LookupEnv})
 			if err != nil {
 				return err
 			}
 			if path != "" {
-				go watchConfig(ctx, path, a, log)
+				go watchConfig(ctx, path, watch, cfg, a, log)
 			}
 			return serve(ctx, cfg, a, log, nil)
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "", "configuration file (YAML)")
+	cmd.Flags().BoolVar(&watch, "watch", true, "reload when the configuration file or a file it names changes (SIGHUP reloads either way)")
 	return cmd
 }
 
@@ -89,10 +94,13 @@ func newGC() *cobra.Command {
 	return cmd
 }
 
-func newLogger(w io.Writer, c config.Log) *slog.Logger {
+// newLogger returns the process logger; level (set from c.Level, and by reloads) is its
+// level.
+func newLogger(w io.Writer, c config.Log, level *slog.LevelVar) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: lvl}
+	level.Set(lvl)
+	opts := &slog.HandlerOptions{Level: level}
 	if c.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))
 	}
@@ -114,16 +122,18 @@ func serve(ctx context.Context, cfg *config.Config, a *app.App, log *slog.Logger
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// The certificate is the current configuration's: a renewed one applies on reload.
+		TLSConfig: a.TLSConfig(),
 	}
 	errc := make(chan error, 1)
 	go func() {
-		if cfg.TLS.Cert != "" {
-			errc <- srv.ServeTLS(ln, cfg.TLS.Cert, cfg.TLS.Key)
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "")
 		} else {
 			errc <- srv.Serve(ln)
 		}
 	}()
-	log.Info("portcullis listening", slog.String("addr", ln.Addr().String()), slog.Bool("tls", cfg.TLS.Cert != ""))
+	log.Info("portcullis listening", slog.String("addr", ln.Addr().String()), slog.Bool("tls", srv.TLSConfig != nil))
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

@@ -1,21 +1,28 @@
 package app
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
+	"reflect"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/config"
+	"github.com/portcullis/portcullis/internal/keys"
 	"github.com/portcullis/portcullis/internal/telemetry"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
@@ -28,26 +35,60 @@ import (
 // DefaultRootDirectory is where the filesystem store keeps content when params say nothing.
 const DefaultRootDirectory = "/var/lib/portcullis"
 
+// DefaultKeyTimeout bounds loading the policies' keys when keys.timeout is 0.
+const DefaultKeyTimeout = 30 * time.Second
+
+// retiredCloseTimeout bounds how long a configuration replaced by Reload is waited for to
+// finish the store writes its requests started (a blob fill takes at most 30m).
+const retiredCloseTimeout = 35 * time.Minute
+
 // App is a configured portcullis.
 type App struct {
-	// Handler serves the distribution API, /healthz and /readyz.
+	// Handler serves the distribution API, /healthz, /readyz and /metrics.
 	Handler http.Handler
-	// Engine is the policy engine every manifest passes through.
-	Engine *policy.Engine
-	// Cache holds the decisions.
-	Cache  *cache.Memory[policy.Decision]
-	driver storagedriver.StorageDriver
-	proxy  *proxy.Handler
-	opts   Options
+
+	opts     Options
+	log      *slog.Logger
+	driver   storagedriver.StorageDriver
+	store    *store.Store
+	verifier *verify.Verifier
+	meter    metric.Meter
+
+	// cur is the configuration serving requests; Reload replaces it whole.
+	cur atomic.Pointer[generation]
+
+	mu sync.Mutex // serialises Reload and Close; guards the fields below
+	// retired are generations replaced by Reload whose store writes may still run.
+	retired map[*generation]struct{}
+	// past holds the counters of retired generations, so that metrics never go backwards.
+	pastDecisions policy.Stats
+	pastLogins    telemetry.LoginCounts
 	// stopSweeps ends the store's periodic sweeps; sweeps counts them for Close.
 	stopSweeps context.CancelFunc
 	sweeps     sync.WaitGroup
+	closing    sync.WaitGroup // retired generations being waited for
+}
+
+// generation is everything a configuration builds that requests use: a request runs
+// entirely under the generation it started with.
+type generation struct {
+	cfg       *config.Config
+	engine    *policy.Engine
+	decisions *cache.Memory[policy.Decision]
+	proxy     *proxy.Handler
+	upstreams []*upstream.Client
+	upConfigs []upstream.Config // as built, password files read
+	pushers   *pushauth.Pushers
+	htpasswd  []byte
+	cert      *tls.Certificate
 }
 
 // Options are what the App takes from its environment.
 type Options struct {
 	// Logger receives request, audit and operational logs. Default slog.Default().
 	Logger *slog.Logger
+	// LogLevel, when set, is the level of Logger's handler: Reload sets it from log.level.
+	LogLevel *slog.LevelVar
 	// LookupEnv reads environment variables named by key sources (key.env). Default: none
 	// are set.
 	LookupEnv func(string) (string, bool)
@@ -66,84 +107,40 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	set, err := policy.Compile(ctx, cfg.Policy(), policy.WithLookupEnv(opts.LookupEnv))
-	if err != nil {
-		return nil, err
-	}
-	decisions, err := cache.NewMemory[policy.Decision](cache.WithSize(cfg.Cache.Size), cache.WithTTL(cfg.Cache.TTL), cache.WithNegativeTTL(cfg.Cache.NegativeTTL))
-	if err != nil {
-		return nil, fmt.Errorf("cache: %w", err)
-	}
-	verifier := verify.New(verify.WithLogger(log))
-	engine := policy.NewEngine(set, verifier, decisions, policy.WithLogger(log))
-	var ups []*upstream.Client
-	for i, uc := range cfg.Upstreams {
-		up, err := upstream.New(uc, nil)
-		if err != nil {
-			return nil, fmt.Errorf("upstreams[%d].%w", i, err)
-		}
-		ups = append(ups, up)
-	}
-	routes, err := proxy.NewUpstreams(ups...)
-	if err != nil {
-		return nil, err
-	}
-	var pushers *pushauth.Pushers
-	if cfg.Push.Htpasswd != "" {
-		htpasswd, err := os.ReadFile(cfg.Push.Htpasswd)
-		if err != nil {
-			return nil, fmt.Errorf("push.htpasswd: %w", err)
-		}
-		if pushers, err = pushauth.New(cfg.Push, htpasswd); err != nil {
-			return nil, fmt.Errorf("push.%w", err)
-		}
-	}
 	metrics, err := telemetry.New()
 	if err != nil {
 		return nil, err
 	}
-	meter := metrics.Meter("github.com/portcullis/portcullis")
-	if err := telemetry.ObserveDecisions(meter, func() map[string]uint64 { return engine.Stats().Outcomes() }, decisions.Len); err != nil {
+	a := &App{
+		opts: opts, log: log, driver: driver, store: store.New(driver),
+		verifier: verify.New(verify.WithLogger(log)),
+		meter:    metrics.Meter("github.com/portcullis/portcullis"),
+		retired:  map[*generation]struct{}{},
+	}
+	g, err := a.build(ctx, cfg, nil)
+	if err != nil {
 		return nil, err
 	}
-	st := store.New(driver)
-	if n, err := st.SweepUploads(ctx, time.Now(), true); err != nil {
+	a.cur.Store(g)
+	if err := telemetry.ObserveDecisions(a.meter, func() map[string]uint64 { return a.Stats().Outcomes() },
+		func() int { return a.cur.Load().decisions.Len() }); err != nil {
+		return nil, err
+	}
+	if err := telemetry.ObserveLogins(a.meter, a.loginCounts); err != nil {
+		return nil, err
+	}
+	if n, err := a.store.SweepUploads(ctx, time.Now(), true); err != nil {
 		log.Warn("sweeping unfinished uploads failed", slog.String("error", err.Error()))
 	} else if n > 0 {
 		log.Info("removed unfinished uploads of a previous run", slog.Int("uploads", n))
 	}
-	if err := telemetry.ObserveStore(meter, st.Bytes, st.Evictions); err != nil {
+	if err := telemetry.ObserveStore(a.meter, a.store.Bytes, a.store.Evictions); err != nil {
 		return nil, err
 	}
-	h, err := proxy.New(proxy.Options{
-		Meter:     meter,
-		Store:     st,
-		Upstreams: routes,
-		Gate:      engine,
-		Pushers:   pushers,
-		Artifacts: verifier,
-		Decisions: decisions,
-		TagTTL:    cfg.Cache.TagTTL,
-		Logger:    log,
-	})
-	if err != nil {
-		return nil, err
+	a.startSweeps(ctx, cfg.Storage)
+	if opts.LogLevel != nil {
+		opts.LogLevel.Set(logLevel(cfg.Log.Level))
 	}
-	a := &App{Engine: engine, Cache: decisions, driver: driver, proxy: h, opts: opts}
-	// The store is swept now and then periodically, until Close.
-	sweepCtx, stopSweeps := context.WithCancel(context.WithoutCancel(ctx))
-	a.stopSweeps = stopSweeps
-	a.sweeps.Go(func() {
-		st.RunSweeps(sweepCtx, cfg.Storage.Eviction(), cfg.Storage.SweepInterval, func(r store.SweepResult, err error) {
-			switch {
-			case err != nil && sweepCtx.Err() == nil:
-				log.Warn("content store sweep failed", slog.String("error", err.Error()))
-			case r.Evicted > 0 || r.Uploads > 0:
-				log.Info("content store swept", slog.Int64("bytes", r.Bytes), slog.Int("evicted", r.Evicted),
-					slog.Int64("evictedBytes", r.EvictedBytes), slog.Int("uploads", r.Uploads))
-			}
-		})
-	})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -156,32 +153,317 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", metrics.Handler())
-	mux.Handle("/v2/", h)
-	mux.Handle("/v2", h)
+	// Each request is served by the configuration current when it arrives.
+	v2 := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.cur.Load().proxy.ServeHTTP(w, r) })
+	mux.Handle("/v2/", v2)
+	mux.Handle("/v2", v2)
 	a.Handler = mux
 	return a, nil
 }
 
-// Close waits for the work the App does behind requests (content written to the store) to
-// finish, or for ctx to be done. Call it once the HTTP server has shut down.
-func (a *App) Close(ctx context.Context) error {
-	a.stopSweeps()
-	a.sweeps.Wait()
-	return a.proxy.Close(ctx)
+// build makes the generation of cfg. Parts whose configuration (and files) did not change
+// since prev are reused: upstream clients keep their connections, the push users their
+// login throttle, the decision cache its decisions (which are keyed by policy version, so
+// none made under other policies is served).
+func (a *App) build(ctx context.Context, cfg *config.Config, prev *generation) (*generation, error) {
+	g := &generation{cfg: cfg}
+	timeout := cfg.Keys.Timeout
+	if timeout == 0 {
+		timeout = DefaultKeyTimeout
+	}
+	kctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	pcfg, err := a.kmsPlugins(kctx, cfg)
+	var set *policy.Set
+	if err == nil {
+		set, err = policy.Compile(kctx, pcfg, policy.WithLookupEnv(a.opts.LookupEnv))
+	}
+	if err != nil {
+		if kctx.Err() != nil {
+			return nil, fmt.Errorf("loading keys took longer than keys.timeout (%s): %w", timeout, err)
+		}
+		return nil, err
+	}
+	if cfg.TLS.Cert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLS.Cert, cfg.TLS.Key)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		g.cert = &cert
+	}
+
+	if prev != nil && prev.cfg.Cache == cfg.Cache {
+		g.decisions = prev.decisions
+	} else if g.decisions, err = cache.NewMemory[policy.Decision](cache.WithSize(cfg.Cache.Size),
+		cache.WithTTL(cfg.Cache.TTL), cache.WithNegativeTTL(cfg.Cache.NegativeTTL)); err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	g.engine = policy.NewEngine(set, a.verifier, g.decisions, policy.WithLogger(a.log))
+
+	for i, uc := range cfg.Upstreams {
+		uc, err := readPasswordFile(uc)
+		if err != nil {
+			return nil, fmt.Errorf("upstreams[%d].%w", i, err)
+		}
+		g.upConfigs = append(g.upConfigs, uc)
+		if prev != nil && i < len(prev.upConfigs) && reflect.DeepEqual(prev.upConfigs[i], uc) {
+			g.upstreams = append(g.upstreams, prev.upstreams[i])
+			continue
+		}
+		up, err := upstream.New(uc, nil)
+		if err != nil {
+			return nil, fmt.Errorf("upstreams[%d].%w", i, err)
+		}
+		g.upstreams = append(g.upstreams, up)
+	}
+	routes, err := proxy.NewUpstreams(g.upstreams...)
+	if err != nil {
+		return nil, err
+	}
+
+	if cfg.Push.Htpasswd != "" {
+		if g.htpasswd, err = os.ReadFile(cfg.Push.Htpasswd); err != nil {
+			return nil, fmt.Errorf("push.htpasswd: %w", err)
+		}
+		if prev != nil && prev.pushers != nil && reflect.DeepEqual(prev.cfg.Push, cfg.Push) && bytes.Equal(prev.htpasswd, g.htpasswd) {
+			g.pushers = prev.pushers
+		} else if g.pushers, err = pushauth.New(cfg.Push, g.htpasswd); err != nil {
+			return nil, fmt.Errorf("push.%w", err)
+		}
+	}
+
+	g.proxy, err = proxy.New(proxy.Options{
+		Meter:     a.meter,
+		Store:     a.store,
+		Upstreams: routes,
+		Gate:      g.engine,
+		Pushers:   g.pushers,
+		Artifacts: a.verifier,
+		Decisions: g.decisions,
+		TagTTL:    cfg.Cache.TagTTL,
+		Logger:    a.log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return g, nil
 }
 
-// Reload compiles the policies of cfg and, if they are valid, swaps them in atomically;
-// decisions made under the old policies are never served again (the policy version is part
-// of every decision's key). Other settings need a restart. On error the old policies stay.
+// kmsPlugins returns cfg's policy configuration. When keys.allowKMSPlugins is set, the public
+// keys of its KMS authorities are fetched here, through sigstore's plugins where no linked
+// provider serves them, and given to the policy as PEM data; otherwise the policy loads them
+// and plugins are never run.
+func (a *App) kmsPlugins(ctx context.Context, cfg *config.Config) (policy.Config, error) {
+	pc := cfg.Policy()
+	if !cfg.Keys.AllowKMSPlugins {
+		return pc, nil
+	}
+	pc.Policies = append([]policy.PolicyConfig(nil), pc.Policies...)
+	for i := range pc.Policies {
+		p := &pc.Policies[i]
+		p.Authorities = append([]policy.AuthorityConfig(nil), p.Authorities...)
+		for j := range p.Authorities {
+			k := &p.Authorities[j].Key
+			if k.KMS == "" {
+				continue
+			}
+			pub, err := keys.KMSPublicKey(ctx, k.KMS, keys.WithKMSPlugins())
+			if err != nil {
+				return pc, fmt.Errorf("policies[%d].authorities[%d].key.kms: %w", i, j, err)
+			}
+			pemKey, err := keys.PublicKeyPEM(pub.Verifier.PublicKey)
+			if err != nil {
+				return pc, fmt.Errorf("policies[%d].authorities[%d].key.kms: %w", i, j, err)
+			}
+			*k = policy.KeyConfig{Data: string(pemKey)}
+		}
+	}
+	return pc, nil
+}
+
+// readPasswordFile returns uc with its auth.passwordFile read into auth.password (less one
+// trailing newline, which files written by echo and editors end with).
+func readPasswordFile(uc upstream.Config) (upstream.Config, error) {
+	if uc.Auth == nil || uc.Auth.PasswordFile == "" {
+		return uc, nil
+	}
+	b, err := keys.ReadFile(uc.Auth.PasswordFile)
+	if err != nil {
+		return uc, fmt.Errorf("auth.passwordFile: %w", err)
+	}
+	pw := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	auth := *uc.Auth
+	auth.Password, auth.PasswordFile = pw, ""
+	uc.Auth = &auth
+	return uc, nil
+}
+
+// Reload builds the whole of cfg — policies and their keys, upstreams and their
+// credentials, push users and the htpasswd file, TTLs and limits, the TLS certificate — and,
+// if all of it is valid, makes it serve every request that starts from then on, in one
+// step; requests under way finish under the configuration they started with. Decisions made
+// under the old policies are never served again (the policy version is part of every
+// decision's key). Settings that need a restart (listen, turning TLS on or off, the storage
+// driver and its params, log.format) are logged as such and otherwise ignored. On error
+// the running configuration stays, untouched.
 func (a *App) Reload(ctx context.Context, cfg *config.Config) error {
-	set, err := policy.Compile(ctx, cfg.Policy(), policy.WithLookupEnv(a.opts.LookupEnv))
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	start := time.Now()
+	old := a.cur.Load()
+	g, err := a.build(ctx, cfg, old)
 	if err != nil {
 		return err
 	}
-	old := a.Engine.Set().Version()
-	a.Engine.Swap(set)
-	a.opts.Logger.Info("policies reloaded", slog.String("oldVersion", old), slog.String("version", set.Version()))
+	a.cur.Store(g)
+	if a.opts.LogLevel != nil {
+		a.opts.LogLevel.Set(logLevel(cfg.Log.Level))
+	}
+	if o, n := old.cfg.Storage, cfg.Storage; o.MaxSize != n.MaxSize || o.MaxAge != n.MaxAge || o.SweepInterval != n.SweepInterval {
+		a.stopSweeps()
+		a.sweeps.Wait()
+		a.startSweeps(ctx, cfg.Storage)
+	}
+	a.retire(old)
+	for _, key := range restartNeeded(old.cfg, cfg) {
+		a.log.Warn("configuration changed a setting that needs a restart; the running value stays until then", slog.String("key", key))
+	}
+	a.log.Info("configuration reloaded", slog.String("oldPolicyVersion", old.engine.Set().Version()),
+		slog.String("policyVersion", g.engine.Set().Version()), slog.Duration("took", time.Since(start)))
 	return nil
+}
+
+// retire keeps old's counters and waits, in the background, for the store writes its
+// requests started; Close waits for them too. a.mu is held.
+func (a *App) retire(old *generation) {
+	s := old.engine.Stats()
+	p := &a.pastDecisions
+	p.Allowed, p.Exempt, p.Warned, p.Denied, p.Failed, p.Cached = p.Allowed+s.Allowed, p.Exempt+s.Exempt,
+		p.Warned+s.Warned, p.Denied+s.Denied, p.Failed+s.Failed, p.Cached+s.Cached
+	if old.pushers != nil && old.pushers != a.cur.Load().pushers {
+		ls := old.pushers.Stats()
+		a.pastLogins.Hashes += ls.Hashes
+		a.pastLogins.Failures += ls.Failures
+		a.pastLogins.Throttled += ls.Throttled
+	}
+	a.retired[old] = struct{}{}
+	a.closing.Go(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), retiredCloseTimeout)
+		defer cancel()
+		if err := old.proxy.Close(ctx); err != nil {
+			a.log.Warn("store writes of a replaced configuration did not finish", slog.String("error", err.Error()))
+		}
+		a.mu.Lock()
+		delete(a.retired, old)
+		a.mu.Unlock()
+	})
+}
+
+// restartNeeded lists the keys whose change Reload cannot apply.
+func restartNeeded(old, cfg *config.Config) []string {
+	var keys []string
+	if old.Listen != cfg.Listen {
+		keys = append(keys, "listen")
+	}
+	if (old.TLS.Cert == "") != (cfg.TLS.Cert == "") {
+		keys = append(keys, "tls")
+	}
+	if old.Storage.Driver != cfg.Storage.Driver {
+		keys = append(keys, "storage.driver")
+	}
+	if !reflect.DeepEqual(old.Storage.Params, cfg.Storage.Params) {
+		keys = append(keys, "storage.params")
+	}
+	if old.Log.Format != cfg.Log.Format {
+		keys = append(keys, "log.format")
+	}
+	return keys
+}
+
+// Engine returns the policy engine of the configuration serving now.
+func (a *App) Engine() *policy.Engine { return a.cur.Load().engine }
+
+// Stats returns the decision counters since New, across reloads.
+func (a *App) Stats() policy.Stats {
+	a.mu.Lock()
+	p := a.pastDecisions
+	a.mu.Unlock()
+	s := a.cur.Load().engine.Stats()
+	return policy.Stats{Allowed: p.Allowed + s.Allowed, Exempt: p.Exempt + s.Exempt, Warned: p.Warned + s.Warned,
+		Denied: p.Denied + s.Denied, Failed: p.Failed + s.Failed, Cached: p.Cached + s.Cached}
+}
+
+// loginCounts returns the push login counters since New, across reloads.
+func (a *App) loginCounts() telemetry.LoginCounts {
+	a.mu.Lock()
+	c := a.pastLogins
+	a.mu.Unlock()
+	if p := a.cur.Load().pushers; p != nil {
+		s := p.Stats()
+		c.Hashes, c.Failures, c.Throttled = c.Hashes+s.Hashes, c.Failures+s.Failures, c.Throttled+s.Throttled
+	}
+	return c
+}
+
+// TLSConfig returns the server TLS configuration, whose certificate is the one of the
+// configuration serving now (so a renewed certificate file applies on reload), or nil when
+// TLS is not configured.
+func (a *App) TLSConfig() *tls.Config {
+	if a.cur.Load().cert == nil {
+		return nil
+	}
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			if c := a.cur.Load().cert; c != nil {
+				return c, nil
+			}
+			return nil, errors.New("tls: no certificate configured")
+		},
+	}
+}
+
+// Close waits for the work the App does behind requests (content written to the store), of
+// the current configuration and of those Reload replaced, to finish, or for ctx to be done.
+// Call it once the HTTP server has shut down.
+func (a *App) Close(ctx context.Context) error {
+	a.mu.Lock()
+	a.stopSweeps()
+	gens := []*generation{a.cur.Load()}
+	for g := range a.retired {
+		gens = append(gens, g)
+	}
+	a.mu.Unlock()
+	a.sweeps.Wait()
+	var errs []error
+	for _, g := range gens {
+		errs = append(errs, g.proxy.Close(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// startSweeps sweeps the store now and then periodically, until Close or the next change of
+// its bounds.
+func (a *App) startSweeps(ctx context.Context, s config.Storage) {
+	sweepCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopSweeps = stop
+	a.sweeps.Go(func() {
+		a.store.RunSweeps(sweepCtx, s.Eviction(), s.SweepInterval, func(r store.SweepResult, err error) {
+			switch {
+			case err != nil && sweepCtx.Err() == nil:
+				a.log.Warn("content store sweep failed", slog.String("error", err.Error()))
+			case r.Evicted > 0 || r.Uploads > 0:
+				a.log.Info("content store swept", slog.Int64("bytes", r.Bytes), slog.Int("evicted", r.Evicted),
+					slog.Int64("evictedBytes", r.EvictedBytes), slog.Int("uploads", r.Uploads))
+			}
+		})
+	})
+}
+
+func logLevel(s string) slog.Level {
+	var l slog.Level
+	_ = l.UnmarshalText([]byte(s))
+	return l
 }
 
 // ready checks that the content store answers.

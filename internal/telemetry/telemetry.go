@@ -84,3 +84,32 @@ func ObserveStore(meter metric.Meter, bytes, evictions func() int64) error {
 	}, size, evicted)
 	return err
 }
+
+// LoginCounts are the push login counters (see pushauth.Stats), since the start.
+type LoginCounts struct {
+	Hashes, Failures, Throttled uint64
+}
+
+// ObserveLogins reports push logins: bcrypt comparisons made, and refused logins by reason
+// ("credentials": wrong user or password; "throttled": refused by the login throttle
+// without hashing).
+func ObserveLogins(meter metric.Meter, counts func() LoginCounts) error {
+	hashes, err := meter.Int64ObservableCounter("portcullis.push.login.hashes",
+		metric.WithDescription("bcrypt comparisons made for push logins (for known and unknown users alike)."))
+	if err != nil {
+		return err
+	}
+	refused, err := meter.Int64ObservableCounter("portcullis.push.login.refused",
+		metric.WithDescription("Push logins refused, by reason: credentials (wrong user or password) or throttled (too many failures from the address; nothing hashed)."))
+	if err != nil {
+		return err
+	}
+	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		c := counts()
+		o.ObserveInt64(hashes, int64(c.Hashes))
+		o.ObserveInt64(refused, int64(c.Failures), metric.WithAttributes(attribute.String("reason", "credentials")))
+		o.ObserveInt64(refused, int64(c.Throttled), metric.WithAttributes(attribute.String("reason", "throttled")))
+		return nil
+	}, hashes, refused)
+	return err
+}

@@ -36,6 +36,15 @@ type Config struct {
 	// PassThrough opts images into plain push-through: any manifest and blob, not only
 	// signatures, by users granted the image. Off by default.
 	PassThrough PassThrough `mapstructure:"passThrough"`
+	// LoginThrottle bounds failed logins per client address.
+	LoginThrottle LoginThrottle `mapstructure:"loginThrottle"`
+}
+
+// LoginThrottle lets each client address make Burst failed logins at once, then one more
+// every Every. Zero values take DefaultFailedLoginBurst and DefaultFailedLoginEvery.
+type LoginThrottle struct {
+	Burst int           `mapstructure:"burst"`
+	Every time.Duration `mapstructure:"every"`
 }
 
 // User is one user's grant.
@@ -86,6 +95,12 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("passThrough.allow: %q is not signatures or any", c.PassThrough.Allow))
 	}
+	if c.LoginThrottle.Burst < 0 {
+		errs = append(errs, errors.New("loginThrottle.burst: must not be negative"))
+	}
+	if c.LoginThrottle.Every < 0 {
+		errs = append(errs, errors.New("loginThrottle.every: must not be negative"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -113,7 +128,8 @@ type options struct {
 }
 
 // WithFailedLoginLimit lets each client address make burst failed logins at once, then one
-// more every every. Defaults DefaultFailedLoginBurst and DefaultFailedLoginEvery.
+// more every every, whatever the Config's LoginThrottle says. Defaults: the Config's
+// LoginThrottle, else DefaultFailedLoginBurst and DefaultFailedLoginEvery.
 func WithFailedLoginLimit(every time.Duration, burst int) Option {
 	return func(o *options) {
 		if every <= 0 || burst < 1 {
@@ -172,6 +188,12 @@ func New(c Config, htpasswd []byte, opts ...Option) (*Pushers, error) {
 		return nil, err
 	}
 	o := options{every: DefaultFailedLoginEvery, burst: DefaultFailedLoginBurst, hashing: max(1, runtime.GOMAXPROCS(0)/2), now: time.Now}
+	if c.LoginThrottle.Burst > 0 {
+		o.burst = c.LoginThrottle.Burst
+	}
+	if c.LoginThrottle.Every > 0 {
+		o.every = c.LoginThrottle.Every
+	}
 	for _, opt := range opts {
 		opt(&o)
 	}

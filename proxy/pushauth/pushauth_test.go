@@ -280,3 +280,37 @@ func TestOptionsRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestLoginThrottleFromConfig: the configuration's loginThrottle sets the budget (here 2
+// at once, one more a minute later), and an option still overrides it.
+func TestLoginThrottleFromConfig(t *testing.T) {
+	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	for _, tc := range []struct {
+		name      string
+		throttle  pushauth.LoginThrottle
+		opts      []pushauth.Option
+		wantBurst int
+	}{
+		{"config", pushauth.LoginThrottle{Burst: 2, Every: time.Minute}, nil, 2},
+		{"defaults", pushauth.LoginThrottle{}, nil, pushauth.DefaultFailedLoginBurst},
+		{"option beats config", pushauth.LoginThrottle{Burst: 2, Every: time.Minute}, []pushauth.Option{pushauth.WithFailedLoginLimit(time.Minute, 4)}, 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &clock{now: time.Unix(1e9, 0)}
+			p, err := pushauth.New(pushauth.Config{Htpasswd: "htpasswd", LoginThrottle: tc.throttle}, []byte("ci:"+string(hash)+"\n"),
+				append([]pushauth.Option{pushauth.WithClock(clk.Now)}, tc.opts...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for range tc.wantBurst + 3 {
+				_, _ = p.Authenticate(login("192.0.2.9:1", "ci", "bad"))
+			}
+			if s := p.Stats(); s.Hashes != uint64(tc.wantBurst) || s.Throttled != 3 {
+				t.Errorf("%d bad logins: %+v, want %d hashed and 3 throttled", tc.wantBurst+3, s, tc.wantBurst)
+			}
+		})
+	}
+	if err := (pushauth.Config{Htpasswd: "h", LoginThrottle: pushauth.LoginThrottle{Burst: -1}}).Validate(); err == nil || !strings.Contains(err.Error(), "loginThrottle.burst") {
+		t.Errorf("negative burst: %v, want a loginThrottle.burst error", err)
+	}
+}

@@ -70,10 +70,14 @@ type Config struct {
 	AnyHostUnsafe bool `mapstructure:"-"`
 }
 
-// BasicAuth is a username and password for an upstream.
+// BasicAuth is a username and password for an upstream. The password is given inline or,
+// so that a mounted Kubernetes Secret can hold it, as PasswordFile: a file whose content
+// (less one trailing newline) is the password. New does not read files: the caller reads
+// PasswordFile into Password (package app does, on every start and reload).
 type BasicAuth struct {
-	Username string `mapstructure:"username"`
-	Password string `mapstructure:"password"`
+	Username     string `mapstructure:"username"`
+	Password     string `mapstructure:"password"`
+	PasswordFile string `mapstructure:"passwordFile"`
 }
 
 // Defaults for Config.
@@ -110,6 +114,9 @@ func (c Config) Validate() error {
 	}
 	if c.Auth != nil && c.Auth.Username == "" {
 		return errors.New("auth.username: must be set with auth")
+	}
+	if c.Auth != nil && c.Auth.Password != "" && c.Auth.PasswordFile != "" {
+		return errors.New("auth: set either password or passwordFile, not both")
 	}
 	if c.Timeout < 0 {
 		return errors.New("timeout: must not be negative")
@@ -156,11 +163,16 @@ const (
 	referrersAPITTL = 10 * time.Minute
 )
 
-// NewUpstream builds the client for c, which must be valid. base is the HTTP transport to
-// dial with; nil means a fresh one.
+// New builds the client for c, which must be valid, with any auth.passwordFile already
+// read into auth.password (and cleared). base is the HTTP transport to dial with; nil means
+// a fresh one.
 func New(c Config, base *http.Transport) (*Client, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
+	}
+	if c.Auth != nil && c.Auth.PasswordFile != "" {
+		// Fail closed rather than authenticate with an empty password.
+		return nil, fmt.Errorf("auth.passwordFile: %s was not read", c.Auth.PasswordFile)
 	}
 	u, _ := url.Parse(c.URL)
 	u.Path = ""

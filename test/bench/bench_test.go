@@ -63,7 +63,7 @@ func TestColdDigestOneSignatureLookup(t *testing.T) {
 	if got := count.get(countManifestGET); got != 2 {
 		t.Errorf("upstream saw %d other manifest GETs for %d concurrent cold requests, want 2 (the image, its bundle)", got, n)
 	}
-	st := a.Engine.Stats()
+	st := a.Stats()
 	if st.Allowed != n || st.Denied != 0 || st.Failed != 0 {
 		t.Errorf("engine stats %+v, want %d allowed and nothing else", st, n)
 	}

@@ -1,0 +1,78 @@
+package config
+
+import (
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/portcullis/portcullis/verify/trustroot"
+)
+
+// resolvePaths makes the file paths the configuration names absolute against dir, the
+// configuration file's directory (whether they came from the file or the environment):
+// tls.cert and tls.key, storage.params.rootdirectory, push.htpasswd,
+// upstreams[].auth.passwordFile, policies[].authorities[].key.path, the certificate
+// authorities' roots and intermediates (when files, not PEM data), trustRoots[].trustedRootFile,
+// trustRoots[].tuf.root (unless "embedded") and trustRoots[].tuf.cacheDir.
+func (c *Config) resolvePaths(dir string) {
+	ps := c.paths()
+	for i := range c.TrustRoots {
+		if t := c.TrustRoots[i].TUF; t != nil {
+			ps = append(ps, &t.CacheDir)
+		}
+	}
+	for _, p := range ps {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	if root, ok := c.Storage.Params["rootdirectory"].(string); ok && root != "" && !filepath.IsAbs(root) {
+		c.Storage.Params["rootdirectory"] = filepath.Join(dir, root)
+	}
+}
+
+// paths returns pointers to every file path of the configuration but the storage root.
+func (c *Config) paths() []*string {
+	ps := []*string{&c.TLS.Cert, &c.TLS.Key, &c.Push.Htpasswd}
+	for i := range c.Upstreams {
+		if a := c.Upstreams[i].Auth; a != nil {
+			ps = append(ps, &a.PasswordFile)
+		}
+	}
+	for i := range c.Policies {
+		for j := range c.Policies[i].Authorities {
+			a := &c.Policies[i].Authorities[j]
+			ps = append(ps, &a.Key.Path)
+			if cert := a.Certificate; cert != nil {
+				for _, p := range []*string{&cert.Roots, &cert.Intermediates} {
+					if !strings.HasPrefix(strings.TrimSpace(*p), "-----BEGIN") {
+						ps = append(ps, p)
+					}
+				}
+			}
+		}
+	}
+	for i := range c.TrustRoots {
+		tr := &c.TrustRoots[i]
+		ps = append(ps, &tr.TrustedRootFile)
+		if tr.TUF != nil && tr.TUF.Root != trustroot.RootEmbedded {
+			ps = append(ps, &tr.TUF.Root)
+		}
+	}
+	return ps
+}
+
+// Files returns the files the configuration names whose content it depends on (keys,
+// certificate roots, trusted_root.json files, htpasswd, password files, TLS certificate and
+// key), sorted and without duplicates: a
+// change to any of them needs a reload, as a change to the configuration file does.
+func (c *Config) Files() []string {
+	var out []string
+	for _, p := range c.paths() {
+		if *p != "" {
+			out = append(out, *p)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
