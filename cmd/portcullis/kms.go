@@ -1,8 +1,11 @@
 package main
 
 // KMS providers for key references (--key awskms://…, gcpkms://…, azurekms://…,
-// hashivault://…): each registers itself with sigstore/sigstore's kms package when imported.
-// They are imported here, in main only, so that library packages carry no registrations.
+// hashivault://… or openbao://…): each registers itself with sigstore/sigstore's kms package
+// when imported. They are imported here, in main only, so that library packages carry no
+// registrations. No other scheme is served: internal/keys refuses references no linked
+// provider claims rather than let sigstore run a sigstore-kms-* plugin from PATH (the
+// configuration's keys.allowKMSPlugins opts in for serve).
 import (
 	_ "github.com/sigstore/sigstore/pkg/signature/kms/aws"
 	_ "github.com/sigstore/sigstore/pkg/signature/kms/azure"

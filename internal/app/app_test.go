@@ -224,3 +224,36 @@ func TestKeyLoadingTimeout(t *testing.T) {
 		t.Errorf("a failed reload changed the policies: version %s, want %s", got, version)
 	}
 }
+
+// TestKMSPluginsOptIn: a policy key from a KMS no linked provider serves is refused without
+// running the sigstore-kms-* plugin on PATH, unless keys.allowKMSPlugins opts in.
+func TestKMSPluginsOptIn(t *testing.T) {
+	bin := t.TempDir()
+	ran := filepath.Join(bin, "ran")
+	if err := os.WriteFile(filepath.Join(bin, "sigstore-kms-corp"), []byte("#!/bin/sh\ntouch "+ran+"\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	for _, tc := range []struct {
+		name    string
+		allow   bool
+		wantErr string
+	}{
+		{"not allowed", false, `no KMS provider for "corp://release"`},
+		{"allowed", true, "policies[0].authorities[0].key.kms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_ = os.Remove(ran)
+			f := newFixture(t)
+			f.write("portcullis.yaml", fmt.Sprintf(base, "http://127.0.0.1:1", "")+fmt.Sprintf("keys: {allowKMSPlugins: %v}\n", tc.allow)+
+				"policies:\n  - {name: p, images: [\"registry.test/**\"], authorities: [{name: k, key: {kms: \"corp://release\"}}]}\n")
+			_, err := app.New(context.Background(), f.load(), app.Options{Logger: slog.New(slog.DiscardHandler)})
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("start: error %v, want one mentioning %q", err, tc.wantErr)
+			}
+			if _, err := os.Stat(ran); (err == nil) != tc.allow {
+				t.Errorf("plugin executed = %v, want %v", err == nil, tc.allow)
+			}
+		})
+	}
+}

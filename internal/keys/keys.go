@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -65,15 +66,15 @@ type LookupEnv func(string) (string, bool)
 // password given.
 var ErrWrongPassword = errors.New("incorrect password for the private key (or the key is corrupt)")
 
-// IsKMS reports whether ref is a KMS URI.
+// IsKMS reports whether ref is a KMS URI: scheme://… other than env://. Whether a provider
+// serves the scheme is decided when the key is opened (only the linked ones, KMSSchemes in
+// portcullis, unless plugins are allowed); a reference with an unknown scheme is never
+// mistaken for a file path.
 func IsKMS(ref string) bool {
-	for _, s := range KMSSchemes {
-		if strings.HasPrefix(ref, s) {
-			return true
-		}
-	}
-	return false
+	return kmsRefRE.MatchString(ref) && !strings.HasPrefix(ref, envScheme)
 }
+
+var kmsRefRE = regexp.MustCompile(`^[a-z][a-z0-9+.-]*://.`)
 
 // GenerateKeyPair returns a new ECDSA P-256 key pair: the private key encrypted with password
 // (which may be empty) as a PEM "ENCRYPTED SIGSTORE PRIVATE KEY", and the public key as a PEM

@@ -246,7 +246,12 @@ func TestErrors(t *testing.T) {
 		{"unset env key", nil, "environment variable NOPE is not set", []string{"verify", "--key", "env://NOPE", "--insecure-ignore-tlog", img}},
 		{"verify needs ignore-tlog", nil, "--insecure-ignore-tlog", []string{"verify", "--key", "cosign.pub", img}},
 		{"verify unsigned", nil, "no signatures found", []string{"verify", "--key", "cosign.pub", "--insecure-ignore-tlog", img}},
-		{"kms without provider", nil, "kms", []string{"sign", "--key", "hashivault://nope", img}},
+		// Only the four linked providers serve KMS keys; another scheme is neither a file nor
+		// a sigstore-kms-* plugin run from PATH.
+		{"kms scheme not linked", nil, `no KMS provider for "yubikms://nope" in this build (linked: [awskms:// azurekms:// gcpkms:// hashivault:// openbao://])`, []string{"sign", "--key", "yubikms://nope", img}},
+		{"verify, kms scheme not linked", nil, `no KMS provider for "yubikms://nope" in this build`, []string{"verify", "--key", "yubikms://nope", "--insecure-ignore-tlog", img}},
+		// hashivault is linked: its error names the Vault it could not reach.
+		{"kms provider unreachable", []string{"VAULT_ADDR=http://127.0.0.1:1", "VAULT_TOKEN=t"}, "http://127.0.0.1:1/v1/transit/keys/nope", []string{"sign", "--key", "hashivault://nope", img}},
 		{"overwrite without -y", []string{"COSIGN_PASSWORD=x"}, "pass --yes", []string{"generate-key-pair"}},
 		{"payload with bundle", []string{"COSIGN_PASSWORD=right"}, "--new-bundle-format=false", []string{"sign", "--key", "cosign.key", "--payload", "x.json", img}},
 	} {
