@@ -1,19 +1,15 @@
 package policy
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"errors"
 	"fmt"
-	"os"
 	"regexp"
-	"strings"
+	"slices"
 
 	"github.com/sigstore/sigstore-go/pkg/root"
-	"github.com/sigstore/sigstore/pkg/cryptoutils"
 
 	"github.com/portcullis/portcullis/verify"
 	"github.com/portcullis/portcullis/verify/trustroot"
@@ -33,9 +29,6 @@ var _ TrustRoots = (*trustroot.Manager)(nil)
 func WithTrustRoots(tr TrustRoots) Option {
 	return func(o *compileOptions) { o.trustRoots = tr }
 }
-
-// maxCertificates bounds the certificates read from a roots or intermediates PEM.
-const maxCertificates = 100
 
 // rootResolver resolves the trust roots of one Compile, each at most once.
 type rootResolver struct {
@@ -102,43 +95,37 @@ func (o *compileOptions) keylessAuthority(ctx context.Context, at string, ac Aut
 	}
 
 	c := ac.Certificate
-	rootCerts, err := readCertificates(c.Roots)
+	rootCerts, err := trustroot.ReadCertificates(c.Roots)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s.certificate.roots: %w", at, err)
 	}
 	var inter []*x509.Certificate
 	if c.Intermediates != "" {
-		if inter, err = readCertificates(c.Intermediates); err != nil {
+		if inter, err = trustroot.ReadCertificates(c.Intermediates); err != nil {
 			return nil, nil, fmt.Errorf("%s.certificate.intermediates: %w", at, err)
 		}
 	}
-	var cas []root.CertificateAuthority
 	h := sha256.New()
-	for _, rc := range rootCerts {
-		if !rc.IsCA {
-			return nil, nil, fmt.Errorf("%s.certificate.roots: %q is not a CA certificate", at, rc.Subject)
-		}
-		// No validity window beyond the certificates' own: the chain is checked at the
-		// signing time sigstore-go establishes.
-		cas = append(cas, &root.FulcioCertificateAuthority{Root: rc, Intermediates: inter})
+	for _, rc := range append(slices.Clone(rootCerts), inter...) {
 		h.Write(rc.Raw)
 	}
-	for _, ic := range inter {
-		h.Write(ic.Raw)
-	}
-	var base root.TrustedMaterial = &root.BaseTrustedMaterial{}
 	vk := &versionKeyless{Kind: "certificate", CertificatesDigest: hex.EncodeToString(h.Sum(nil))}
+	var logs root.TrustedMaterial
 	if c.TrustRoot != "" {
 		tr, err := roots.get(ctx, c.TrustRoot)
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s.certificate.trustRoot: %w", at, err)
 		}
-		base = tr.Material()
+		logs = tr.Material()
 		vk.TrustRoot, vk.TrustRootDigest = c.TrustRoot, tr.Digest()
+	}
+	material, err := trustroot.PKI(rootCerts, inter, logs)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s.certificate.roots: %w", at, err)
 	}
 	kl := &verify.Keyless{
 		TrustRoot:  fmt.Sprintf("the certificate roots of authority %s", ac.Name),
-		Material:   &ownCAs{TrustedMaterial: base, cas: cas},
+		Material:   material,
 		Identities: []verify.Identity{identity(c.Subject, c.SubjectRegExp, c.Issuer, c.IssuerRegExp)},
 		Tlog:       ac.Tlog.value(DefaultCertificateTlog),
 		Timestamps: ac.Timestamps.value(DefaultTimestamps),
@@ -149,15 +136,6 @@ func (o *compileOptions) keylessAuthority(ctx context.Context, at string, ac Aut
 	return kl, vk, nil
 }
 
-// ownCAs is trusted material whose certificate authorities are a PKI's own roots, with the
-// logs and timestamp authorities of an optional trust root (none by default).
-type ownCAs struct {
-	root.TrustedMaterial
-	cas []root.CertificateAuthority
-}
-
-func (m *ownCAs) FulcioCertificateAuthorities() []root.CertificateAuthority { return m.cas }
-
 func identity(subject, subjectRE, issuer, issuerRE string) verify.Identity {
 	id := verify.Identity{Subject: subject, Issuer: issuer}
 	if subjectRE != "" {
@@ -167,26 +145,6 @@ func identity(subject, subjectRE, issuer, issuerRE string) verify.Identity {
 		id.IssuerRegExp = regexp.MustCompile(issuerRE) // validated
 	}
 	return id
-}
-
-// readCertificates reads PEM certificates from a file, or from the value itself when it is
-// PEM data.
-func readCertificates(src string) ([]*x509.Certificate, error) {
-	b := []byte(src)
-	if !strings.HasPrefix(strings.TrimSpace(src), "-----BEGIN") {
-		var err error
-		if b, err = os.ReadFile(src); err != nil {
-			return nil, err
-		}
-	}
-	certs, err := cryptoutils.UnmarshalCertificatesFromPEMLimited(bytes.TrimSpace(b), maxCertificates)
-	if err != nil {
-		return nil, err
-	}
-	if len(certs) == 0 {
-		return nil, errors.New("no PEM certificate")
-	}
-	return certs, nil
 }
 
 // versionKeyless is what the policy version hashes about a keyless or certificate authority:

@@ -114,14 +114,19 @@ timestamp authorities and logged in the Rekor logs of --signing-config (or --ful
 func newVerify() *cobra.Command {
 	var o cli.VerifyOptions
 	cmd := &cobra.Command{
-		Use:   "verify --key REF --insecure-ignore-tlog [-a key=value]... IMAGE...",
-		Short: "Verify the cosign signatures of images (as cosign verify, offline)",
+		Use:   "verify (--key REF --insecure-ignore-tlog | --certificate-identity[-regexp] X --certificate-oidc-issuer[-regexp] Y) [-a key=value]... IMAGE...",
+		Short: "Verify the cosign signatures of images, with a key or keylessly (as cosign verify, offline)",
 		Long: `Resolves each IMAGE to a digest and checks its signatures in both cosign formats (legacy
 .sig and sigstore bundle referrers) with portcullis's verifier, the one the mirror enforces:
 the signature, the signed digest, cosign's signing predicate for bundles, and each -a
 annotation. Prints the verified payloads as a JSON array on stdout, as cosign does, and a
 summary on stderr. Exits 0 only when every IMAGE has at least one verified signature.
-Transparency log checks are not supported yet, so --insecure-ignore-tlog is required.`,
+With --key, signatures are checked against the key alone (--insecure-ignore-tlog is required).
+Without it, the signing certificate must chain to a CA of --trusted-root (default: sigstore's
+public-good root over TUF) or of --certificate-chain/--ca-roots, name the identity and
+issuer given, embed an SCT (unless --insecure-ignore-sct) and have a Rekor entry (unless
+--insecure-ignore-tlog) or an RFC 3161 timestamp (--use-signed-timestamps) proving when it
+was used.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return cli.Verify(cmd.Context(), env(cmd), o, args)
@@ -131,9 +136,9 @@ Transparency log checks are not supported yet, so --insecure-ignore-tlog is requ
 	addRegistryFlags(fs, &o.Registry)
 	fs.StringVar(&o.Key, "key", "", "public key: a PEM file, env://VAR holding the PEM, or awskms:// gcpkms:// azurekms:// hashivault:// URI")
 	fs.StringSliceVarP(&o.Annotations, "annotations", "a", nil, "extra key=value pairs the signature must carry")
-	fs.BoolVar(&o.IgnoreTlog, "insecure-ignore-tlog", false, "ignore transparency log verification (required: portcullis has no transparency log support yet)")
+	fs.BoolVar(&o.IgnoreTlog, "insecure-ignore-tlog", false, "do not require a transparency log entry (required with --key: key signatures are checked against the key alone)")
 	fs.StringVarP(&o.Output, "output", "o", "json", "output format for the signing image information (json|text)")
-	fs.Bool("insecure-ignore-sct", false, "accepted for cosign compatibility; certificates are not verified yet")
+	addKeylessVerifyFlags(fs, &o.Keyless)
 	fs.Bool("new-bundle-format", false, "accepted for cosign compatibility; both formats are always read")
 	fs.Bool("check-claims", true, "accepted for cosign compatibility; claims are always checked")
 	return cmd

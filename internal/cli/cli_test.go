@@ -63,7 +63,7 @@ func TestSignVerify(t *testing.T) {
 		want string
 	}{
 		{"wrong annotation", cli.VerifyOptions{Key: prefix + ".pub", IgnoreTlog: true, Annotations: []string{"env=dev"}}, `annotation "env"`},
-		{"no key", cli.VerifyOptions{IgnoreTlog: true}, "--key is required"},
+		{"no key", cli.VerifyOptions{IgnoreTlog: true}, "--certificate-identity or --certificate-identity-regexp is required"},
 		{"tlog", cli.VerifyOptions{Key: prefix + ".pub"}, "--insecure-ignore-tlog"},
 		{"output", cli.VerifyOptions{Key: prefix + ".pub", IgnoreTlog: true, Output: "yaml"}, "want json or text"},
 		{"bad annotation", cli.VerifyOptions{Key: prefix + ".pub", IgnoreTlog: true, Annotations: []string{"x"}}, "not key=value"},
