@@ -30,6 +30,7 @@ import (
 	"github.com/portcullis/portcullis/proxy/store"
 	"github.com/portcullis/portcullis/proxy/upstream"
 	"github.com/portcullis/portcullis/verify"
+	"github.com/portcullis/portcullis/verify/trustroot"
 )
 
 // DefaultRootDirectory is where the filesystem store keeps content when params say nothing.
@@ -53,6 +54,10 @@ type App struct {
 	store    *store.Store
 	verifier *verify.Verifier
 	meter    metric.Meter
+	// roots resolves the policies' trust roots; its TUF roots are refreshed until Close.
+	roots       *trustroot.Manager
+	stopRefresh context.CancelFunc
+	refreshes   sync.WaitGroup
 
 	// cur is the configuration serving requests; Reload replaces it whole.
 	cur atomic.Pointer[generation]
@@ -114,6 +119,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	a := &App{
 		opts: opts, log: log, driver: driver, store: store.New(driver),
 		verifier: verify.New(verify.WithLogger(log)),
+		roots:    trustroot.NewManager(trustroot.WithLogger(log)),
 		meter:    metrics.Meter("github.com/portcullis/portcullis"),
 		retired:  map[*generation]struct{}{},
 	}
@@ -138,6 +144,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	a.startSweeps(ctx, cfg.Storage)
+	a.startTrustRootRefresh(ctx)
 	if opts.LogLevel != nil {
 		opts.LogLevel.Set(logLevel(cfg.Log.Level))
 	}
@@ -151,6 +158,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
+		// Ready, but a TUF trust root serves its last good root: say so.
+		for _, p := range a.roots.Problems() {
+			_, _ = w.Write([]byte("degraded: " + p + "\n"))
+		}
 	})
 	mux.Handle("GET /metrics", metrics.Handler())
 	// Each request is served by the configuration current when it arrives.
@@ -176,7 +187,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *generation) (
 	pcfg, err := a.kmsPlugins(kctx, cfg)
 	var set *policy.Set
 	if err == nil {
-		set, err = policy.Compile(kctx, pcfg, policy.WithLookupEnv(a.opts.LookupEnv))
+		set, err = policy.Compile(kctx, pcfg, policy.WithLookupEnv(a.opts.LookupEnv), policy.WithTrustRoots(a.roots))
 	}
 	if err != nil {
 		if kctx.Err() != nil {
@@ -429,12 +440,14 @@ func (a *App) TLSConfig() *tls.Config {
 func (a *App) Close(ctx context.Context) error {
 	a.mu.Lock()
 	a.stopSweeps()
+	a.stopRefresh()
 	gens := []*generation{a.cur.Load()}
 	for g := range a.retired {
 		gens = append(gens, g)
 	}
 	a.mu.Unlock()
 	a.sweeps.Wait()
+	a.refreshes.Wait()
 	var errs []error
 	for _, g := range gens {
 		errs = append(errs, g.proxy.Close(ctx))
@@ -455,6 +468,20 @@ func (a *App) startSweeps(ctx context.Context, s config.Storage) {
 			case r.Evicted > 0 || r.Uploads > 0:
 				a.log.Info("content store swept", slog.Int64("bytes", r.Bytes), slog.Int("evicted", r.Evicted),
 					slog.Int64("evictedBytes", r.EvictedBytes), slog.Int("uploads", r.Uploads))
+			}
+		})
+	})
+}
+
+// startTrustRootRefresh refreshes the TUF trust roots in the background until Close; a new
+// root recompiles the running configuration, so that decisions are made under it.
+func (a *App) startTrustRootRefresh(ctx context.Context) {
+	rctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	a.stopRefresh = stop
+	a.refreshes.Go(func() {
+		a.roots.Run(rctx, time.Minute, func(ctx context.Context) {
+			if err := a.Reload(ctx, a.cur.Load().cfg); err != nil {
+				a.log.Error("a trusted root changed but the policies could not be recompiled; the previous ones stay", slog.Any("error", err))
 			}
 		})
 	})
