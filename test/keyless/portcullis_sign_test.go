@@ -1,13 +1,18 @@
 package keyless
 
 import (
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/portcullis/portcullis/internal/testtool"
 )
@@ -95,6 +100,79 @@ func TestPortcullisSignsKeylessCosignVerifies(t *testing.T) {
 				} else if !strings.Contains(out, alice) {
 					t.Errorf("%s verify refused, but not for the identity:\n%s", filepath.Base(cosign), out)
 				}
+			}
+		})
+	}
+}
+
+// TestPortcullisSignsKeylessThroughTheProxy: a CI job signs keylessly with `portcullis sign`
+// through portcullis (as its push user), in both formats; the image is admitted at once by a
+// keyless policy for the job's identity, and the real cosign v3 (and v2 for the legacy layout)
+// verifies the signature read through portcullis.
+func TestPortcullisSignsKeylessThroughTheProxy(t *testing.T) {
+	s := needStack(t)
+	pc := portcullisBin(t)
+	cosign2 := testtool.Path(t, "cosign2")
+	crane := testtool.Path(t, "crane")
+	up := newUpstream(t)
+	dir := t.TempDir()
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(dir, "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte("ci:"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const alice = "alice@example.com"
+	email := s.oidc.url("email")
+	px := startProxy(t, up, fmt.Sprintf(`push:
+  htpasswd: %[1]s
+  users: [{name: ci, images: ["%[2]s/signme/**"]}]
+trustRoots: [{name: local, trustedRootFile: %[3]s}]
+defaultPolicy: deny
+policies:
+  - name: bundle
+    images: ["%[2]s/signme/bundle/**"]
+    authorities: [{name: ci, keyless: {trustRoot: local, identities: [{issuer: %[4]q, subject: %[5]s}]}}]
+  - name: legacy
+    images: ["%[2]s/signme/legacy/**"]
+    authorities: [{name: ci, keyless: {trustRoot: local, identities: [{issuer: %[4]q, subject: %[5]s}]}, tlog: {threshold: 0}, timestamps: {threshold: 1}}]
+`, htpasswd, upstreamName, s.trustedRoot, email, alice))
+	dockerConfig := filepath.Join(dir, "docker")
+	auth := base64.StdEncoding.EncodeToString([]byte("ci:s3cret"))
+	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{px.host: map[string]string{"auth": auth}}})
+	if err := os.MkdirAll(dockerConfig, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dockerConfig, "config.json"), cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		bundle bool
+	}{{"bundle", true}, {"legacy", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			repo := "signme/" + tc.name
+			upRef := up.push(t, repo)
+			viaProxy := px.host + "/" + repo + upRef[strings.Index(upRef, "@"):]
+			pull := func() (string, error) {
+				return testtool.Run(t, "", crane, nil, "pull", "--insecure", "--format", "oci", px.host+"/"+repo+":v1", filepath.Join(t.TempDir(), "out"))
+			}
+			if out, err := pull(); err == nil {
+				t.Fatalf("unsigned image admitted:\n%s", out)
+			}
+			args := append(s.portcullisSignArgs(s.oidc.emailToken(alice), tc.bundle), px.host+"/"+repo+":v1")
+			if out, err := testtool.Run(t, "", pc, []string{"DOCKER_CONFIG=" + dockerConfig}, args...); err != nil {
+				t.Fatalf("portcullis sign through the proxy: %v\n%s", err, out)
+			}
+			if out, err := pull(); err != nil {
+				t.Fatalf("signed through the proxy but denied: %v\n%s", err, out)
+			}
+			s.must(t, s.cosign3, append(s.cosignVerifyArgs(alice, email, tc.bundle), viaProxy)...)
+			if !tc.bundle {
+				s.must(t, cosign2, "verify", "--allow-http-registry", "--trusted-root", s.trustedRoot, "--insecure-ignore-tlog",
+					"--use-signed-timestamps", "--certificate-identity", alice, "--certificate-oidc-issuer", email, viaProxy)
 			}
 		})
 	}
