@@ -26,6 +26,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/portcullis/portcullis/internal/testtool"
 )
 
@@ -47,10 +49,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// startBinary runs `portcullis serve --config cfg` and waits until it listens.
-func startBinary(t *testing.T, bin, cfg string) (*exec.Cmd, string, *syncBuffer) {
+// startBinary runs `portcullis serve --config cfg [extra...]` and waits until it listens.
+func startBinary(t *testing.T, bin, cfg string, extra ...string) (*exec.Cmd, string, *syncBuffer) {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--config", cfg)
+	cmd := exec.Command(bin, append([]string{"serve", "--config", cfg}, extra...)...)
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -192,9 +194,9 @@ func TestServeBinaryGracefulShutdown(t *testing.T) {
 	}
 }
 
-// TestHotReload changes the policies of a running `portcullis serve`: by rewriting its
-// configuration file, then with SIGHUP; an invalid file is rejected and the running
-// policies keep serving.
+// TestHotReload changes a running `portcullis serve` by rewriting its configuration file:
+// its default policy, then its push users; an invalid file is rejected and the running
+// configuration keeps serving.
 func TestHotReload(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
@@ -204,39 +206,43 @@ func TestHotReload(t *testing.T) {
 	up.pushImage(t, "demo/app:v1", testImage(t))
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "portcullis.yaml")
-	write := func(defaultPolicy string, extra string) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "htpasswd"), []byte("ci:"+string(hash)+"\nbot:"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	write := func(defaultPolicy string, pushers []string, extra string) {
 		t.Helper()
 		yml := fmt.Sprintf("listen: 127.0.0.1:0\nlog: {format: json}\nstorage: {driver: inmemory}\n"+
 			"upstreams:\n  - name: %s\n    url: %s\n    insecure: true\n    default: true\ndefaultPolicy: %s\n%s",
 			upstreamName, up.srv.URL, defaultPolicy, extra)
-		// Replace the file as editors and ConfigMaps do.
-		tmp := cfg + ".tmp"
-		if err := os.WriteFile(tmp, []byte(yml), 0o600); err != nil {
-			t.Fatal(err)
+		yml += "push:\n  htpasswd: htpasswd\n  users:\n"
+		for _, u := range pushers {
+			yml += fmt.Sprintf("    - {name: %s, images: [\"%s/demo/**\"]}\n", u, upstreamName)
 		}
-		if err := os.Rename(tmp, cfg); err != nil {
-			t.Fatal(err)
-		}
+		replaceFile(t, cfg, yml)
 	}
-	write("deny", "")
-	cmd, host, logs := startBinary(t, bin, cfg)
-	status := func() int { return get(t, host, "/v2/demo/app/manifests/v1").status }
-	eventually := func(want int, what string) {
-		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for status() != want {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: status %d, want %d\n%s", what, status(), want, logs.String())
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+	write("deny", []string{"ci", "bot"}, "")
+	_, host, logs := startBinary(t, bin, cfg)
+	manifest := func() int { return get(t, host, "/v2/demo/app/manifests/v1").status }
+	upload := func(user string) func() int {
+		return func() int { return startUpload(t, host, user, "pw") }
 	}
-	eventually(http.StatusForbidden, "start with defaultPolicy deny")
+	eventually(t, logs, manifest, http.StatusForbidden, "start with defaultPolicy deny")
+	eventually(t, logs, upload("bot"), http.StatusAccepted, "start: bot may push")
 
-	write("allow", "")
-	eventually(http.StatusOK, "after the file changed to defaultPolicy allow")
+	write("allow", []string{"ci", "bot"}, "")
+	eventually(t, logs, manifest, http.StatusOK, "after the file changed to defaultPolicy allow")
 
-	write("allow", "policies:\n  - name: broken\n    images: [\"NOT A GLOB\"]\n")
+	write("allow", []string{"ci"}, "")
+	eventually(t, logs, upload("bot"), http.StatusForbidden, "after bot was removed from push.users")
+	if got := upload("ci")(); got != http.StatusAccepted {
+		t.Fatalf("ci, still listed, opening an upload: status %d, want 202", got)
+	}
+
+	write("deny", []string{"ci", "bot"}, "policies:\n  - name: broken\n    images: [\"NOT A GLOB\"]\n")
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(logs.String(), "configuration rejected") {
 		if time.Now().After(deadline) {
@@ -244,16 +250,118 @@ func TestHotReload(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if got := status(); got != http.StatusOK {
-		t.Fatalf("after an invalid configuration the old policies must keep serving: status %d", got)
+	if got, gotBot := manifest(), upload("bot")(); got != http.StatusOK || gotBot != http.StatusForbidden {
+		t.Fatalf("after an invalid configuration the old one must keep serving: manifest %d (want 200), bot's upload %d (want 403)", got, gotBot)
 	}
+}
 
-	// SIGHUP reloads too (here the watcher may also fire; either way the new file applies).
-	write("deny", "")
-	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+// TestReloadKeyFile replaces the public key file a policy names — the configuration file
+// is never touched — so that an image signed with another key is admitted: with file
+// watching, on the change alone; with --watch=false, only on SIGHUP (and not before it,
+// which a watcher would have done within a fraction of a second).
+func TestReloadKeyFile(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildBinary(t)
+	cosign := tool(t, "cosign3")
+	up := newUpstream(t)
+	oldKey, newKey := cosignKeys(t, cosign), cosignKeys(t, cosign)
+	for _, tc := range []struct {
+		name  string
+		watch bool
+	}{
+		{"watched", true},
+		{"SIGHUP", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			repo := "demo/" + strings.ToLower(tc.name)
+			d := up.pushImage(t, repo+":v1", testImage(t))
+			cosignSign(t, cosign, newKey, up.host+"/"+repo+"@"+d.String())
+			dir := t.TempDir()
+			keyFile := filepath.Join(dir, "release.pub")
+			copyFile(t, oldKey.pub, keyFile)
+			cfg := filepath.Join(dir, "portcullis.yaml")
+			replaceFile(t, cfg, fmt.Sprintf("listen: 127.0.0.1:0\nlog: {format: json}\nstorage: {driver: inmemory}\n"+
+				"upstreams:\n  - name: %s\n    url: %s\n    insecure: true\n    default: true\n"+
+				"policies:\n  - name: release\n    images: [\"%s/**\"]\n    authorities: [{name: release, key: {path: release.pub}}]\n",
+				upstreamName, up.srv.URL, upstreamName))
+			cmd, host, logs := startBinary(t, bin, cfg, fmt.Sprintf("--watch=%v", tc.watch))
+			manifest := func() int { return get(t, host, "/v2/"+repo+"/manifests/v1").status }
+			eventually(t, logs, manifest, http.StatusForbidden, "signed with a key the policy does not name")
+
+			tmp := keyFile + ".new"
+			copyFile(t, newKey.pub, tmp)
+			if err := os.Rename(tmp, keyFile); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			if !tc.watch {
+				time.Sleep(1500 * time.Millisecond)
+				if got := manifest(); got != http.StatusForbidden {
+					t.Fatalf("without file watching and before SIGHUP: status %d, want the old key's 403", got)
+				}
+				start = time.Now()
+				if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+					t.Fatal(err)
+				}
+			}
+			eventually(t, logs, manifest, http.StatusOK, "after the key file was replaced")
+			t.Logf("%s: the new key applied %s after the change", tc.name, time.Since(start).Round(time.Millisecond))
+		})
+	}
+}
+
+// eventually waits up to 10s for f to return want.
+func eventually(t *testing.T, logs *syncBuffer, f func() int, want int, what string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for got := f(); got != want; got = f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: status %d, want %d\n%s", what, got, want, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// replaceFile writes content to path as editors and ConfigMaps do: a new file renamed over.
+func replaceFile(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	eventually(http.StatusForbidden, "after SIGHUP with defaultPolicy deny")
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startUpload opens an upload session as user and returns the status: 202 when the user may
+// push to demo/app.
+func startUpload(t *testing.T, host, user, pass string) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, "http://"+host+"/v2/demo/app/blobs/uploads/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth(user, pass)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
 
 // TestServeTLS serves HTTPS with the configured certificate.
