@@ -48,7 +48,7 @@ type keylessWorld struct {
 	d   digest.Digest
 }
 
-func newKeylessWorld(t *testing.T) *keylessWorld {
+func newKeylessWorld(t testing.TB) *keylessWorld {
 	t.Helper()
 	vs, err := ca.NewVirtualSigstore()
 	if err != nil {
@@ -77,7 +77,7 @@ func exact(subject, iss string) []verify.Identity {
 
 // attest signs a cosign signing statement for D (or the given statement) as alice,
 // with a Rekor v1 entry (inclusion proof and SET) and a TSA timestamp.
-func (w *keylessWorld) attest(t *testing.T, subject string, stmt []byte) *ca.TestEntity {
+func (w *keylessWorld) attest(t testing.TB, subject string, stmt []byte) *ca.TestEntity {
 	t.Helper()
 	if stmt == nil {
 		stmt = statement(w.d, cosign.PredicateTypeSign, "")
@@ -97,7 +97,7 @@ type bundleOptions struct {
 }
 
 // bundleJSON turns a virtual sigstore entity into the v0.3 bundle cosign v3 would push.
-func (w *keylessWorld) bundleJSON(t *testing.T, e *ca.TestEntity, o bundleOptions) []byte {
+func (w *keylessWorld) bundleJSON(t testing.TB, e *ca.TestEntity, o bundleOptions) []byte {
 	t.Helper()
 	vc, err := e.VerificationContent()
 	if err != nil {
@@ -165,7 +165,7 @@ func (w *keylessWorld) bundleJSON(t *testing.T, e *ca.TestEntity, o bundleOption
 
 // transparencyLogEntry is entry as a bundle holds it: a Rekor v1 entry gets its kind and its
 // signed entry timestamp (re-signed by the virtual Rekor, which tlog.Entry keeps private).
-func (w *keylessWorld) transparencyLogEntry(t *testing.T, entry *tlog.Entry, kind string) *protorekor.TransparencyLogEntry {
+func (w *keylessWorld) transparencyLogEntry(t testing.TB, entry *tlog.Entry, kind string) *protorekor.TransparencyLogEntry {
 	t.Helper()
 	tle := proto.Clone(entry.TransparencyLogEntry()).(*protorekor.TransparencyLogEntry)
 	if entry.IsRekorV2() {
