@@ -67,6 +67,10 @@ type Options struct {
 	Decisions Forgetter
 	// Meter records request counts and durations. Default: a no-op meter.
 	Meter metric.Meter
+	// ManifestMemory bounds the bytes of admitted manifests (each up to 64 KiB) kept in
+	// memory, so that a GET by digest of one is answered without reading the store.
+	// Default (0) DefaultManifestMemory; negative keeps none.
+	ManifestMemory int64
 }
 
 // ArtifactChecker checks what a manifest shaped like a signature artifact references: nil
@@ -99,6 +103,12 @@ type Handler struct {
 	background sync.WaitGroup
 	// grants remembers which blobs each repository may serve (see grants.go).
 	grants grants
+	// memory keeps admitted manifests for GETs by digest (see manifestcache.go).
+	memory *manifestMemory
+	// metrics holds the measurement options of each combination of request attributes.
+	metrics requestMetrics
+	// apiVersion is the Docker-Distribution-API-Version header, built once (see memManifest).
+	apiVersion []string
 }
 
 type tagEntry struct {
@@ -129,8 +139,12 @@ func New(opts Options) (*Handler, error) {
 	if opts.Meter == nil {
 		opts.Meter = noop.NewMeterProvider().Meter("")
 	}
+	if opts.ManifestMemory == 0 {
+		opts.ManifestMemory = DefaultManifestMemory
+	}
 	h := &Handler{opts: opts, log: opts.Logger, tags: expirable.NewLRU[string, tagEntry](16384, nil, 0), grants: newGrants(),
-		downloads: downloads{m: map[string]*download{}}}
+		downloads: downloads{m: map[string]*download{}}, memory: newManifestMemory(opts.ManifestMemory),
+		metrics: requestMetrics{m: map[metricKey]*metricOptions{}}, apiVersion: []string{"registry/2.0"}}
 	h.uploads = newUploads(opts.Store, &h.background)
 	var err error
 	if h.requests, err = opts.Meter.Int64Counter("portcullis.requests",
@@ -147,43 +161,101 @@ func New(opts Options) (*Handler, error) {
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &recorder{ResponseWriter: w, status: http.StatusOK}
-	info := &requestInfo{}
+	ex := &exchange{rec: recorder{ResponseWriter: w, status: http.StatusOK}}
+	rec, info := &ex.rec, &ex.info
 	defer func() {
-		attrs := []slog.Attr{
-			slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.Int("status", rec.status), slog.Int64("bytes", rec.bytes),
-			slog.Duration("duration", time.Since(start)),
+		ctx := r.Context()
+		elapsed := time.Since(start)
+		if h.log.Enabled(ctx, slog.LevelInfo) {
+			h.logRequest(ctx, r, rec, info, elapsed)
 		}
-		if info.rt.upstream != nil {
-			attrs = append(attrs, slog.String("upstream", info.rt.upstream.Name()), slog.String("repo", info.rt.repo), slog.String("ref", info.rt.ref))
-		}
-		if info.digest != "" {
-			attrs = append(attrs, slog.String("digest", info.digest.String()))
-		}
-		if info.source != "" {
-			attrs = append(attrs, slog.String("source", info.source))
-		}
-		if info.user != "" {
-			attrs = append(attrs, slog.String("user", info.user))
-		}
-		if info.shared {
-			attrs = append(attrs, slog.Bool("shared", true))
-		}
-		if info.err != nil {
-			attrs = append(attrs, slog.String("error", info.err.Error()))
-		}
-		h.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
-		mattrs := metric.WithAttributes(attribute.String("method", r.Method), attribute.String("endpoint", info.rt.kind),
-			attribute.Int("status", rec.status), attribute.String("source", info.source),
-			attribute.String("error", errorClass(info.rt.kind, info.err)))
-		h.requests.Add(r.Context(), 1, mattrs)
-		h.duration.Record(r.Context(), time.Since(start).Seconds(), mattrs)
+		mo := h.metrics.options(r.Method, info.rt.kind, rec.status, info.source, errorClass(info.rt.kind, info.err))
+		h.requests.Add(ctx, 1, mo.add...)
+		h.duration.Record(ctx, elapsed.Seconds(), mo.record...)
 	}()
 	if err := h.serve(rec, r, info); err != nil {
 		info.err = err
 		writeError(rec, r, info.rt.kind, err)
 	}
+}
+
+// exchange is what ServeHTTP keeps about one request, in one allocation.
+type exchange struct {
+	rec  recorder
+	info requestInfo
+}
+
+// logRequest writes the request line (the caller checked that the level is enabled); its
+// attributes live on the stack.
+func (h *Handler) logRequest(ctx context.Context, r *http.Request, rec *recorder, info *requestInfo, elapsed time.Duration) {
+	var buf [13]slog.Attr
+	attrs := append(buf[:0],
+		slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.Int("status", rec.status), slog.Int64("bytes", rec.bytes),
+		slog.Duration("duration", elapsed))
+	if info.rt.upstream != nil {
+		attrs = append(attrs, slog.String("upstream", info.rt.upstream.Name()), slog.String("repo", info.rt.repo), slog.String("ref", info.rt.ref))
+	}
+	if info.digest != "" {
+		attrs = append(attrs, slog.String("digest", info.digest.String()))
+	}
+	if info.source != "" {
+		attrs = append(attrs, slog.String("source", info.source))
+	}
+	if info.user != "" {
+		attrs = append(attrs, slog.String("user", info.user))
+	}
+	if info.shared {
+		attrs = append(attrs, slog.Bool("shared", true))
+	}
+	if info.err != nil {
+		attrs = append(attrs, slog.String("error", info.err.Error()))
+	}
+	// Straight to the handler: Logger.LogAttrs would walk the stack for a source position
+	// that is always this line (about a microsecond a request).
+	line := slog.NewRecord(time.Now(), slog.LevelInfo, "request", 0)
+	line.AddAttrs(attrs...)
+	_ = h.log.Handler().Handle(ctx, line)
+}
+
+// requestMetrics holds the measurement options of each combination of request attributes,
+// built once: a request records its count and duration without allocating. It keeps at
+// most maxMetricOptions combinations (the method is the client's word); beyond that,
+// options are built per request.
+type requestMetrics struct {
+	mu sync.RWMutex
+	m  map[metricKey]*metricOptions
+}
+
+const maxMetricOptions = 1024
+
+type metricKey struct {
+	method, endpoint, source, class string
+	status                          int
+}
+
+type metricOptions struct {
+	add    []metric.AddOption
+	record []metric.RecordOption
+}
+
+func (rm *requestMetrics) options(method, endpoint string, status int, source, class string) *metricOptions {
+	k := metricKey{method: method, endpoint: endpoint, source: source, class: class, status: status}
+	rm.mu.RLock()
+	mo, ok := rm.m[k]
+	rm.mu.RUnlock()
+	if ok {
+		return mo
+	}
+	o := metric.WithAttributes(attribute.String("method", method), attribute.String("endpoint", endpoint),
+		attribute.Int("status", status), attribute.String("source", source), attribute.String("error", class))
+	mo = &metricOptions{add: []metric.AddOption{o}, record: []metric.RecordOption{o}}
+	rm.mu.Lock()
+	if len(rm.m) < maxMetricOptions {
+		rm.m[k] = mo
+	}
+	rm.mu.Unlock()
+	return mo
 }
 
 type requestInfo struct {
@@ -196,7 +268,7 @@ type requestInfo struct {
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *requestInfo) error {
-	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	w.Header()["Docker-Distribution-Api-Version"] = h.apiVersion
 	if r.URL.Path == "/v2" || r.URL.Path == "/v2/" {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			return errcode.ErrorCodeUnsupported.WithMessage("method not allowed")
@@ -237,7 +309,13 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *requestInf
 	case rt.kind == kindReferrers && r.Method == http.MethodGet:
 		return h.serveReferrers(w, r, rt)
 	case !read || rt.kind == kindUploads:
-		return h.servePush(w, r, rt, info)
+		err := h.servePush(w, r, rt, info)
+		if r.Method == http.MethodDelete && rt.kind == kindManifests {
+			if d, perr := digest.Parse(rt.ref); perr == nil {
+				h.memory.remove(rt, d) // deleted (or maybe deleted) upstream
+			}
+		}
+		return err
 	}
 	return errcode.ErrorCodeUnsupported.WithMessage(fmt.Sprintf("%s %s is not supported: portcullis is a read-only mirror", r.Method, r.URL.Path))
 }
@@ -275,7 +353,7 @@ func (h *Handler) resolveShared(ctx context.Context, rt route, info *requestInfo
 func (h *Handler) resolveManifest(ctx context.Context, rt route, info *requestInfo) (oci.Manifest, error) {
 	up, st := rt.upstream, h.opts.Store
 	if d, err := digest.Parse(rt.ref); err == nil {
-		m, err := st.Manifest(ctx, up.Name(), rt.repo, d)
+		m, err := h.storedManifest(ctx, rt, d)
 		if err == nil {
 			info.source = "store"
 			return m, nil
@@ -309,7 +387,7 @@ func (h *Handler) resolveManifest(ctx context.Context, rt route, info *requestIn
 			}
 		}
 		if fresh {
-			if m, err := st.Manifest(ctx, up.Name(), rt.repo, e.d); err == nil {
+			if m, err := h.storedManifest(ctx, rt, e.d); err == nil {
 				info.source = "store"
 				return m, nil
 			}
@@ -321,6 +399,14 @@ func (h *Handler) resolveManifest(ctx context.Context, rt route, info *requestIn
 	}
 	h.tags.Add(key, tagEntry{d: m.Digest, at: time.Now()})
 	return m, nil
+}
+
+// storedManifest returns manifest d of rt's repository from memory or the store.
+func (h *Handler) storedManifest(ctx context.Context, rt route, d digest.Digest) (oci.Manifest, error) {
+	if mm := h.memory.get(rt, d); mm != nil {
+		return mm.m, nil
+	}
+	return h.opts.Store.Manifest(ctx, rt.upstream.Name(), rt.repo, d)
 }
 
 func (h *Handler) fetchManifest(ctx context.Context, rt route, info *requestInfo) (oci.Manifest, error) {
@@ -359,25 +445,52 @@ func (h *Handler) Close(ctx context.Context) error {
 	}
 }
 
+// serveManifest answers a manifest request once the Gate admitted the manifest. A manifest
+// by digest that was admitted before is taken from memory (see manifestMemory), with its
+// response headers ready; it is decided all the same.
 func (h *Handler) serveManifest(w http.ResponseWriter, r *http.Request, rt route, info *requestInfo) error {
 	ctx := r.Context()
-	m, err := h.resolveShared(ctx, rt, info)
-	if err != nil {
-		return err
+	var mm *memManifest
+	if strings.Contains(rt.ref, ":") { // a digest (parseRoute checked it)
+		mm = h.memory.get(rt, digest.Digest(rt.ref))
+	}
+	var m oci.Manifest
+	if mm != nil {
+		m = mm.m
+		info.source = "store"
+	} else {
+		var err error
+		if m, err = h.resolveShared(ctx, rt, info); err != nil {
+			return err
+		}
+		mm = h.memory.get(rt, m.Digest)
 	}
 	info.digest = m.Digest
-	if _, err := h.opts.Gate.Admit(ctx, policy.Request{Image: rt.image(), Repository: rt.repo, Manifest: m, Registry: rt.upstream}); err != nil {
+	image := ""
+	if mm != nil {
+		image = mm.image
+	} else {
+		image = rt.image()
+	}
+	if _, err := h.opts.Gate.Admit(ctx, policy.Request{Image: image, Repository: rt.repo, Manifest: m, Registry: rt.upstream}); err != nil {
 		if !h.pusherMaySee(r, rt, err, info) {
 			return err
 		}
-	} else {
+	} else if mm == nil {
+		h.grantReferences(ctx, rt, m)
+		h.memory.add(rt, m)
+	} else if !h.grants.manifests.Contains(mm.grantKey) {
 		h.grantReferences(ctx, rt, m)
 	}
 	hd := w.Header()
-	hd.Set("Content-Type", m.MediaType)
-	hd.Set("Docker-Content-Digest", m.Digest.String())
-	hd.Set("Content-Length", strconv.Itoa(len(m.Bytes)))
-	hd.Set("Etag", `"`+m.Digest.String()+`"`)
+	if mm != nil {
+		hd["Content-Type"], hd["Docker-Content-Digest"], hd["Content-Length"], hd["Etag"] = mm.contentType, mm.digest, mm.length, mm.etag
+	} else {
+		hd.Set("Content-Type", m.MediaType)
+		hd.Set("Docker-Content-Digest", m.Digest.String())
+		hd.Set("Content-Length", strconv.Itoa(len(m.Bytes)))
+		hd.Set("Etag", `"`+m.Digest.String()+`"`)
+	}
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {
 		_, _ = w.Write(m.Bytes)
