@@ -8,8 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
-	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/singleflight"
 )
@@ -31,9 +31,20 @@ type Key struct {
 // negative TTL (a denial, say, which a pushed signature may soon change). A Value with a
 // Clone() method returning its own type is cloned when stored, so that the cache never
 // aliases a caller's slices; values read from the cache are shared with it and are
-// read-only.
+// read-only. A Value that implements Splitter[V] is stored compactly: see there.
 type Value interface {
 	Negative() bool
+}
+
+// Splitter is implemented by values of which many are equal but for a time (a decision and
+// when it was made). Memory keeps one shared copy of each distinct remainder — found by its
+// Go syntax representation (%#v), released when no entry uses it — and the time per entry,
+// so that an entry costs a pointer and a time rather than a whole value.
+type Splitter[V any] interface {
+	// Split returns the value without its time, and the time.
+	Split() (V, time.Time)
+	// Join returns the value with time t.
+	Join(t time.Time) V
 }
 
 // Defaults of the Memory options.
@@ -82,11 +93,12 @@ func WithFillTimeout(d time.Duration) Option {
 
 // Memory is an in-process decision cache: two expiring LRUs (allowed decisions, negative
 // ones), each with its own TTL, and a singleflight group for fills. It is safe for
-// concurrent use. Each Memory runs two background goroutines that reclaim expired entries for
-// the life of the process, so create one per process, not one per request.
+// concurrent use. An expired entry is dropped when it is looked up or when the least
+// recently used entries make room; it runs no goroutines.
 type Memory[V Value] struct {
-	allowed  *expirable.LRU[Key, V]
-	negative *expirable.LRU[Key, V]
+	allowed  *lru[V]
+	negative *lru[V]
+	shared   sharing[V]
 	group    singleflight.Group
 
 	fillTimeout time.Duration
@@ -128,8 +140,9 @@ func NewMemory[V Value](opts ...Option) (*Memory[V], error) {
 		return nil, fmt.Errorf("decision cache: %w", err)
 	}
 	return &Memory[V]{
-		allowed:     expirable.NewLRU[Key, V](o.size, nil, o.ttl),
-		negative:    expirable.NewLRU[Key, V](o.size, nil, o.negativeTTL),
+		allowed:     newLRU[V](o.size, o.ttl),
+		negative:    newLRU[V](o.size, o.negativeTTL),
+		shared:      sharing[V]{m: map[string]weak.Pointer[V]{}},
 		fillTimeout: o.fillTimeout,
 	}, nil
 }
@@ -137,25 +150,39 @@ func NewMemory[V Value](opts ...Option) (*Memory[V], error) {
 // Get returns the unexpired decision stored under key. An allowed decision wins over a
 // negative one stored concurrently. ctx is unused: Memory does no I/O.
 func (c *Memory[V]) Get(_ context.Context, key Key) (V, bool) {
-	if d, ok := c.allowed.Get(key); ok {
-		return d, true
+	it, ok := c.allowed.get(key)
+	if !ok {
+		if it, ok = c.negative.get(key); !ok {
+			var zero V
+			return zero, false
+		}
 	}
-	return c.negative.Get(key)
+	if sp, ok := any(it.v).(Splitter[V]); ok { // boxing the pointer allocates nothing
+		return sp.Join(it.t), true
+	}
+	return *it.v, true
 }
 
 // Put stores d under key, replacing any decision stored there, for the TTL that d's polarity
 // gets (see Value). ctx is unused: Memory does no I/O.
 func (c *Memory[V]) Put(_ context.Context, key Key, d V) {
-	if cl, ok := any(d).(interface{ Clone() V }); ok {
-		d = cl.Clone()
+	var it item[V]
+	if sp, ok := any(d).(Splitter[V]); ok {
+		rest, t := sp.Split()
+		it = item[V]{v: c.shared.get(rest), t: t}
+	} else {
+		if cl, ok := any(d).(interface{ Clone() V }); ok {
+			d = cl.Clone()
+		}
+		it = item[V]{v: &d}
 	}
 	if d.Negative() {
-		c.negative.Add(key, d)
-		c.allowed.Remove(key)
+		c.negative.add(key, it)
+		c.allowed.remove(key)
 		return
 	}
-	c.allowed.Add(key, d)
-	c.negative.Remove(key)
+	c.allowed.add(key, it)
+	c.negative.remove(key)
 }
 
 // Forget drops every decision about digest d of repository (of every repository when
@@ -167,19 +194,15 @@ func (c *Memory[V]) Forget(_ context.Context, repository string, d digest.Digest
 	c.storeMu.Lock()
 	defer c.storeMu.Unlock()
 	c.epoch.Add(1)
-	for _, lru := range []*expirable.LRU[Key, V]{c.allowed, c.negative} {
-		for _, k := range lru.Keys() {
-			if (repository == "" || k.Repository == repository) && k.Digest == d {
-				lru.Remove(k)
-			}
-		}
+	for _, l := range []*lru[V]{c.allowed, c.negative} {
+		l.removeIf(func(k Key) bool { return (repository == "" || k.Repository == repository) && k.Digest == d })
 	}
 }
 
 // Len returns the number of decisions held, which may include expired decisions that are
 // not yet reclaimed.
 func (c *Memory[V]) Len() int {
-	return c.allowed.Len() + c.negative.Len()
+	return c.allowed.len() + c.negative.len()
 }
 
 // flight is what one fill hands to every caller waiting on it.

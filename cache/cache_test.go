@@ -398,3 +398,60 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// stamped is a decision with a time, stored split (cache.Splitter).
+type stamped struct {
+	decision
+	At time.Time
+}
+
+func (s stamped) Clone() stamped { s.decision = s.decision.Clone(); return s }
+
+func (s stamped) Split() (stamped, time.Time) {
+	t := s.At
+	s.At = time.Time{}
+	return s, t
+}
+
+func (s stamped) Join(t time.Time) stamped {
+	s.At = t
+	return s
+}
+
+// TestSplitValues stores values that differ in their time only, or in more: each is read
+// back exactly, whatever the others, and the LRU bound and Forget hold as for whole values.
+func TestSplitValues(t *testing.T) {
+	c, err := cache.NewMemory[stamped](cache.WithSize(3))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 11, 29, 0, 0, 0, 0, time.UTC)
+	vals := []stamped{
+		{decision{Allowed: true, Policy: "p", Signers: []string{"k"}}, base},
+		{decision{Allowed: true, Policy: "p", Signers: []string{"k"}}, base.Add(time.Second)},
+		{decision{Allowed: true, Policy: "p", Signers: []string{"other"}}, base.Add(2 * time.Second)},
+	}
+	digests := []digest.Digest{digestA, digestB, digest.FromString("c")}
+	signers := vals[0].Signers
+	for i, v := range vals {
+		c.Put(t.Context(), key("v1", "r", digests[i]), v)
+	}
+	signers[0] = "mutated" // the cache has its own copy
+	for i, want := range vals {
+		if i == 0 {
+			want.Signers = []string{"k"}
+		}
+		got, ok := c.Get(t.Context(), key("v1", "r", digests[i]))
+		if !ok || !reflect.DeepEqual(got, want) {
+			t.Errorf("value %d: got %+v, %v; want %+v", i, got, ok, want)
+		}
+	}
+	c.Put(t.Context(), key("v1", "r", digest.FromString("d")), vals[2]) // evicts the least recently used (a)
+	if _, ok := c.Get(t.Context(), key("v1", "r", digestA)); ok {
+		t.Error("the least recently used value outlived the size bound")
+	}
+	c.Forget(t.Context(), "", digestB)
+	if _, ok := c.Get(t.Context(), key("v1", "r", digestB)); ok || c.Len() != 2 {
+		t.Errorf("after Forget: %d values, digest B found %v", c.Len(), ok)
+	}
+}
