@@ -9,7 +9,6 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	"github.com/sigstore/sigstore-go/pkg/bundle"
 
 	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/strictjson"
@@ -108,8 +107,7 @@ func (v *Verifier) maxArtifactLayer() int64 {
 // bundle referrer) or an image config that runs nothing.
 func checkArtifactConfig(mediaType string, b []byte) error {
 	if mediaType == cosign.MediaTypeSigstoreBundle {
-		var bun bundle.Bundle
-		if err := bun.UnmarshalJSON(b); err != nil {
+		if _, err := parseBundle(b); err != nil {
 			return notArtifact("config is not a sigstore bundle: %v", err)
 		}
 		return nil
@@ -173,8 +171,8 @@ func checkArtifactLayer(mediaType string, b []byte) error {
 	case cosign.MediaTypeDSSEEnvelope:
 		return checkDSSE(b)
 	case cosign.MediaTypeSigstoreBundle:
-		var bun bundle.Bundle
-		return bun.UnmarshalJSON(b)
+		_, err := parseBundle(b)
+		return err
 	}
 	return fmt.Errorf("media type %q is not a signature type", mediaType)
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -111,6 +112,11 @@ func TestCheckArtifact(t *testing.T) {
 		{name: "several signatures", a: func() artifact { a := legacy; a.layers = [][]byte{payload, simpleSigning(d, `{"k":"v"}`)}; return a }()},
 		{name: "attestation", a: withLayer(cosign.MediaTypeDSSEEnvelope, dsseEnvelope(`{"_type":"x"}`, sig))},
 		{name: "bundle referrer", a: bundleRef},
+		{name: "bundle referrer with a certificate chain (cosign --certificate-chain)", a: func() artifact {
+			a := bundleRef
+			a.layers = [][]byte{newOwnPKI(t).sign(t, "builder@corp.example", time.Now(), statement(d, cosign.PredicateTypeSign, ""))}
+			return a
+		}()},
 		{name: "empty config", a: func() artifact { a := legacy; a.configType, a.config = oci.MediaTypeEmptyJSON, []byte("{}"); return a }()},
 
 		{name: "gzip tar as simple signing", a: withLayer(cosign.MediaTypeSimpleSigning, runnableLayer(t)), want: "layer 0"},
