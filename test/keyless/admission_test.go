@@ -52,13 +52,14 @@ func (s *stack) cosignImportKey(t *testing.T, pemKey string) string {
 
 // TestKeylessAdmission: images signed keylessly by the real cosign (v3 in both formats, v2 in
 // the legacy one) on the local stack, and by cosign with a bring-your-own certificate, pulled
-// through portcullis with crane: admitted for the identity the policy names, denied with the
+// through portcullis with crane and skopeo: admitted for the identity the policy names, denied with the
 // reason for another subject, another issuer, a trust root without the CA, another workflow
 // repository, a certificate from another CA, and no signature at all.
 func TestKeylessAdmission(t *testing.T) {
 	s := needStack(t)
 	cosign2 := testtool.Path(t, "cosign2")
 	crane := testtool.Path(t, "crane")
+	skopeo := testtool.Path(t, "skopeo")
 	up := newUpstream(t)
 	px := startProxy(t, up, s.admissionPolicy())
 	email := s.oidc.url("email")
@@ -114,20 +115,34 @@ func TestKeylessAdmission(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			img := up.push(t, tc.repo)
 			tc.sign(t, img)
-			out, err := testtool.Run(t, "", crane, nil, "pull", "--insecure", "--format", "oci", px.host+"/"+tc.repo+":v1", filepath.Join(t.TempDir(), "out"))
-			if tc.admitted {
-				if err != nil {
-					t.Fatalf("not admitted: %v\n%s", err, out)
+			ref := px.host + "/" + tc.repo + ":v1"
+			for _, client := range []struct {
+				name string
+				pull func() (string, error)
+			}{
+				{"crane", func() (string, error) {
+					return testtool.Run(t, "", crane, nil, "pull", "--insecure", "--format", "oci", ref, filepath.Join(t.TempDir(), "out"))
+				}},
+				{"skopeo", func() (string, error) {
+					out, err := testtool.Run(t, "", skopeo, nil, "copy", "--retry-times", "0", "--src-tls-verify=false", "docker://"+ref, "dir:"+t.TempDir())
+					return strings.ReplaceAll(out, `\"`, `"`), err // its log line quotes the message
+				}},
+			} {
+				out, err := client.pull()
+				if tc.admitted {
+					if err != nil {
+						t.Fatalf("%s: not admitted: %v\n%s", client.name, err, out)
+					}
+					continue
 				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("admitted, want DENIED")
-			}
-			t.Logf("denied: %s", strings.TrimSpace(out))
-			for _, want := range append([]string{"DENIED", "denied by policy"}, tc.reasonHas...) {
-				if !strings.Contains(out, want) {
-					t.Errorf("crane's error does not say %q:\n%s", want, out)
+				if err == nil {
+					t.Fatalf("%s: admitted, want DENIED", client.name)
+				}
+				t.Logf("%s: denied: %s", client.name, strings.TrimSpace(out))
+				for _, want := range append([]string{"denied", "denied by policy"}, tc.reasonHas...) {
+					if !strings.Contains(out, want) {
+						t.Errorf("%s's error does not say %q:\n%s", client.name, want, out)
+					}
 				}
 			}
 		})
