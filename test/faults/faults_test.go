@@ -99,6 +99,49 @@ func replace(match func(*http.Request) bool, body []byte, hdr ...string) rule {
 	}
 }
 
+// pathIs matches requests for exactly path.
+func pathIs(path string) func(*http.Request) bool {
+	return func(r *http.Request) bool { return r.URL.Path == path }
+}
+
+// counting counts the requests r answers.
+func counting(n *atomic.Int64, r rule) rule {
+	return func(w http.ResponseWriter, req *http.Request) bool {
+		if r(w, req) {
+			n.Add(1)
+			return true
+		}
+		return false
+	}
+}
+
+// observe counts the GETs match matches and lets the upstream answer them.
+func observe(n *atomic.Int64, match func(*http.Request) bool) rule {
+	return func(_ http.ResponseWriter, req *http.Request) bool {
+		if req.Method == http.MethodGet && match(req) {
+			n.Add(1)
+		}
+		return false
+	}
+}
+
+// upstreamGet reads path from the upstream directly.
+func upstreamGet(t *testing.T, url string) []byte {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	req.Header.Set("Accept", "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
+	}
+	return b
+}
+
 func TestSlowUpstream(t *testing.T) {
 	e := newEnv(t, opts{timeout: 300 * time.Millisecond})
 	im := e.push("slow/app:v1")
@@ -231,29 +274,56 @@ func TestWrongContent(t *testing.T) {
 			t.Fatalf("got %s, want DENIED", r.body)
 		}
 	})
+	// A replay must be read to be refused for the right reason: each one counts the upstream
+	// answers it substituted and the fetches of the replayed signature itself, and is made
+	// for an image never asked for before (the subtest above left a cached denial of the
+	// unsigned image, which would answer without reading anything).
 	t.Run("signature of another image replayed", func(t *testing.T) {
+		unsigned := e.push("wrong/app:unsigned2")
 		// The referrers tag schema index of the unsigned image lists the other image's bundle.
-		otherIdx := e.get("/v2/wrong/app/manifests/sha256-" + other.digest.Hex)
-		_ = otherIdx
-		up, err := http.Get(e.up.URL + "/v2/wrong/app/manifests/sha256-" + other.digest.Hex)
-		if err != nil {
-			t.Fatal(err)
+		idx := upstreamGet(t, e.up.URL+"/v2/wrong/app/manifests/sha256-"+other.digest.Hex)
+		var listed struct {
+			Manifests []struct{ Digest string } `json:"manifests"`
 		}
-		idx, _ := io.ReadAll(up.Body)
-		up.Body.Close()
-		e.f.set(replace(pathHas("/manifests/sha256-"+unsigned.digest.Hex), idx, "Content-Type", "application/vnd.oci.image.index.v1+json"))
-		e.mustRefuse("/v2/wrong/app/manifests/"+unsigned.digest.String(), http.StatusForbidden)
+		if err := jsonUnmarshal(idx, &listed); err != nil || len(listed.Manifests) != 1 {
+			t.Fatalf("the other image's referrers index lists %d manifests (%v), want its one bundle", len(listed.Manifests), err)
+		}
+		var replayed, bundleRead atomic.Int64
+		e.f.set(
+			counting(&replayed, replace(pathIs("/v2/wrong/app/manifests/sha256-"+unsigned.digest.Hex), idx, "Content-Type", "application/vnd.oci.image.index.v1+json")),
+			observe(&bundleRead, pathHas("/manifests/"+listed.Manifests[0].Digest)),
+		)
+		r := e.mustRefuse("/v2/wrong/app/manifests/"+unsigned.digest.String(), http.StatusForbidden)
+		if replayed.Load() == 0 || bundleRead.Load() == 0 {
+			t.Fatalf("the replayed index was served %d times and its bundle fetched %d times: the replay was never read (refusal: %s)",
+				replayed.Load(), bundleRead.Load(), r.body)
+		}
+		if want := "subject mismatch: refers to " + other.digest.String()[:len("sha256:")+12]; !strings.Contains(string(r.body), want) {
+			t.Errorf("refusal %s does not say %q", r.body, want)
+		}
 	})
 	t.Run("legacy signature of another image replayed", func(t *testing.T) {
-		up, err := http.Get(e.up.URL + "/v2/wrong/legacy/manifests/sha256-" + legacyOther.digest.Hex + ".sig")
-		if err != nil {
-			t.Fatal(err)
+		sig := upstreamGet(t, e.up.URL+"/v2/wrong/legacy/manifests/sha256-"+legacyOther.digest.Hex+".sig")
+		var layers struct {
+			Layers []struct{ Digest string } `json:"layers"`
 		}
-		sig, _ := io.ReadAll(up.Body)
-		up.Body.Close()
+		if err := jsonUnmarshal(sig, &layers); err != nil || len(layers.Layers) == 0 {
+			t.Fatalf("the other image's .sig manifest has %d layers (%v)", len(layers.Layers), err)
+		}
 		unsignedLegacy := e.push("wrong/legacy:unsigned")
-		e.f.set(replace(pathHas("/manifests/sha256-"+unsignedLegacy.digest.Hex+".sig"), sig, "Content-Type", "application/vnd.oci.image.manifest.v1+json"))
-		e.mustRefuse("/v2/wrong/legacy/manifests/"+unsignedLegacy.digest.String(), http.StatusForbidden)
+		var replayed, payloadRead atomic.Int64
+		e.f.set(
+			counting(&replayed, replace(pathHas("/manifests/sha256-"+unsignedLegacy.digest.Hex+".sig"), sig, "Content-Type", "application/vnd.oci.image.manifest.v1+json")),
+			observe(&payloadRead, pathHas("/blobs/"+layers.Layers[0].Digest)),
+		)
+		r := e.mustRefuse("/v2/wrong/legacy/manifests/"+unsignedLegacy.digest.String(), http.StatusForbidden)
+		if replayed.Load() == 0 || payloadRead.Load() == 0 {
+			t.Fatalf("the replayed .sig manifest was served %d times and its payload fetched %d times: the replay was never read (refusal: %s)",
+				replayed.Load(), payloadRead.Load(), r.body)
+		}
+		if want := "payload digest mismatch: signed " + legacyOther.digest.String()[:len("sha256:")+12]; !strings.Contains(string(r.body), want) {
+			t.Errorf("refusal %s does not say %q", r.body, want)
+		}
 	})
 	e.f.set()
 	e.mustServe("/v2/wrong/app/manifests/v1", signed.manifest)
@@ -262,7 +332,9 @@ func TestWrongContent(t *testing.T) {
 
 // TestTagSwapUnderLoad moves a tag back and forth between a signed and an unsigned image
 // while clients pull it: every 200 must carry the signed bytes, everything else must be a
-// refusal.
+// refusal. The swaps run until both sides were seen (or 20s pass): with tagTTL 0 clients
+// must get both signed answers and refusals, or the test exercised nothing; with tagTTL 1h
+// the tag resolved before the swaps is trusted, so every answer is the signed image.
 func TestTagSwapUnderLoad(t *testing.T) {
 	for _, ttl := range []string{"0s", "1h"} {
 		t.Run("tagTTL="+ttl, func(t *testing.T) {
@@ -271,16 +343,23 @@ func TestTagSwapUnderLoad(t *testing.T) {
 			e.signBundle(signed)
 			unsignedImg, _ := random.Image(4096, 2)
 			unsigned := e.write("swap/app:unsigned", unsignedImg)
+			e.mustServe("/v2/swap/app/manifests/v1", signed.manifest)
+			wantRefusals := ttl == "0s"
 
 			d := 500 * time.Millisecond
 			if long() {
 				d = 10 * time.Second
 			}
-			stop := time.Now().Add(d)
-			var wg sync.WaitGroup
+			stop, giveUp := time.Now().Add(d), time.Now().Add(20*time.Second)
 			var ok, refused atomic.Int64
+			running := func() bool {
+				now := time.Now()
+				seen := ok.Load() > 0 && (refused.Load() > 0 || !wantRefusals)
+				return now.Before(giveUp) && (now.Before(stop) || !seen)
+			}
+			var wg sync.WaitGroup
 			wg.Go(func() {
-				for i := 0; time.Now().Before(stop); i++ {
+				for i := 0; running(); i++ {
 					if i%2 == 0 {
 						e.write("swap/app:v1", unsignedImg)
 					} else {
@@ -290,7 +369,7 @@ func TestTagSwapUnderLoad(t *testing.T) {
 			})
 			for range 8 {
 				wg.Go(func() {
-					for time.Now().Before(stop) {
+					for running() {
 						r := e.get("/v2/swap/app/manifests/v1")
 						switch {
 						case r.err != nil:
@@ -314,6 +393,15 @@ func TestTagSwapUnderLoad(t *testing.T) {
 			}
 			wg.Wait()
 			t.Logf("%d served signed, %d refused", ok.Load(), refused.Load())
+			if ok.Load() == 0 {
+				t.Errorf("no client was served the signed image while the tag moved")
+			}
+			if wantRefusals && refused.Load() == 0 {
+				t.Errorf("no client was refused while the tag pointed at the unsigned image: the swap was never seen")
+			}
+			if !wantRefusals && refused.Load() != 0 {
+				t.Errorf("%d refusals with the tag's signed digest trusted for an hour", refused.Load())
+			}
 		})
 	}
 }
