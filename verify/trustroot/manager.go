@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -22,6 +23,7 @@ import (
 type Manager struct {
 	logger *slog.Logger
 	now    func() time.Time
+	client *http.Client
 
 	mu   sync.Mutex
 	tufs map[string]*tufRoot
@@ -48,9 +50,19 @@ func WithClock(now func() time.Time) ManagerOption {
 	}
 }
 
+// WithHTTPClient sets the client TUF repositories are read with. Default: a client whose
+// requests take at most DefaultFetchTimeout.
+func WithHTTPClient(c *http.Client) ManagerOption {
+	return func(m *Manager) {
+		if c != nil {
+			m.client = c
+		}
+	}
+}
+
 // NewManager returns a Manager.
 func NewManager(opts ...ManagerOption) *Manager {
-	m := &Manager{logger: slog.New(slog.DiscardHandler), now: time.Now, tufs: map[string]*tufRoot{}}
+	m := &Manager{logger: slog.New(slog.DiscardHandler), now: time.Now, client: &http.Client{Timeout: DefaultFetchTimeout}, tufs: map[string]*tufRoot{}}
 	for _, o := range opts {
 		o(m)
 	}
@@ -238,10 +250,10 @@ func (t *tufRoot) refresh(ctx context.Context, m *Manager) bool {
 	t.mu.Unlock()
 
 	now := m.now()
-	r, err := fetchTUF(ctx, t.name, cfg, false, now)
+	r, err := fetchTUF(ctx, m.client, t.name, cfg, false, now)
 	if err != nil && prev == nil {
 		// No root in memory: the cache on disk is better than nothing, and says so.
-		if cached, cerr := fetchTUF(ctx, t.name, cfg, true, now); cerr == nil {
+		if cached, cerr := fetchTUF(ctx, m.client, t.name, cfg, true, now); cerr == nil {
 			r = cached
 			m.logger.WarnContext(ctx, "TUF repository unreachable; serving the cached trusted root",
 				slog.String("trustRoot", t.name), slog.String("mirror", cfg.Mirror), slog.String("digest", r.Digest()), slog.Any("error", err))
@@ -276,11 +288,12 @@ func (t *tufRoot) refresh(ctx context.Context, m *Manager) bool {
 
 // fetchTUF runs sigstore-go's TUF client against cfg's repository (or only its cache, with
 // cacheOnly) and parses the trusted_root.json target.
-func fetchTUF(ctx context.Context, name string, cfg TUFConfig, cacheOnly bool, now time.Time) (*Root, error) {
+func fetchTUF(ctx context.Context, client *http.Client, name string, cfg TUFConfig, cacheOnly bool, now time.Time) (*Root, error) {
 	opts := tuf.DefaultOptions()
 	opts.RepositoryBaseURL = cfg.Mirror
 	opts.CachePath = cfg.CacheDir
 	opts.Context = ctx
+	opts.Fetcher = fetcher{ctx: ctx, client: client}
 	if cfg.Root == RootEmbedded {
 		opts.Root = tuf.DefaultRoot()
 	} else {

@@ -288,3 +288,38 @@ func TestTUFWrongRoot(t *testing.T) {
 		t.Fatalf("Root with a foreign root.json: got %s, want an error", r.Digest())
 	}
 }
+
+func TestTUFMirrorHangs(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(release) })
+	repo := newTUFRepo(t)
+	cfg := trustroot.Config{Name: "private", TUF: &trustroot.TUFConfig{Mirror: srv.URL, Root: repo.rootJSON(t), CacheDir: t.TempDir()}}
+
+	// The client's timeout bounds each download.
+	m := trustroot.NewManager(trustroot.WithHTTPClient(&http.Client{Timeout: 200 * time.Millisecond}))
+	start := time.Now()
+	if _, err := m.Root(context.Background(), cfg); err == nil {
+		t.Fatal("Root from a mirror that never answers: got no error")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Root took %s with a 200ms download timeout", d)
+	}
+
+	// So does the context.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start = time.Now()
+	if _, err := trustroot.NewManager().Root(ctx, cfg); err == nil {
+		t.Fatal("Root with an expiring context: got no error")
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("Root took %s with a 200ms context", d)
+	}
+}
