@@ -62,9 +62,25 @@ func (is *issuer) serve(w http.ResponseWriter, r *http.Request) {
 			"n": b64(is.key.PublicKey.N.Bytes()),
 			"e": b64(big.NewInt(int64(is.key.PublicKey.E)).Bytes()),
 		}}})
+	case r.URL.Path == "/actions-token":
+		// GitHub Actions' ID token service: the runner's bearer token and an audience.
+		if r.Header.Get("Authorization") != "Bearer "+actionsRunnerToken || r.URL.Query().Get("audience") != "sigstore" {
+			http.Error(w, `{"message":"unauthorized"}`, http.StatusUnauthorized)
+			return
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"count": 1, "value": is.ghaToken("acme/widget", "refs/heads/main", "release.yml")})
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// actionsRunnerToken is the ACTIONS_ID_TOKEN_REQUEST_TOKEN the issuer's "/actions-token"
+// endpoint wants; it answers with a "gha" token for acme/widget's release.yml on main.
+const actionsRunnerToken = "runner-secret"
+
+// actionsEnv is the environment GitHub Actions gives a job with "id-token: write".
+func (is *issuer) actionsEnv() []string {
+	return []string{"ACTIONS_ID_TOKEN_REQUEST_URL=" + is.srv.URL + "/actions-token?api-version=2.0", "ACTIONS_ID_TOKEN_REQUEST_TOKEN=" + actionsRunnerToken}
 }
 
 // emailToken is an ID token of the "email" issuer for a verified e-mail address.

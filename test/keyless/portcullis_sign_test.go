@@ -177,3 +177,30 @@ policies:
 		})
 	}
 }
+
+// TestPortcullisSignsWithGitHubActionsToken: in a GitHub Actions job (ACTIONS_ID_TOKEN_REQUEST_*
+// set, no --identity-token) `portcullis sign` gets the job's ID token itself; the certificate
+// names the workflow, as the real cosign verify and portcullis verify check it.
+func TestPortcullisSignsWithGitHubActionsToken(t *testing.T) {
+	s := needStack(t)
+	pc := portcullisBin(t)
+	up := newUpstream(t)
+	img := up.push(t, "gha/ambient")
+	args := []string{"sign", "--yes", "--allow-http-registry", "--trusted-root", s.trustedRoot, "--signing-config", s.signingConfig, img}
+	if out, err := testtool.Run(t, "", pc, s.oidc.actionsEnv(), args...); err != nil {
+		t.Fatalf("portcullis sign with the ambient token: %v\n%s", err, out)
+	}
+	const identity = "https://github.com/acme/widget/.github/workflows/release.yml@refs/heads/main"
+	id := []string{"--trusted-root", s.trustedRoot, "--certificate-identity", identity, "--certificate-oidc-issuer", s.oidc.url("gha"),
+		"--certificate-github-workflow-repository", "acme/widget"}
+	s.must(t, s.cosign3, append(append([]string{"verify", "--allow-http-registry"}, id...), img)...)
+	s.must(t, pc, append(append([]string{"verify"}, id...), img)...)
+	if out, err := s.run(t, pc, append(append([]string{"verify"}, id[:len(id)-1]...), "acme/other", img)...); err == nil {
+		t.Errorf("portcullis verify accepted another workflow repository:\n%s", out)
+	}
+	// Without the runner's token the job has no identity: nothing is signed.
+	out, err := testtool.Run(t, "", pc, nil, args...)
+	if err == nil || !strings.Contains(out, "identity token") {
+		t.Errorf("signed without a token (err %v):\n%s", err, out)
+	}
+}
