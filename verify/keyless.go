@@ -96,10 +96,17 @@ func describeSigner(s certificate.Summary) string {
 	b.WriteString(cmpOr(s.SubjectAlternativeName, "(no subject)"))
 	b.WriteString(" (issuer ")
 	b.WriteString(cmpOr(s.Issuer, "none"))
-	if s.GithubWorkflowRepository != "" {
+	switch {
+	case s.GithubWorkflowRepository != "":
 		fmt.Fprintf(&b, ", workflow %s", s.GithubWorkflowRepository)
 		if s.GithubWorkflowRef != "" {
 			b.WriteString("@" + s.GithubWorkflowRef)
+		}
+	case s.SourceRepositoryURI != "":
+		// CI providers other than GitHub's deprecated extensions (GitLab, Buildkite, …).
+		fmt.Fprintf(&b, ", source %s", s.SourceRepositoryURI)
+		if s.SourceRepositoryRef != "" {
+			b.WriteString("@" + s.SourceRepositoryRef)
 		}
 	}
 	b.WriteString(")")

@@ -8,10 +8,14 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math/big"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -316,6 +320,44 @@ func (p ownPKI) signBy(t *testing.T, parent *x509.Certificate, parentKey *ecdsa.
 	if err != nil {
 		t.Fatal(err)
 	}
+	return p.bundleWith(t, parent, leaf, key, stmt)
+}
+
+// githubWorkflow signs stmt with a leaf of p's intermediate shaped like a Fulcio certificate
+// for a GitHub Actions workflow: a URI SAN, the issuer extension and the workflow extensions.
+func (p ownPKI) githubWorkflow(t *testing.T, repo, ref string, stmt []byte) []byte {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	san, _ := url.Parse("https://github.com/" + repo + "/.github/workflows/release.yml@" + ref)
+	issuerDER, _ := asn1.MarshalWithParams(gha, "utf8")
+	ext := func(n int, v []byte) pkix.Extension {
+		return pkix.Extension{Id: asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 57264, 1, n}, Value: v}
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7), NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(9 * time.Minute),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
+		URIs:            []*url.URL{san},
+		ExtraExtensions: []pkix.Extension{ext(8, issuerDER), ext(5, []byte(repo)), ext(6, []byte(ref)), ext(2, []byte("push"))},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.inter, key.Public(), p.interKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.bundleWith(t, p.inter, leaf, key, stmt)
+}
+
+const gha = "https://token.actions.githubusercontent.com"
+
+// bundleWith is the bundle of stmt signed with key, certified by leaf (issued by parent).
+func (p ownPKI) bundleWith(t *testing.T, parent, leaf *x509.Certificate, key *ecdsa.PrivateKey, stmt []byte) []byte {
+	t.Helper()
 	const pt = "application/vnd.in-toto+json"
 	pae := fmt.Appendf(nil, "DSSEv1 %d %s %d %s", len(pt), pt, len(stmt), stmt)
 	sum := sha256.Sum256(pae)
@@ -612,6 +654,30 @@ func TestKeyless(t *testing.T) {
 				return w.authority(exact(alice, issuer))
 			},
 			want: "certificate annotation is not one PEM certificate",
+		},
+		{
+			name: "GitHub workflow identity and extensions",
+			setup: func(t *testing.T, w *keylessWorld) verify.Authority {
+				p := newOwnPKI(t)
+				w.pushBundle(p.githubWorkflow(t, "acme/widget", "refs/heads/main", statement(w.d, cosign.PredicateTypeSign, "")))
+				return w.authority([]verify.Identity{{Issuer: gha, SubjectRegExp: regexp.MustCompile(`^https://github\.com/acme/widget/`)}}, func(k *verify.Keyless) {
+					k.Material, k.Tlog = p.material(), 0
+					k.Extensions = verify.WorkflowExtensions{Repository: "acme/widget", Ref: "refs/heads/main", Trigger: "push"}
+				})
+			},
+			signer: "https://github.com/acme/widget/.github/workflows/release.yml@refs/heads/main (issuer " + gha + ", workflow acme/widget@refs/heads/main)",
+		},
+		{
+			name: "GitHub workflow of another ref",
+			setup: func(t *testing.T, w *keylessWorld) verify.Authority {
+				p := newOwnPKI(t)
+				w.pushBundle(p.githubWorkflow(t, "acme/widget", "refs/heads/dev", statement(w.d, cosign.PredicateTypeSign, "")))
+				return w.authority([]verify.Identity{{Issuer: gha, SubjectRegExp: regexp.MustCompile(`^https://github\.com/acme/widget/`)}}, func(k *verify.Keyless) {
+					k.Material, k.Tlog = p.material(), 0
+					k.Extensions = verify.WorkflowExtensions{Repository: "acme/widget", Ref: "refs/heads/main"}
+				})
+			},
+			want: `(issuer ` + gha + `, workflow acme/widget@refs/heads/dev): GitHub workflow ref "refs/heads/dev" is not "refs/heads/main"`,
 		},
 		{
 			name: "own PKI chain admitted",
