@@ -11,7 +11,9 @@
 //
 // Defaults follow cosign: registry credentials from the docker config.json keychain unless
 // --registry-username is given; plain HTTP for loopback and private registries after https
-// fails, for any registry with --allow-http-registry. Signing and verification are offline:
-// no transparency log and no keyless (certificate identity) signatures yet; the flags that
-// would need them fail with a message.
+// fails, for any registry with --allow-http-registry. Verification checks transparency log
+// entries, timestamps and certificates from what the signatures carry against a trusted root
+// (--trusted-root, your own CA, or the public-good root fetched over TUF), with the verifier
+// the proxy enforces; keyless signing reaches only the Fulcio, Rekor and timestamp
+// authority it is given.
 package cli
