@@ -30,6 +30,8 @@ policies:
 		pol("bundle", "        keyless: {trustRoot: local, identities: ["+alice+"]}\n") +
 		// The legacy layout is timestamped, not logged (no Rekor v1 here).
 		pol("legacy", "        keyless: {trustRoot: local, identities: ["+alice+"]}\n        tlog: {threshold: 0}\n        timestamps: {threshold: 1}\n") +
+		// Bundles with a timestamp and no log entry.
+		pol("notlog", "        keyless: {trustRoot: local, identities: ["+alice+"]}\n        tlog: {threshold: 0}\n        timestamps: {threshold: 1}\n") +
 		pol("regexp", fmt.Sprintf("        keyless: {trustRoot: local, identities: [{issuerRegExp: %q, subjectRegExp: %q}]}\n",
 			"^"+regexp.QuoteMeta(email)+"$", `^alice@example\.com$`)) +
 		pol("wrongissuer", fmt.Sprintf("        keyless: {trustRoot: local, identities: [{issuer: %q, subject: alice@example.com}]}\n", gha)) +
@@ -99,6 +101,14 @@ func TestKeylessAdmission(t *testing.T) {
 				t.Fatalf("cosign v2 sign: %v\n%s", err, out)
 			}
 		}, true, nil},
+		{"cosign v3 bundle (TSA, SCT, no log)", "notlog/v3", func(t *testing.T, img string) {
+			s.must(t, s.cosign3, "sign", "--yes", "--allow-http-registry", "--identity-token", s.oidc.emailToken("alice@example.com"),
+				"--trusted-root", s.trustedRoot, "--signing-config", s.signingConfigNoTlog, img)
+		}, true, nil},
+		{"cosign v2 bundle (TSA, SCT, no log)", "notlog/v2", func(t *testing.T, img string) {
+			s.must(t, cosign2, "sign", "--yes", "--allow-http-registry", "--identity-token", s.oidc.emailToken("alice@example.com"),
+				"--new-bundle-format", "--trusted-root", s.trustedRoot, "--signing-config", s.signingConfigNoTlog, img)
+		}, true, nil},
 		{"identity and issuer regexps", "regexp/app", sign3(s.oidc.emailToken("alice@example.com"), true), true, nil},
 		{"GitHub workflow identity and extensions", "gha/app", sign3(s.oidc.ghaToken("acme/widget", "refs/heads/main", "release.yml"), true), true, nil},
 		{"BYO PKI, bundle", "byo/bundle", byo(byoKey, byoLeafPEM, true), true, nil},
@@ -110,6 +120,10 @@ func TestKeylessAdmission(t *testing.T) {
 		{"trust root without the CA", "wrongroot/app", sign3(s.oidc.emailToken("alice@example.com"), true), false, []string{`authority "wrongroot-signer"`, "not issued by a CA of trust root byo-only"}},
 		{"other workflow repository", "gharepo/app", sign3(s.oidc.ghaToken("acme/widget", "refs/heads/main", "release.yml"), true), false, []string{`repository "acme/widget" is not "acme/other"`}},
 		{"BYO leaf from another CA", "byo/other", byo(otherKey, otherLeafPEM, true), false, []string{`authority "byo-signer"`, "not issued by a CA of the certificate roots"}},
+		{"no Rekor entry where the policy wants one", "bundle/notlog", func(t *testing.T, img string) {
+			s.must(t, s.cosign3, "sign", "--yes", "--allow-http-registry", "--identity-token", s.oidc.emailToken("alice@example.com"),
+				"--trusted-root", s.trustedRoot, "--signing-config", s.signingConfigNoTlog, img)
+		}, false, []string{`authority "bundle-signer"`, "no Rekor entry (tlog threshold 1)"}},
 		{"unsigned", "bundle/unsigned", func(*testing.T, string) {}, false, []string{"no signatures found"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
