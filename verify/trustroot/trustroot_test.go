@@ -18,6 +18,7 @@ import (
 
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
+	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/signature"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
@@ -31,6 +32,11 @@ func trustedRootJSON(t *testing.T) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return trustedRootOf(t, vs)
+}
+
+func trustedRootOf(t *testing.T, vs *ca.VirtualSigstore) []byte {
+	t.Helper()
 	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, vs.FulcioCertificateAuthorities(), vs.CTLogs(), vs.TimestampingAuthorities(), vs.RekorLogs())
 	if err != nil {
 		t.Fatal(err)
@@ -262,6 +268,48 @@ func TestTUF(t *testing.T) {
 	m.Refresh(ctx, false)
 	if p := m.Problems(); len(p) != 0 {
 		t.Errorf("mirror back: Problems = %q, want none", p)
+	}
+}
+
+// TestTUFRootVerifies verifies a keyless signature with the root a TUF repository on
+// 127.0.0.1 serves, and not with another root.
+func TestTUFRootVerifies(t *testing.T) {
+	vs, err := ca.NewVirtualSigstore()
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := newTUFRepo(t)
+	repo.publish(t, trustedRootOf(t, vs))
+	r, err := trustroot.NewManager().Root(context.Background(), trustroot.Config{Name: "private", TUF: &trustroot.TUFConfig{
+		Mirror: repo.srv.URL, Root: repo.rootJSON(t), CacheDir: t.TempDir(),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmt := []byte(`{"_type":"https://in-toto.io/Statement/v1","subject":[{"digest":{"sha256":"` + strings.Repeat("ab", 32) + `"}}],"predicateType":"https://sigstore.dev/cosign/sign/v1","predicate":{}}`)
+	entity, err := vs.Attest("alice@example.com", "https://accounts.example.com", stmt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := sgverify.NewShortCertificateIdentity("https://accounts.example.com", "", "alice@example.com", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := sgverify.NewPolicy(sgverify.WithoutArtifactUnsafe(), sgverify.WithCertificateIdentity(id))
+	v, err := sgverify.NewVerifier(r.Material(), sgverify.WithSignedTimestamps(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify(entity, pol); err != nil {
+		t.Errorf("signature of the TUF repository's sigstore: %v", err)
+	}
+	other, err := trustroot.Parse("other", "test", trustedRootJSON(t), time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ = sgverify.NewVerifier(other.Material(), sgverify.WithSignedTimestamps(1))
+	if _, err := v.Verify(entity, pol); err == nil {
+		t.Error("verified with another sigstore's root")
 	}
 }
 
