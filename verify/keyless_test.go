@@ -598,6 +598,35 @@ func TestKeyless(t *testing.T) {
 			want: alice + " (issuer " + issuer + "): signed another artifact",
 		},
 		{
+			name: "annotations match",
+			setup: func(t *testing.T, w *keylessWorld) verify.Authority {
+				w.pushBundle(w.bundleJSON(t, w.attest(t, alice, statement(w.d, cosign.PredicateTypeSign, `{"env":"prod"}`)), bundleOptions{}))
+				a := w.authority(exact(alice, issuer))
+				a.Annotations = map[string]string{"env": "prod"}
+				return a
+			},
+		},
+		{
+			name: "annotations mismatch",
+			setup: func(t *testing.T, w *keylessWorld) verify.Authority {
+				w.pushBundle(w.bundleJSON(t, w.attest(t, alice, statement(w.d, cosign.PredicateTypeSign, `{"env":"dev"}`)), bundleOptions{}))
+				a := w.authority(exact(alice, issuer))
+				a.Annotations = map[string]string{"env": "prod"}
+				return a
+			},
+			want: alice + ` (issuer ` + issuer + `): annotation "env" is "dev", want "prod"`,
+		},
+		{
+			name: "legacy keyless annotations mismatch",
+			setup: func(t *testing.T, w *keylessWorld) verify.Authority {
+				w.pushLegacy(t, alice, legacyOptions{})
+				a := w.authority(exact(alice, issuer))
+				a.Annotations = map[string]string{"env": "prod"}
+				return a
+			},
+			want: `annotation "env" missing`,
+		},
+		{
 			name: "key authority refuses a certificate signature",
 			setup: func(t *testing.T, w *keylessWorld) verify.Authority {
 				w.pushBundle(w.bundleJSON(t, w.attest(t, alice, nil), bundleOptions{}))
