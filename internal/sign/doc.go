@@ -10,7 +10,14 @@
 //     go-containerregistry maintains the referrers tag schema index "sha256-<hex>" for
 //     registries without the referrers API.
 //
-// Signing is offline: nothing is uploaded to a transparency log.
+// With a key (Legacy, Bundle) signing is offline: nothing is uploaded to a transparency log.
+// Keyless (NewKeyless) signs with a fresh key per signature, certified by Fulcio for an OIDC
+// identity token (IdentityToken finds one: flag, SIGSTORE_ID_TOKEN, GitHub Actions), and
+// timestamped by RFC 3161 authorities and/or logged in Rekor (v1 or v2) as Services (or a
+// cosign v3 signing config) name them; sigstore-go's sign package speaks every protocol. A
+// keyless signature needs a proof of its signing time (a timestamp or a log entry), or it
+// would stop verifying when its 10-minute certificate expires. In the legacy layout it is
+// timestamped only (the layout's Rekor record is a v1 signed entry timestamp, not written).
 //
 // Besides signing (Legacy, Bundle), the package holds what the CLI's cosign workflow needs
 // around it: AttachLegacy and PushBundle store signatures made elsewhere or earlier (cosign

@@ -22,7 +22,7 @@ const (
 	EnvGitHubToken    = "ACTIONS_ID_TOKEN_REQUEST_TOKEN"
 )
 
-// maxTokenResponse bounds what is read from GitHub's token endpoint.
+// maxTokenResponse bounds what is read from GitHub's token endpoint or a token file.
 const maxTokenResponse = 1 << 20
 
 // IdentityToken returns the OIDC identity token for keyless signing, from the first source
@@ -35,7 +35,14 @@ const maxTokenResponse = 1 << 20
 // There is no interactive (browser) flow.
 func IdentityToken(ctx context.Context, flag string, lookupEnv func(string) (string, bool), client *http.Client) (string, error) {
 	if flag != "" {
-		if b, err := os.ReadFile(flag); err == nil {
+		if fi, err := os.Stat(flag); err == nil && fi.Mode().IsRegular() {
+			if fi.Size() > maxTokenResponse {
+				return "", fmt.Errorf("identity token file %s: larger than %d bytes", flag, maxTokenResponse)
+			}
+			b, err := os.ReadFile(flag)
+			if err != nil {
+				return "", fmt.Errorf("identity token file: %w", err)
+			}
 			return strings.TrimSpace(string(b)), nil
 		}
 		return flag, nil
