@@ -480,6 +480,9 @@ func (a *App) startTrustRootRefresh(ctx context.Context) {
 	a.stopRefresh = stop
 	a.refreshes.Go(func() {
 		a.roots.Run(rctx, time.Minute, func(ctx context.Context) {
+			if ctx.Err() != nil {
+				return // closing
+			}
 			if err := a.Reload(ctx, a.cur.Load().cfg); err != nil {
 				a.log.Error("a trusted root changed but the policies could not be recompiled; the previous ones stay", slog.Any("error", err))
 			}
