@@ -134,11 +134,25 @@ func startStack(ctx context.Context) (s *stack, err error) {
 			return nil, err
 		}
 	}
-	dir, err := os.MkdirTemp("", "portcullis-keyless-")
+	// timestamp-server v2.1.3 always serves its metrics on :2112 (no flag), so only one runs
+	// per host: take a host-wide lock, then wait for the port.
+	lock, err := lockTSA(ctx, 3*time.Minute)
 	if err != nil {
 		return nil, err
 	}
-	s = &stack{dir: dir, cosign3: tools["cosign3"]}
+	// Holding the lock, no other stack runs: directories of stacks whose test binary was
+	// killed before it could clean up are removed.
+	if stale, _ := filepath.Glob(filepath.Join(os.TempDir(), "portcullis-keyless-[0-9]*")); len(stale) > 0 {
+		for _, d := range stale {
+			_ = os.RemoveAll(d)
+		}
+	}
+	dir, err := os.MkdirTemp("", "portcullis-keyless-")
+	if err != nil {
+		lock.Close()
+		return nil, err
+	}
+	s = &stack{dir: dir, cosign3: tools["cosign3"], tsaLock: lock}
 	defer func() {
 		if err != nil {
 			s.stop()
@@ -149,11 +163,6 @@ func startStack(ctx context.Context) (s *stack, err error) {
 		return s, fmt.Errorf("pki: %w", err)
 	}
 	if s.oidc, err = newIssuer(); err != nil {
-		return s, err
-	}
-	// timestamp-server v2.1.3 always serves its metrics on :2112 (no flag), so only one runs
-	// per host: take a host-wide lock, then wait for the port.
-	if s.tsaLock, err = lockTSA(ctx, 3*time.Minute); err != nil {
 		return s, err
 	}
 	ports, err := freePorts(8)
@@ -315,8 +324,9 @@ func (s *stack) spawn(name, path string, args ...string) (*proc, error) {
 	}
 	cmd := exec.Command(path, args...)
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = s.dir, s.env(), f, f
-	// Its own process group, so that an interrupt of `go test` reaches it only through stop.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Killed with the test binary when it dies without stopping the stack (a timeout, a
+	// SIGKILL): an orphaned timestamp-server would hold :2112 for every later run.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
