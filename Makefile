@@ -19,8 +19,10 @@ lint:
 
 # Unit, end-to-end and interop tests with the race detector. With CI=true a test whose tool
 # is missing fails instead of skipping.
+# test/deploy is a module of its own (the Kubernetes API types stay out of go.mod).
 test: tools lint
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+	cd test/deploy && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...
 
 # Tests without installing tools (interop tests skip unless CI=true).
 unit:

@@ -9,12 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	sigsjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 )
 
@@ -44,15 +46,15 @@ type doc struct {
 func splitDocs(t testing.TB, source string, b []byte) []doc {
 	t.Helper()
 	var out []doc
-	for i, part := range bytes.Split(append([]byte("\n"), b...), []byte("\n---")) {
-		if len(bytes.TrimSpace(stripComments(part))) == 0 {
+	for i, part := range docSeparator.Split(string(b), -1) {
+		if len(bytes.TrimSpace(stripComments([]byte(part)))) == 0 {
 			continue
 		}
 		var obj map[string]any
-		if err := yaml.Unmarshal(part, &obj); err != nil {
+		if err := yaml.Unmarshal([]byte(part), &obj); err != nil {
 			t.Fatalf("%s, document %d: %v", source, i, err)
 		}
-		d := doc{source: fmt.Sprintf("%s#%d", source, i), raw: part, obj: obj}
+		d := doc{source: fmt.Sprintf("%s#%d", source, i), raw: []byte(part), obj: obj}
 		d.kind, _ = obj["kind"].(string)
 		if md, ok := obj["metadata"].(map[string]any); ok {
 			d.name, _ = md["name"].(string)
@@ -61,6 +63,10 @@ func splitDocs(t testing.TB, source string, b []byte) []doc {
 	}
 	return out
 }
+
+// docSeparator is a line "---" (with what may follow it on the line), which ends a document
+// without taking its last line break.
+var docSeparator = regexp.MustCompile(`(?m)^---.*\n`)
 
 func stripComments(b []byte) []byte {
 	var out [][]byte
@@ -248,3 +254,19 @@ func readAll(r io.Reader) ([]byte, error) {
 	}
 	return b, err
 }
+
+// yamlStrict decodes YAML into v, refusing unknown (case-sensitively) and duplicate fields.
+func yamlStrict(b []byte, v any) error {
+	js, err := yaml.YAMLToJSONStrict(b)
+	if err != nil {
+		return err
+	}
+	strict, err := sigsjson.UnmarshalStrict(js, v, sigsjson.DisallowDuplicateFields, sigsjson.DisallowUnknownFields)
+	if err != nil {
+		return err
+	}
+	return errors.Join(strict...)
+}
+
+// yamlLoose decodes YAML into v, ignoring fields v does not name.
+func yamlLoose(b []byte, v any) error { return yaml.Unmarshal(b, v) }

@@ -15,11 +15,11 @@ import (
 
 // kinds are the API types deploy/ may ship, by apiVersion and kind.
 var kinds = map[string]func() any{
-	"v1/ConfigMap":                   func() any { return &corev1.ConfigMap{} },
-	"v1/Secret":                      func() any { return &corev1.Secret{} },
-	"v1/Service":                     func() any { return &corev1.Service{} },
-	"apps/v1/Deployment":             func() any { return &appsv1.Deployment{} },
-	"apps/v1/DaemonSet":              func() any { return &appsv1.DaemonSet{} },
+	"v1/ConfigMap":                  func() any { return &corev1.ConfigMap{} },
+	"v1/Secret":                     func() any { return &corev1.Secret{} },
+	"v1/Service":                    func() any { return &corev1.Service{} },
+	"apps/v1/Deployment":            func() any { return &appsv1.Deployment{} },
+	"apps/v1/DaemonSet":             func() any { return &appsv1.DaemonSet{} },
 	"policy/v1/PodDisruptionBudget": func() any { return &policyv1.PodDisruptionBudget{} },
 }
 
