@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"net"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/dustin/go-humanize"
 	"github.com/go-viper/mapstructure/v2"
-	"github.com/spf13/viper"
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/policy"
@@ -112,48 +110,48 @@ type Cache struct {
 	TagTTL time.Duration `mapstructure:"tagTTL"`
 }
 
-func defaults(v *viper.Viper) {
-	v.SetDefault("listen", ":5000")
-	v.SetDefault("tls.cert", "")
-	v.SetDefault("tls.key", "")
-	v.SetDefault("log.format", "json")
-	v.SetDefault("log.level", "info")
-	v.SetDefault("storage.driver", "filesystem")
-	v.SetDefault("storage.maxSize", "20GiB")
-	v.SetDefault("storage.maxAge", store.DefaultMaxAge.String())
-	v.SetDefault("storage.sweepInterval", store.DefaultSweepInterval.String())
-	v.SetDefault("cache.size", cache.DefaultSize)
-	v.SetDefault("cache.ttl", cache.DefaultTTL.String())
-	v.SetDefault("cache.negativeTTL", cache.DefaultNegativeTTL.String())
-	v.SetDefault("cache.tagTTL", "0s")
-	v.SetDefault("defaultPolicy", string(policy.DefaultDeny))
-	v.SetDefault("keys.timeout", "30s")
+// defaults returns the default values of the keys that have one.
+func defaults() map[string]any {
+	return map[string]any{
+		"listen": ":5000",
+		"tls":    map[string]any{"cert": "", "key": ""},
+		"log":    map[string]any{"format": "json", "level": "info"},
+		"storage": map[string]any{"driver": "filesystem", "maxSize": "20GiB",
+			"maxAge": store.DefaultMaxAge.String(), "sweepInterval": store.DefaultSweepInterval.String()},
+		"cache": map[string]any{"size": cache.DefaultSize, "ttl": cache.DefaultTTL.String(),
+			"negativeTTL": cache.DefaultNegativeTTL.String(), "tagTTL": "0s"},
+		"defaultPolicy": string(policy.DefaultDeny),
+		"keys":          map[string]any{"timeout": "30s"},
+	}
 }
 
 // Load reads the YAML file at path (may be empty: defaults and environment only) with
 // overrides from environ (os.Environ's format): environment beats file beats defaults.
 func Load(path string, environ []string) (*Config, error) {
-	v := viper.New()
-	defaults(v)
+	doc := tree{}
 	if path != "" {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, fmt.Errorf("config: %w", err)
-		}
-		defer f.Close()
-		v.SetConfigType("yaml")
-		if err := v.ReadConfig(f); err != nil {
+		var err error
+		if doc, err = readTree(path); err != nil {
 			return nil, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
-	if err := applyEnv(v, environ); err != nil {
+	doc = merge(defaults(), doc)
+	if err := applyEnv(doc, environ); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	var c Config
-	err := v.UnmarshalExact(&c, viper.DecodeHook(mapstructure.ComposeDecodeHookFunc(
-		mapstructure.StringToTimeDurationHookFunc(),
-		mapstructure.StringToSliceHookFunc(","),
-	)))
+	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
+		Result:           &c,
+		ErrorUnused:      true,
+		WeaklyTypedInput: true,
+		DecodeHook: mapstructure.ComposeDecodeHookFunc(
+			mapstructure.StringToTimeDurationHookFunc(),
+			mapstructure.StringToSliceHookFunc(","),
+		),
+	})
+	if err == nil {
+		err = dec.Decode(map[string]any(doc))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("config: %s", strings.ReplaceAll(err.Error(), "\n", " "))
 	}

@@ -182,3 +182,20 @@ func TestListenValidated(t *testing.T) {
 		})
 	}
 }
+
+// TestDataKeysKeepTheirCase: keys of the schema match in any case, but the keys of open
+// maps are data: cosign annotations and storage parameters are case-sensitive.
+func TestDataKeysKeepTheirCase(t *testing.T) {
+	yml := strings.Replace(good, "cache:\n  tagTTL: 1m\n", "CACHE:\n  TagTTL: 1m\n", 1) +
+		"policies:\n  - name: p\n    images: [\"docker.io/**\"]\n    authorities:\n      - {name: k, key: {env: K}, annotations: {Team: Blue, team: red}}\n"
+	c, err := config.Load(write(t, yml), []string{"PORTCULLIS_CACHE_TAGTTL=2m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Policies[0].Authorities[0].Annotations; got["Team"] != "Blue" || got["team"] != "red" || len(got) != 2 {
+		t.Errorf("annotations = %v, want Team: Blue and team: red", got)
+	}
+	if c.Cache.TagTTL != 2*time.Minute {
+		t.Errorf("cache.tagTTL = %s: the environment must override the file's CACHE.TagTTL", c.Cache.TagTTL)
+	}
+}

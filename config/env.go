@@ -6,8 +6,6 @@ import (
 	"reflect"
 	"strings"
 	"time"
-
-	"github.com/spf13/viper"
 )
 
 // envPrefix starts the name of every environment variable that overrides a key.
@@ -56,7 +54,7 @@ func schemaKeys(t reflect.Type, prefix string) []schemaKey {
 // storage.params.rootdirectory (sub-keys of maps in lower case). Lists and maps are YAML
 // flow values (JSON is YAML), e.g. PORTCULLIS_PUSH_USERS='[{name: ci, images: ["ghcr.io/org/**"]}]';
 // a list of strings may also be comma-separated. A variable that names no key is an error.
-func applyEnv(v *viper.Viper, environ []string) error {
+func applyEnv(doc tree, environ []string) error {
 	keys := schemaKeys(reflect.TypeFor[Config](), "")
 	for _, kv := range environ {
 		name, val, ok := strings.Cut(kv, "=")
@@ -76,7 +74,9 @@ func applyEnv(v *viper.Viper, environ []string) error {
 		if sub != "" {
 			path += "." + sub
 		}
-		v.Set(path, value)
+		if err := doc.set(path, value); err != nil {
+			return fmt.Errorf("environment variable %s: %w", name, err)
+		}
 	}
 	return nil
 }
@@ -108,8 +108,10 @@ func envValue(k schemaKey, sub, val string) (any, error) {
 		if t == "" {
 			return []any{}, nil
 		}
-		if out, ok := parseYAML(val).([]any); ok {
-			return out, nil
+		if v, err := parseValue(val); err == nil {
+			if out, ok := v.([]any); ok {
+				return out, nil
+			}
 		}
 		if strings.HasPrefix(t, "[") || strings.HasPrefix(t, "-") {
 			return nil, errors.New("not a YAML list")
@@ -120,24 +122,12 @@ func envValue(k schemaKey, sub, val string) (any, error) {
 		}
 		return out, nil
 	case reflect.Map:
-		out, ok := parseYAML(val).(map[string]any)
-		if !ok {
+		v, err := parseValue(val)
+		out, ok := v.(map[string]any)
+		if err != nil || !ok {
 			return nil, errors.New("not a YAML map")
 		}
 		return out, nil
 	}
 	return val, nil
-}
-
-// parseYAML reads a YAML value the way the file is read (keys are case-insensitive there
-// too); nil when it is not YAML.
-func parseYAML(val string) any {
-	v := viper.New()
-	v.SetConfigType("yaml")
-	// Indented under the key, a block list or map reads as well as a flow one.
-	doc := "value:\n  " + strings.ReplaceAll(val, "\n", "\n  ")
-	if v.ReadConfig(strings.NewReader(doc)) != nil {
-		return nil
-	}
-	return v.Get("value")
 }
