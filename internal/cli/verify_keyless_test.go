@@ -129,6 +129,18 @@ func TestVerifyKeyless(t *testing.T) {
 		{"bad regexp", base(func(o *cli.VerifyOptions) { o.Keyless.CertIdentity, o.Keyless.CertIdentityRegexp = "", "(" }), "--certificate-identity-regexp"},
 		{"key and identity", base(func(o *cli.VerifyOptions) { o.Key = "cosign.pub" }), "exclusive"},
 		{"missing trusted root", base(func(o *cli.VerifyOptions) { o.Keyless.TrustedRoot = filepath.Join(t.TempDir(), "none.json") }), "--trusted-root"},
+		{"its CA as --certificate-chain", base(func(o *cli.VerifyOptions) {
+			fca := vs.FulcioCertificateAuthorities()[0].(*root.FulcioCertificateAuthority)
+			p := filepath.Join(t.TempDir(), "chain.pem")
+			var pemBuf bytes.Buffer
+			for _, c := range append(fca.Intermediates, fca.Root) {
+				fmt.Fprintf(&pemBuf, "-----BEGIN CERTIFICATE-----\n%s\n-----END CERTIFICATE-----\n", base64.StdEncoding.EncodeToString(c.Raw))
+			}
+			if err := os.WriteFile(p, pemBuf.Bytes(), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			o.Keyless.TrustedRoot, o.Keyless.CertChain, o.Keyless.UseSignedTimestamps = "", p, false
+		}), ""},
 		{"another CA", base(func(o *cli.VerifyOptions) {
 			other, _, err := ca.GenerateRootCa()
 			if err != nil {
