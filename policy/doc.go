@@ -4,8 +4,10 @@
 // cache package's.
 //
 // It owns the policy configuration types (Config, PolicyConfig, AuthorityConfig, KeyConfig,
-// mapped from the configuration file by the config package through their mapstructure tags),
-// their validation, the compiled and immutable Set, and the Engine that admits manifests.
+// KeylessConfig, IdentityConfig, CertificateConfig, ThresholdConfig; trust roots are
+// verify/trustroot.Config), mapped from the configuration file by the config package through
+// their mapstructure tags, their validation, the compiled and immutable Set, and the Engine
+// that admits manifests.
 //
 // Matching. Policy images are globs over the normalised image name "upstream/repository",
 // e.g. "docker.io/library/alpine", without tag or digest: "*" matches any run of characters
@@ -20,7 +22,8 @@
 // Invariants of the Engine:
 //   - Nothing is served without a decision, and a decision made under one Set is never used
 //     under another: decisions are cached under (Set.Version, image name, digest), and the
-//     version hashes the normalised configuration and the public keys themselves.
+//     version hashes the normalised configuration, the public keys themselves, the digest of
+//     every trusted_root.json in use and the certificates of certificate authorities.
 //   - Refusals are *DenyError (HTTP 403); every other error means no decision could be made
 //     (HTTP 502/503) and is never cached.
 //   - Signature artifacts are recognised by content, never by tag: the manifest's shape
