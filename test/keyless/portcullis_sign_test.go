@@ -1,6 +1,7 @@
 package keyless
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -21,12 +22,23 @@ var (
 	buildOnce sync.Once
 	binPath   string
 	buildErr  error
+	// buildCtx ends a background build still running when the tests are over.
+	buildCtx, cancelBuild = context.WithCancel(context.Background())
 )
 
-// portcullisBin is the portcullis binary, built once per test binary into the stack-independent
-// temporary directory removed by TestMain.
+// portcullisBin is the portcullis binary, built once per test binary into a temporary
+// directory removed by TestMain (needStack starts the build in the background).
 func portcullisBin(t *testing.T) string {
 	t.Helper()
+	buildPortcullis()
+	if buildErr != nil {
+		t.Fatalf("go build: %v", buildErr)
+	}
+	return binPath
+}
+
+// buildPortcullis builds the portcullis binary once; concurrent callers wait for it.
+func buildPortcullis() {
 	buildOnce.Do(func() {
 		root, err := testtool.ModuleRoot()
 		if err != nil {
@@ -39,16 +51,12 @@ func portcullisBin(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(dir, "portcullis")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/portcullis")
+		cmd := exec.CommandContext(buildCtx, "go", "build", "-o", binPath, "./cmd/portcullis")
 		cmd.Dir = root
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = errors.New(string(out))
 		}
 	})
-	if buildErr != nil {
-		t.Fatalf("go build: %v", buildErr)
-	}
-	return binPath
 }
 
 // portcullisSignArgs are the arguments of a keyless `portcullis sign` on the stack, as a CI

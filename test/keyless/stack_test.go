@@ -95,6 +95,8 @@ func TestMain(m *testing.M) {
 	if shared != nil {
 		shared.stop()
 	}
+	cancelBuild()
+	buildOnce.Do(func() {}) // waits for a build in progress
 	if binPath != "" {
 		_ = os.RemoveAll(filepath.Dir(binPath))
 	}
@@ -106,6 +108,7 @@ func TestMain(m *testing.M) {
 func needStack(t *testing.T) *stack {
 	t.Helper()
 	stackOnce.Do(func() {
+		go buildPortcullis() // while the stack starts and the cosign tests run
 		start := time.Now()
 		shared, sharedErr = startStack(context.Background())
 		if sharedErr == nil {
