@@ -28,14 +28,21 @@ test: tools lint
 unit:
 	$(GO) test -race -count=1 $(PKGS)
 
-# Benchmark report: portcullis vs distribution's proxy vs direct upstream access, on
-# 127.0.0.1 (see test/bench/doc.go). Prints the tables and writes test/bench/results.md.
-# BENCH_BLOB_SIZE=1GiB for the large-blob run, BENCH_DURATION=5s for longer warm cells.
+# Benchmark report: portcullis vs distribution's proxy vs direct upstream access (and
+# containers/image, test/bench/cimage, a module of its own), on 127.0.0.1 (see
+# test/bench/doc.go). Writes test/bench/results.md and test/bench/summary.md, and puts the
+# summary into README.md between the bench:summary markers, so that every figure the README
+# shows is from the committed results of one run; then the Go benchmarks, into
+# test/bench/gobench.txt. BENCH_BLOB_SIZE=1GiB for the large-blob run, BENCH_DURATION=5s for
+# longer warm cells.
 BENCH_OUT ?= $(CURDIR)/test/bench/results.md
 bench: tools
 	PORTCULLIS_BENCH=1 BENCH_OUT=$(BENCH_OUT) $(GO) test -count=1 -run '^TestReport$$' -timeout 60m ./test/bench
 	@cat $(BENCH_OUT)
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	awk -v f=$(dir $(BENCH_OUT))summary.md 'BEGIN { while ((getline l < f) > 0) s = s l "\n" } \
+		/<!-- bench:summary:end -->/ { skip = 0 } !skip { print } \
+		/<!-- bench:summary:begin -->/ { printf "%s", s; skip = 1 }' README.md > README.md.tmp && mv README.md.tmp README.md
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS) > test/bench/gobench.txt; st=$$?; cat test/bench/gobench.txt; exit $$st
 
 # Each fuzz target for FUZZTIME (go test -fuzz takes one package and one target at a time).
 # Run one for long with e.g. `go test -run '^$$' -fuzz '^FuzzParseRoute$$' -fuzztime 1h ./proxy`.

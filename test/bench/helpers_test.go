@@ -11,13 +11,18 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/static"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
@@ -107,12 +112,17 @@ func inProcessUpstream(tb testing.TB) (*httptest.Server, *counter) {
 	return srv, c
 }
 
-// counter counts the requests an upstream receives by kind.
+// counter counts the requests an upstream receives by kind, and keeps when each started
+// and ended (for the dependent round trips, see chain).
 type counter struct {
-	next http.Handler
-	mu   sync.Mutex
-	n    map[string]int
+	next  http.Handler
+	mu    sync.Mutex
+	n     map[string]int
+	spans []span
 }
+
+// span is one upstream request's time.
+type span struct{ start, end time.Time }
 
 // Kinds of upstream request counted.
 const (
@@ -154,7 +164,45 @@ func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c.n[classify(r)]++
 	c.mu.Unlock()
+	start := time.Now()
 	c.next.ServeHTTP(w, r)
+	end := time.Now()
+	c.mu.Lock()
+	c.spans = append(c.spans, span{start, end})
+	c.mu.Unlock()
+}
+
+// total is the number of requests counted.
+func (c *counter) total() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, k := range c.n {
+		n += k
+	}
+	return n
+}
+
+// chain is the number of dependent upstream round trips since the last reset: the longest
+// sequence of requests each of which started after the one before it had ended. Requests
+// that overlap (sent in parallel) count once.
+func (c *counter) chain() int {
+	c.mu.Lock()
+	spans := slices.Clone(c.spans)
+	c.mu.Unlock()
+	slices.SortFunc(spans, func(a, b span) int { return a.start.Compare(b.start) })
+	depth := make([]int, len(spans))
+	longest := 0
+	for i, s := range spans {
+		depth[i] = 1
+		for j := range i {
+			if !spans[j].end.After(s.start) && depth[j]+1 > depth[i] {
+				depth[i] = depth[j] + 1
+			}
+		}
+		longest = max(longest, depth[i])
+	}
+	return longest
 }
 
 func (c *counter) get(kind string) int {
@@ -165,19 +213,24 @@ func (c *counter) get(kind string) int {
 
 func (c *counter) reset() {
 	c.mu.Lock()
-	c.n = nil
+	c.n, c.spans = nil, nil
 	c.mu.Unlock()
 }
 
 // portcullisYAML is the configuration of a portcullis that requires a signature by the key
 // at pubPath for every image of the upstream at upstreamURL.
+//
+// The log level is the default (info: a request line and an audit line per request) unless
+// extra sets another.
 func portcullisYAML(listen, storeDir, upstreamURL, pubPath, extra string) string {
 	storage := "storage: {driver: inmemory}\n"
 	if storeDir != "" {
 		storage = "storage: {driver: filesystem, params: {rootdirectory: " + storeDir + "}}\n"
 	}
+	if !strings.Contains(extra, "log:") {
+		extra += "log: {format: json}\n"
+	}
 	return fmt.Sprintf(`listen: %s
-log: {format: json, level: warn}
 %supstreams:
   - name: %s
     url: %s
@@ -198,3 +251,42 @@ func inProcessPortcullis(tb testing.TB, yml string) *app.App {
 	tb.Helper()
 	return testtool.Portcullis(tb, yml, nil)
 }
+
+// blobImage pushes to host/repo:tag an image manifest whose layers are the given blobs
+// (already in repo, each with its size), with an empty JSON config, and signs it as cosign
+// v3 does, so that a proxy admits the manifest and then serves its blobs.
+func blobImage(tb testing.TB, host, repo, tag string, k signingKey, layers map[digest.Digest]int64) {
+	tb.Helper()
+	ref, err := name.ParseReference(host+"/"+repo+":"+tag, name.Insecure)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg := []byte("{}")
+	if err := remote.WriteLayer(ref.Context(), static.NewLayer(cfg, types.OCIConfigJSON)); err != nil {
+		tb.Fatal(err)
+	}
+	var ls []string
+	for d, n := range layers {
+		ls = append(ls, fmt.Sprintf(`{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":%q,"size":%d}`, d, n))
+	}
+	m := fmt.Appendf(nil, `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json",`+
+		`"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":%q,"size":%d},"layers":[%s]}`,
+		digest.FromBytes(cfg), len(cfg), strings.Join(ls, ","))
+	if err := remote.Put(ref, rawManifest{m, types.OCIManifestSchema1}); err != nil {
+		tb.Fatal(err)
+	}
+	repoRef := ref.Context()
+	h, _ := v1.NewHash(digest.FromBytes(m).String())
+	desc := v1.Descriptor{MediaType: types.OCIManifestSchema1, Digest: h, Size: int64(len(m))}
+	if _, err := sign.Bundle(context.Background(), repoRef, desc, k.signer, k.pub, nil); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+type rawManifest struct {
+	b  []byte
+	mt types.MediaType
+}
+
+func (r rawManifest) RawManifest() ([]byte, error)        { return r.b, nil }
+func (r rawManifest) MediaType() (types.MediaType, error) { return r.mt, nil }
