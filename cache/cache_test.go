@@ -455,3 +455,25 @@ func TestSplitValues(t *testing.T) {
 		t.Errorf("after Forget: %d values, digest B found %v", c.Len(), ok)
 	}
 }
+
+// BenchmarkGet looks up a cached split value among 10000 (cache.Splitter, as the policy's
+// decisions are stored).
+func BenchmarkGet(b *testing.B) {
+	c, err := cache.NewMemory[stamped](cache.WithSize(10000))
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]cache.Key, 10000)
+	for i := range keys {
+		keys[i] = key("0123456789abcdef0123456789abcdef", "docker.io/library/app", digest.FromString(strings.Repeat("x", i)))
+		c.Put(b.Context(), keys[i], stamped{decision{Allowed: true, Policy: "p", Signers: []string{"k"}}, time.Now()})
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if _, ok := c.Get(b.Context(), keys[i%len(keys)]); !ok {
+			b.Fatal("miss")
+		}
+		i++
+	}
+}
