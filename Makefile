@@ -59,7 +59,10 @@ FUZZ_TARGETS := \
 	./internal/strictjson:FuzzFold \
 	./verify:FuzzVerify \
 	./verify:FuzzHostileSignatures \
-	./config:FuzzLoad
+	./config:FuzzLoad \
+	./proxy/upstream:FuzzNextLink \
+	./proxy:FuzzChunkStart \
+	./proxy:FuzzSubject
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -474,11 +473,16 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt route) 
 	return nil
 }
 
+// hasSubject reports whether m's subject field names a valid digest: only then does the
+// answer carry OCI-Subject (which subjectOf then returns), never a digest taken from the tag
+// for a manifest whose subject is broken.
 func hasSubject(m oci.Manifest) bool {
 	var doc struct {
-		Subject json.RawMessage `json:"subject"`
+		Subject *struct {
+			Digest digest.Digest `json:"digest"`
+		} `json:"subject"`
 	}
-	return json.Unmarshal(m.Bytes, &doc) == nil && len(bytes.TrimSpace(doc.Subject)) > 0 && string(doc.Subject) != "null"
+	return json.Unmarshal(m.Bytes, &doc) == nil && doc.Subject != nil && doc.Subject.Digest.Validate() == nil
 }
 
 // deleteManifest deletes a signature (or, for plain push-through images, any manifest)

@@ -665,28 +665,58 @@ func (u *Client) Tags(ctx context.Context, repo string, n, last string) (tl TagL
 
 // nextLink returns the URL of a `<url>; rel="next"` Link header value (RFC 8288), or nil.
 func nextLink(link string) *url.URL {
-	for part := range strings.SplitSeq(link, ",") {
-		target, params, ok := strings.Cut(strings.TrimSpace(part), ";")
-		if !ok || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") {
-			continue
+	rest := link
+	for {
+		// Each link-value is <URI-reference> then ;-parameters up to a comma outside
+		// quotes; the URI may hold commas and semicolons, never '>'.
+		open := strings.IndexByte(rest, '<')
+		if open < 0 {
+			return nil
 		}
+		closing := strings.IndexByte(rest[open:], '>')
+		if closing < 0 {
+			return nil
+		}
+		target := rest[open+1 : open+closing]
+		params, after := splitParams(rest[open+closing+1:])
+		rest = after
 		next := false
 		for p := range strings.SplitSeq(params, ";") {
 			k, v, _ := strings.Cut(strings.TrimSpace(p), "=")
-			if strings.EqualFold(k, "rel") && slices.Contains(strings.Fields(strings.Trim(v, `"`)), "next") {
+			if strings.EqualFold(strings.TrimSpace(k), "rel") && slices.Contains(strings.Fields(strings.Trim(strings.TrimSpace(v), `"`)), "next") {
 				next = true
 			}
 		}
 		if !next {
 			continue
 		}
-		u, err := url.Parse(target[1 : len(target)-1])
+		u, err := url.Parse(target)
 		if err != nil {
 			return nil
 		}
 		return u
 	}
-	return nil
+}
+
+// splitParams returns the parameters of a link-value, up to the first comma outside a
+// quoted string, and what follows that comma.
+func splitParams(s string) (params, rest string) {
+	quoted := false
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '"':
+			quoted = !quoted
+		case '\\':
+			if quoted {
+				i++
+			}
+		case ',':
+			if !quoted {
+				return s[:i], s[i+1:]
+			}
+		}
+	}
+	return s, ""
 }
 
 // Referrers lists the manifests whose subject is d: from the upstream's referrers API, or,
