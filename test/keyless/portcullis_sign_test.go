@@ -212,3 +212,39 @@ func TestPortcullisSignsWithGitHubActionsToken(t *testing.T) {
 		t.Errorf("signed without a token (err %v):\n%s", err, out)
 	}
 }
+
+// TestPortcullisSignRefuses: keyless signing fails closed — nothing is pushed when Fulcio
+// refuses the token, when what the services returned does not verify against --trusted-root,
+// or when the legacy layout is asked to record a Rekor entry.
+func TestPortcullisSignRefuses(t *testing.T) {
+	s := needStack(t)
+	pc := portcullisBin(t)
+	crane := testtool.Path(t, "crane")
+	up := newUpstream(t)
+	alice := s.oidc.emailToken("alice@example.com")
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"token of an issuer Fulcio does not trust", []string{"--identity-token", s.oidc.token("stranger", map[string]any{"sub": "x", "email": "x@example.com", "email_verified": true}),
+			"--signing-config", s.signingConfig}, "Fulcio returned 400"},
+		{"trusted root without the stack's CA", []string{"--identity-token", alice, "--signing-config", s.signingConfig, "--trusted-root", s.byoRoot}, "keyless signing: failed to verify"},
+		{"legacy layout with a Rekor log", []string{"--identity-token", alice, "--new-bundle-format=false", "--signing-config", s.signingConfig}, "legacy layout"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			repo := "refused/" + strings.ReplaceAll(strings.Fields(tc.name)[0], " ", "")
+			img := up.push(t, repo)
+			args := append(append([]string{"sign", "--yes", "--allow-http-registry"}, tc.args...), img)
+			out, err := s.run(t, pc, args...)
+			if err == nil || !strings.Contains(out, tc.want) {
+				t.Fatalf("portcullis sign: err %v, want a failure saying %q:\n%s", err, tc.want, out)
+			}
+			t.Logf("refused: %s", strings.TrimSpace(out))
+			tags := s.must(t, crane, "ls", "--insecure", up.host+"/"+repo)
+			if strings.TrimSpace(tags) != "v1" {
+				t.Errorf("something was pushed: tags %q", tags)
+			}
+		})
+	}
+}
