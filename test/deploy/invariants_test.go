@@ -175,6 +175,13 @@ func TestPortcullisDeployment(t *testing.T) {
 					t.Errorf("%s probe %s %s:%s, want %s on %s (%s)", p.name, g.Scheme, g.Path, g.Port.String(), p.path, portName, scheme)
 				}
 			}
+			// The endpoints drop the pod before SIGTERM closes its listener, and the grace
+			// period covers the sleep and portcullis's 30s drain.
+			if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Sleep.Seconds < 1 {
+				t.Error("no preStop sleep: the Service may send new connections to a pod that stopped listening")
+			} else if g := dep.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g < c.Lifecycle.PreStop.Sleep.Seconds+30 {
+				t.Errorf("terminationGracePeriodSeconds %v is shorter than the preStop sleep and a 30s drain", g)
+			}
 			svcPort := d.service.Spec.Ports
 			if len(svcPort) != 1 || (svcPort[0].TargetPort.String() != portName && svcPort[0].TargetPort.String() != port) {
 				t.Errorf("service ports %v do not reach container port %s", svcPort, portName)
