@@ -155,6 +155,7 @@ func TestKustomizationListsEveryManifest(t *testing.T) {
 	var k struct {
 		APIVersion string   `json:"apiVersion"`
 		Kind       string   `json:"kind"`
+		Namespace  string   `json:"namespace,omitempty"`
 		Resources  []string `json:"resources"`
 	}
 	if err := yamlStrict(b, &k); err != nil {
