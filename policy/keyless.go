@@ -35,6 +35,16 @@ type rootResolver struct {
 	src     TrustRoots
 	configs map[string]trustroot.Config
 	roots   map[string]*trustroot.Root
+	order   []string
+}
+
+// used returns the configurations of the roots resolved, in order.
+func (r *rootResolver) used() []trustroot.Config {
+	var out []trustroot.Config
+	for _, n := range r.order {
+		out = append(out, r.configs[n])
+	}
+	return out
 }
 
 func newRootResolver(src TrustRoots, cfgs []trustroot.Config) *rootResolver {
@@ -58,6 +68,7 @@ func (r *rootResolver) get(ctx context.Context, name string) (*trustroot.Root, e
 		return nil, err
 	}
 	r.roots[name] = tr
+	r.order = append(r.order, name)
 	return tr, nil
 }
 

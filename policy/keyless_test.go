@@ -139,6 +139,13 @@ func TestKeylessTrustRootsResolvedOnce(t *testing.T) {
 	if c.calls["corp"] != 1 || len(c.calls) != 1 {
 		t.Errorf("trust roots resolved %v, want corp once", c.calls)
 	}
+	set := compile(t, cfg)
+	if tr := set.TrustRoots(); len(tr) != 1 || tr[0].Name != "corp" || tr[0].TrustedRootFile != file {
+		t.Errorf("Set.TrustRoots() = %+v, want corp only", tr)
+	}
+	if tr := compile(t, policy.Config{TrustRoots: cfg.TrustRoots}).TrustRoots(); len(tr) != 0 {
+		t.Errorf("Set.TrustRoots() of a set without keyless authorities = %+v, want none", tr)
+	}
 }
 
 func TestCompileKeylessErrors(t *testing.T) {

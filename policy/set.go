@@ -36,6 +36,7 @@ type Set struct {
 	policies      []*Policy
 	defaultPolicy DefaultPolicy
 	version       string
+	trustRoots    []trustroot.Config
 }
 
 // Policy is one compiled policy. It is immutable.
@@ -122,6 +123,7 @@ func Compile(ctx context.Context, cfg Config, opts ...Option) (*Set, error) {
 	}
 	sum := sha256.Sum256(b)
 	s.version = hex.EncodeToString(sum[:])
+	s.trustRoots = roots.used()
 	return s, nil
 }
 
@@ -162,6 +164,10 @@ func (s *Set) Version() string { return s.version }
 
 // DefaultPolicy is what applies to images no policy covers.
 func (s *Set) DefaultPolicy() DefaultPolicy { return s.defaultPolicy }
+
+// TrustRoots returns the configurations of the trust roots the set's authorities use, in
+// the order they were first resolved (for trustroot.Manager.Keep).
+func (s *Set) TrustRoots() []trustroot.Config { return slices.Clone(s.trustRoots) }
 
 // Policies returns the policies in configuration order.
 func (s *Set) Policies() []*Policy { return slices.Clone(s.policies) }

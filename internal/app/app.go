@@ -128,6 +128,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		return nil, err
 	}
 	a.cur.Store(g)
+	a.roots.Keep(g.engine.Set().TrustRoots())
 	if err := telemetry.ObserveDecisions(a.meter, func() map[string]uint64 { return a.Stats().Outcomes() },
 		func() int { return a.cur.Load().decisions.Len() }); err != nil {
 		return nil, err
@@ -327,6 +328,7 @@ func (a *App) Reload(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	a.cur.Store(g)
+	a.roots.Keep(g.engine.Set().TrustRoots())
 	if a.opts.LogLevel != nil {
 		a.opts.LogLevel.Set(logLevel(cfg.Log.Level))
 	}

@@ -170,9 +170,32 @@ func (m *Manager) Run(ctx context.Context, tick time.Duration, onChange func(con
 	}
 }
 
+// Keep forgets the TUF trust roots that are not among inUse (the roots of the policies now
+// serving): they are no longer refreshed nor reported by Problems.
+func (m *Manager) Keep(inUse []Config) {
+	keep := map[string]bool{}
+	for _, c := range inUse {
+		if c.TUF != nil {
+			keep[tufKey(c)] = true
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.tufs {
+		if !keep[k] {
+			delete(m.tufs, k)
+		}
+	}
+}
+
+func tufKey(c Config) string {
+	t := c.TUF.WithDefaults()
+	return strings.Join([]string{c.Name, t.Mirror, t.Root, t.CacheDir}, "\x00")
+}
+
 func (m *Manager) tufRoot(c Config) *tufRoot {
 	t := c.TUF.WithDefaults()
-	key := strings.Join([]string{c.Name, t.Mirror, t.Root, t.CacheDir}, "\x00")
+	key := tufKey(c)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	tr, ok := m.tufs[key]

@@ -371,3 +371,27 @@ func TestTUFMirrorHangs(t *testing.T) {
 		t.Errorf("Root took %s with a 200ms context", d)
 	}
 }
+
+func TestKeep(t *testing.T) {
+	repo := newTUFRepo(t)
+	repo.publish(t, trustedRootJSON(t))
+	cfg := trustroot.Config{Name: "private", TUF: &trustroot.TUFConfig{Mirror: repo.srv.URL, Root: repo.rootJSON(t), CacheDir: t.TempDir()}}
+	m := trustroot.NewManager()
+	if _, err := m.Root(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	repo.down.Store(true)
+	m.Refresh(context.Background(), true)
+	if len(m.Problems()) != 1 {
+		t.Fatalf("Problems = %q, want the mirror reported", m.Problems())
+	}
+	m.Keep([]trustroot.Config{cfg, {Name: "file", TrustedRootFile: "/x"}})
+	if len(m.Statuses()) != 1 {
+		t.Errorf("Keep of the root in use dropped it: %+v", m.Statuses())
+	}
+	// A configuration no longer using the root: it is neither refreshed nor reported.
+	m.Keep(nil)
+	if len(m.Statuses()) != 0 || len(m.Problems()) != 0 {
+		t.Errorf("after Keep(nil): statuses %+v, problems %q; want none", m.Statuses(), m.Problems())
+	}
+}
