@@ -88,11 +88,16 @@ type Identity struct {
 // WorkflowExtensions are the GitHub workflow extensions of a Fulcio certificate, as cosign's
 // --certificate-github-workflow-* flags match them.
 type WorkflowExtensions struct {
+	// Repository is the workflow repository, "owner/name" (1.3.6.1.4.1.57264.1.5).
 	Repository string
-	Ref        string
-	Trigger    string
-	SHA        string
-	Name       string
+	// Ref is the git ref, e.g. "refs/heads/main" (.1.6).
+	Ref string
+	// Trigger is the triggering event, e.g. "push" (.1.2).
+	Trigger string
+	// SHA is the commit (.1.3).
+	SHA string
+	// Name is the workflow name (.1.4).
+	Name string
 }
 
 // Subject is the image whose signatures are checked.

@@ -84,8 +84,9 @@ func (m *Manager) Root(ctx context.Context, c Config) (*Root, error) {
 
 // Status describes one TUF trust root.
 type Status struct {
-	Name    string
-	Mirror  string
+	// Name is the trust root's configured name; Mirror its repository.
+	Name, Mirror string
+	// Digest and Fetched describe the root serving (empty when none was ever fetched).
 	Digest  string
 	Fetched time.Time
 	// Err is the last refresh failure, nil when the last refresh succeeded.
