@@ -42,11 +42,45 @@ func Legacy(ctx context.Context, img name.Digest, sigRepo name.Repository, s sig
 	if err != nil {
 		return name.Tag{}, err
 	}
+	// As cosign's duplicate detector: the same payload already signed by this key (ECDSA
+	// signatures differ each time) is not signed again.
+	if v, ok := s.(signature.Verifier); ok {
+		if tag, found := signedBy(ctx, img, sigRepo, pl, v, opts...); found {
+			return tag, nil
+		}
+	}
 	sig, err := s.SignMessage(bytes.NewReader(pl), options.WithContext(ctx))
 	if err != nil {
 		return name.Tag{}, fmt.Errorf("sign payload: %w", err)
 	}
 	return AttachLegacy(ctx, img, sigRepo, pl, sig, nil, opts...)
+}
+
+// signedBy reports whether img's legacy signature manifest already holds payload pl with a
+// signature v verifies.
+func signedBy(ctx context.Context, img name.Digest, sigRepo name.Repository, pl []byte, v signature.Verifier, opts ...remote.Option) (name.Tag, bool) {
+	tag, err := LegacyTag(img, sigRepo, cosign.SuffixSignature)
+	if err != nil {
+		return name.Tag{}, false
+	}
+	base, err := remote.Image(tag, append(opts, remote.WithContext(ctx))...)
+	if err != nil {
+		return name.Tag{}, false
+	}
+	mf, err := base.Manifest()
+	if err != nil {
+		return name.Tag{}, false
+	}
+	for _, l := range mf.Layers {
+		if l.Digest.String() != digestOf(pl) {
+			continue
+		}
+		sig, err := base64.StdEncoding.DecodeString(l.Annotations[cosign.AnnotationSignature])
+		if err == nil && v.VerifySignature(bytes.NewReader(sig), bytes.NewReader(pl), options.WithContext(ctx)) == nil {
+			return tag, true
+		}
+	}
+	return name.Tag{}, false
 }
 
 // Certificate is certificate material stored next to a signature: the PEM leaf certificate

@@ -20,9 +20,11 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/opencontainers/go-digest"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
+	cosignname "github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/sign"
 	"github.com/portcullis/portcullis/internal/testtool"
 )
@@ -68,6 +70,22 @@ func keyPair(t *testing.T, dir string) (signature.SignerVerifier, crypto.PublicK
 	return sv, priv.Public(), p
 }
 
+// sigLayers checks that the legacy signature manifest at tag has want layers.
+func sigLayers(t *testing.T, tag name.Tag, want int) {
+	t.Helper()
+	img, err := remote.Image(tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(layers) != want {
+		t.Fatalf("%s has %d signature layers, want %d", tag, len(layers), want)
+	}
+}
+
 // TestCosignVerifiesWhatWeSign signs with this package and checks the result with the real
 // cosign v2 and v3, in both formats, with and without the referrers API upstream.
 func TestCosignVerifiesWhatWeSign(t *testing.T) {
@@ -111,6 +129,12 @@ func TestCosignVerifiesWhatWeSign(t *testing.T) {
 				if _, err := sign.Legacy(ctx, dref, name.Repository{}, sv, ann); err != nil {
 					t.Fatal(err)
 				}
+				sigLayers(t, ref.Context().Tag(cosignname.AttachmentTag(digest.Digest(d.String()), cosignname.SuffixSignature)), 1)
+				other, _, _ := keyPair(t, t.TempDir())
+				if _, err := sign.Legacy(ctx, dref, name.Repository{}, other, ann); err != nil {
+					t.Fatal(err)
+				}
+				sigLayers(t, ref.Context().Tag(cosignname.AttachmentTag(digest.Digest(d.String()), cosignname.SuffixSignature)), 2)
 			}
 			args := []string{"verify", "--key", pubPath, "--insecure-ignore-tlog", "--allow-http-registry"}
 			if tc.bundle && tc.cosign == "cosign2" {
