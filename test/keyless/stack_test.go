@@ -63,7 +63,10 @@ func envName(tool string) string {
 // lookTool finds a tool as testtool.Path does, without a test to skip.
 func lookTool(name string) (string, error) {
 	if p := os.Getenv(envName(name)); p != "" {
-		return p, nil
+		if isExec(p) {
+			return p, nil
+		}
+		return "", missingToolError{name}
 	}
 	if root, err := testtool.ModuleRoot(); err == nil {
 		if p := filepath.Join(root, "bin", name); isExec(p) {
