@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -196,7 +197,7 @@ func TestDoCollapsesConcurrentMisses(t *testing.T) {
 		}()
 	}
 	started.Wait()
-	time.Sleep(10 * time.Millisecond) // let the callers reach Do before the fill returns
+	waitInDo(t, callers) // every caller waits on the one fill before it returns
 	close(release)
 	done.Wait()
 	close(errs)
@@ -325,31 +326,74 @@ func TestForgetDuringFillDiscardsResult(t *testing.T) {
 	}
 }
 
+// TestExpiry checks both sides of each TTL. "Still there before the TTL" can only be
+// checked when the machine was fast enough to look in time; when it was not, the check is
+// run again with TTLs four times longer, and failing that the test fails: it never passes
+// without having checked.
 func TestExpiry(t *testing.T) {
-	const ttl, negativeTTL = 80 * time.Millisecond, 20 * time.Millisecond
-	c := newMemory(t, cache.WithTTL(ttl), cache.WithNegativeTTL(negativeTTL))
-	allowKey, denyKey, warnKey := key("v1", "r", digestA), key("v1", "r", digestB), key("v1", "w", digestA)
+	for attempt, scale := 0, time.Duration(1); ; attempt, scale = attempt+1, scale*4 {
+		if attempt == 4 {
+			t.Fatal("could not look up decisions before their TTL ran out, even with TTLs 64 times longer")
+		}
+		ttl, negativeTTL := 80*time.Millisecond*scale, 20*time.Millisecond*scale
+		c := newMemory(t, cache.WithTTL(ttl), cache.WithNegativeTTL(negativeTTL))
+		allowKey, denyKey, warnKey := key("v1", "r", digestA), key("v1", "r", digestB), key("v1", "w", digestA)
 
-	start := time.Now()
-	c.Put(t.Context(), allowKey, decision{Allowed: true})
-	c.Put(t.Context(), denyKey, decision{Allowed: false})
-	c.Put(t.Context(), warnKey, decision{Allowed: true, Warning: true})
-	present := func(k cache.Key) bool { _, ok := c.Get(t.Context(), k); return ok }
+		start := time.Now()
+		c.Put(t.Context(), allowKey, decision{Allowed: true})
+		c.Put(t.Context(), denyKey, decision{Allowed: false})
+		c.Put(t.Context(), warnKey, decision{Allowed: true, Warning: true})
+		present := func(k cache.Key) bool { _, ok := c.Get(t.Context(), k); return ok }
 
-	allowed, denied, warned := present(allowKey), present(denyKey), present(warnKey)
-	if elapsed := time.Since(start); elapsed < negativeTTL && !(allowed && denied && warned) {
-		t.Fatalf("%s after Put: found allowed %v, denied %v, warned %v; want all", elapsed, allowed, denied, warned)
+		allowed, denied, warned := present(allowKey), present(denyKey), present(warnKey)
+		if elapsed := time.Since(start); elapsed >= negativeTTL {
+			t.Logf("looked %s after Put, negative TTL %s: again with longer TTLs", elapsed, negativeTTL)
+			continue
+		}
+		if !(allowed && denied && warned) {
+			t.Fatalf("right after Put: found allowed %v, denied %v, warned %v; want all", allowed, denied, warned)
+		}
+		time.Sleep(time.Until(start.Add(negativeTTL + 10*time.Millisecond)))
+		if present(denyKey) || present(warnKey) {
+			t.Fatalf("negative decisions still served after %s, negative TTL is %s", time.Since(start), negativeTTL)
+		}
+		allowed = present(allowKey)
+		if elapsed := time.Since(start); elapsed >= ttl {
+			t.Logf("looked %s after Put, TTL %s: again with longer TTLs", elapsed, ttl)
+			continue
+		}
+		if !allowed {
+			t.Fatalf("allowed decision expired before its TTL %s", ttl)
+		}
+		time.Sleep(time.Until(start.Add(ttl + 10*time.Millisecond)))
+		if present(allowKey) {
+			t.Fatalf("allowed decision still served after %s, TTL is %s", time.Since(start), ttl)
+		}
+		return
 	}
-	time.Sleep(negativeTTL + 10*time.Millisecond)
-	if present(denyKey) || present(warnKey) {
-		t.Fatalf("negative decisions still served after %s, negative TTL is %s", time.Since(start), negativeTTL)
-	}
-	if !present(allowKey) && time.Since(start) < ttl {
-		t.Fatalf("allowed decision expired after %s, TTL is %s", time.Since(start), ttl)
-	}
-	time.Sleep(time.Until(start.Add(ttl + 10*time.Millisecond)))
-	if present(allowKey) {
-		t.Fatalf("allowed decision still served after %s, TTL is %s", time.Since(start), ttl)
+}
+
+// waitInDo waits until n goroutines are blocked in Memory.Do waiting for a fill: a check
+// of the goroutines' stacks rather than a sleep that hopes they got there.
+func waitInDo(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	buf := make([]byte, 64<<20)
+	for {
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		waiting := 0
+		for _, g := range strings.Split(stacks, "\n\n") {
+			if strings.Contains(g, " [select") && strings.Contains(g, "cache.(*Memory[...]).Do(") {
+				waiting++
+			}
+		}
+		if waiting >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d callers waiting in Do after 10s", waiting, n)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 

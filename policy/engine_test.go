@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -398,7 +399,22 @@ func TestAdmitConcurrentColdDigest(t *testing.T) {
 		}()
 	}
 	started.Wait()
-	time.Sleep(10 * time.Millisecond) // let the callers reach the cache before Verify returns
+	// Every caller waits on the one verification in the decision cache before it returns:
+	// counted in the goroutines' stacks rather than hoped for after a sleep.
+	for deadline, buf := time.Now().Add(10*time.Second), make([]byte, 64<<20); ; time.Sleep(time.Millisecond) {
+		waiting := 0
+		for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+			if strings.Contains(g, " [select") && strings.Contains(g, "cache.(*Memory[...]).Do(") {
+				waiting++
+			}
+		}
+		if waiting >= callers {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d callers waiting on the verification after 10s", waiting, callers)
+		}
+	}
 	close(gate)
 	done.Wait()
 	close(errs)
