@@ -265,6 +265,8 @@ type requestInfo struct {
 	user   string // authenticated push user
 	shared bool   // the manifest came from a resolution shared with concurrent requests
 	err    error
+	// pre is the signature lookup started with a cold manifest's fetch (see prefetch).
+	pre *prefetch
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *requestInfo) error {
@@ -327,13 +329,14 @@ func (h *Handler) resolveShared(ctx context.Context, rt route, info *requestInfo
 	type resolved struct {
 		m      oci.Manifest
 		source string
+		pre    *prefetch
 	}
 	ch := h.flights.DoChan(rt.upstream.Name()+"/"+rt.repo+":"+rt.ref, func() (any, error) {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*rt.upstream.Timeout())
 		defer cancel()
 		var ri requestInfo
 		m, err := h.resolveManifest(fctx, rt, &ri)
-		return resolved{m, ri.source}, err
+		return resolved{m, ri.source, ri.pre}, err
 	})
 	select {
 	case <-ctx.Done():
@@ -343,7 +346,7 @@ func (h *Handler) resolveShared(ctx context.Context, rt route, info *requestInfo
 			return oci.Manifest{}, res.Err
 		}
 		r := res.Val.(resolved)
-		info.source = r.source
+		info.source, info.pre = r.source, r.pre
 		info.shared = res.Shared
 		return r.m, nil
 	}
@@ -361,6 +364,8 @@ func (h *Handler) resolveManifest(ctx context.Context, rt route, info *requestIn
 		if !errors.Is(err, oci.ErrNotFound) {
 			h.log.WarnContext(ctx, "content store read failed", slog.String("error", err.Error()))
 		}
+		// Cold: its decision will want its signatures; ask for them now.
+		info.pre = startPrefetch(ctx, rt, d)
 		if st.HasManifest(ctx, d) {
 			// Stored for another repository: ask the upstream whether this one has it too.
 			if hd, err := up.HeadManifest(ctx, rt.repo, d.String()); err == nil && hd == d {
@@ -472,7 +477,11 @@ func (h *Handler) serveManifest(w http.ResponseWriter, r *http.Request, rt route
 	} else {
 		image = rt.image()
 	}
-	if _, err := h.opts.Gate.Admit(ctx, policy.Request{Image: image, Repository: rt.repo, Manifest: m, Registry: rt.upstream}); err != nil {
+	var reg verify.Registry = rt.upstream
+	if info.pre != nil && info.pre.d == m.Digest {
+		reg = info.pre
+	}
+	if _, err := h.opts.Gate.Admit(ctx, policy.Request{Image: image, Repository: rt.repo, Manifest: m, Registry: reg}); err != nil {
 		if !h.pusherMaySee(r, rt, err, info) {
 			return err
 		}

@@ -1,0 +1,94 @@
+package proxy
+
+import (
+	"context"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/portcullis/portcullis/internal/cosign"
+	"github.com/portcullis/portcullis/verify"
+	"github.com/portcullis/portcullis/verify/oci"
+)
+
+// prefetch is the Registry a cold manifest's decision reads signatures through. When a
+// client asks for a manifest by a digest portcullis has not stored, the first step of
+// signature discovery — the legacy ".sig" tag and the referrers of that digest — is asked of
+// the upstream at once, in parallel with the manifest itself, rather than after it: one
+// dependent round trip fewer before the decision. The verifier's calls for exactly those are
+// answered by the requests already in flight; every other call goes to the upstream. The
+// decision is still about the digest computed from the manifest's bytes: the prefetched
+// lookups are used only when that is the digest they were made for.
+type prefetch struct {
+	verify.Registry
+	repo string
+	d    digest.Digest
+	sig  *call[oci.Manifest]
+	refs *call[[]ocispec.Descriptor]
+}
+
+// call is one upstream request started ahead of its caller.
+type call[T any] struct {
+	done chan struct{}
+	v    T
+	err  error
+}
+
+func startCall[T any](fn func() (T, error)) *call[T] {
+	c := &call[T]{done: make(chan struct{})}
+	go func() {
+		defer close(c.done)
+		c.v, c.err = fn()
+	}()
+	return c
+}
+
+func (c *call[T]) wait(ctx context.Context) (T, error) {
+	select {
+	case <-c.done:
+		return c.v, c.err
+	case <-ctx.Done():
+		var zero T
+		return zero, ctx.Err()
+	}
+}
+
+// startPrefetch starts the first signature lookups of d in rt's repository, detached from
+// ctx's cancellation and bounded by the upstream's timeout. The lookups end on their own;
+// wait for them with their results.
+func startPrefetch(ctx context.Context, rt route, d digest.Digest) *prefetch {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*rt.upstream.Timeout())
+	var wg sync.WaitGroup
+	wg.Add(2)
+	p := &prefetch{Registry: rt.upstream, repo: rt.repo, d: d}
+	p.sig = startCall(func() (oci.Manifest, error) {
+		defer wg.Done()
+		return rt.upstream.Manifest(pctx, rt.repo, cosign.SignatureTag(d))
+	})
+	p.refs = startCall(func() ([]ocispec.Descriptor, error) {
+		defer wg.Done()
+		return rt.upstream.Referrers(pctx, rt.repo, d)
+	})
+	go func() { wg.Wait(); cancel() }()
+	return p
+}
+
+// Manifest answers the legacy signature tag of the prefetched digest from the lookup in
+// flight.
+func (p *prefetch) Manifest(ctx context.Context, repo, ref string) (oci.Manifest, error) {
+	if repo == p.repo && ref == cosign.SignatureTag(p.d) {
+		return p.sig.wait(ctx)
+	}
+	return p.Registry.Manifest(ctx, repo, ref)
+}
+
+// Referrers answers the referrers of the prefetched digest from the lookup in flight.
+func (p *prefetch) Referrers(ctx context.Context, repo string, d digest.Digest) ([]ocispec.Descriptor, error) {
+	if repo == p.repo && d == p.d {
+		return p.refs.wait(ctx)
+	}
+	return p.Registry.Referrers(ctx, repo, d)
+}
+
+var _ verify.Registry = (*prefetch)(nil)
