@@ -709,6 +709,16 @@ func TestKeyless(t *testing.T) {
 			want: `(issuer ` + gha + `, workflow acme/widget@refs/heads/dev): GitHub workflow ref "refs/heads/dev" is not "refs/heads/main"`,
 		},
 		{
+			name: "many signers: the reason lists five",
+			setup: func(t *testing.T, w *keylessWorld) verify.Authority {
+				for i := range 7 {
+					w.pushBundle(w.bundleJSON(t, w.attest(t, fmt.Sprintf("user%d@example.com", i), nil), bundleOptions{}))
+				}
+				return w.authority(exact(alice, issuer))
+			},
+			want: "user4@example.com is not alice@example.com, and 2 other reasons",
+		},
+		{
 			name: "own PKI chain admitted",
 			setup: func(t *testing.T, w *keylessWorld) verify.Authority {
 				p := newOwnPKI(t)

@@ -237,6 +237,10 @@ func (v *Verifier) check(ctx context.Context, a Authority, d *discovery, s Subje
 	return r
 }
 
+// maxReasons bounds the distinct reasons a summary lists, so that a denial stays readable
+// (and small) whatever the number of signatures found.
+const maxReasons = 5
+
 // summarize turns the per-signature reasons into one sentence:
 // "found 3 signatures: wrong key (2 signatures), payload digest mismatch".
 func summarize(reasons []string, d *discovery) string {
@@ -258,6 +262,10 @@ func summarize(reasons []string, d *discovery) string {
 			counts[r]++
 		}
 		for i, r := range order {
+			if i == maxReasons {
+				fmt.Fprintf(&b, ", and %d other reasons", len(order)-maxReasons)
+				break
+			}
 			if i > 0 {
 				b.WriteString(", ")
 			}
