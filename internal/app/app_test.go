@@ -257,3 +257,55 @@ func TestKMSPluginsOptIn(t *testing.T) {
 		})
 	}
 }
+
+// TestLoginMetrics: push logins are counted on /metrics, and the counts survive a reload
+// that rebuilds the push users.
+func TestLoginMetrics(t *testing.T) {
+	f := newFixture(t)
+	f.write("htpasswd", htpasswd(t, "ci"))
+	push := "push:\n  htpasswd: htpasswd\n  loginThrottle: {burst: 2, every: 1h}\n  users: [{name: ci, images: [\"registry.test/team/**\"]}]\n"
+	f.write("portcullis.yaml", fmt.Sprintf(base, "http://127.0.0.1:1", "")+push)
+	a, err := app.New(context.Background(), f.load(), app.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
+	for range 3 {
+		startUpload(t, a, "ci", "wrong")
+	}
+	metrics := func() string {
+		w := httptest.NewRecorder()
+		a.Handler.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		return w.Body.String()
+	}
+	want := []string{
+		`portcullis_push_login_hashes_total{otel_scope_name="github.com/portcullis/portcullis",otel_scope_schema_url="",otel_scope_version=""} 2`,
+		`portcullis_push_login_refused_total{otel_scope_name="github.com/portcullis/portcullis",otel_scope_schema_url="",otel_scope_version="",reason="credentials"} 2`,
+		`portcullis_push_login_refused_total{otel_scope_name="github.com/portcullis/portcullis",otel_scope_schema_url="",otel_scope_version="",reason="throttled"} 1`,
+	}
+	check := func(when string) {
+		t.Helper()
+		m := metrics()
+		for _, w := range want {
+			if !strings.Contains(m, w) {
+				t.Errorf("%s: /metrics lacks %s; has:\n%s", when, w, grepLines(m, "portcullis_push_login"))
+			}
+		}
+	}
+	check("after 3 bad logins with a burst of 2")
+	f.write("htpasswd", htpasswd(t, "ci", "bot"))
+	if err := a.Reload(context.Background(), f.load()); err != nil {
+		t.Fatal(err)
+	}
+	check("after a reload with a new htpasswd file")
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
