@@ -122,10 +122,12 @@ func TestReloadPushUsers(t *testing.T) {
 			f.write("htpasswd", s.htpasswd)
 		}
 		if s.name != "start" {
+			began := time.Now()
 			cfg, err := config.Load(f.path, nil)
 			if err == nil {
 				err = a.Reload(ctx, cfg)
 			}
+			t.Logf("%s: load and reload took %s", s.name, time.Since(began).Round(time.Microsecond))
 			if s.reloadErr == "" && err != nil {
 				t.Fatalf("%s: reload: %v", s.name, err)
 			}
