@@ -393,6 +393,10 @@ func restartNeeded(old, cfg *config.Config) []string {
 	return keys
 }
 
+// Config returns the configuration serving now; Reload(ctx, a.Config()) rebuilds it from the
+// files it names (what a change of a TUF trust root needs).
+func (a *App) Config() *config.Config { return a.cur.Load().cfg }
+
 // Engine returns the policy engine of the configuration serving now.
 func (a *App) Engine() *policy.Engine { return a.cur.Load().engine }
 
