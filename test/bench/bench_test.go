@@ -143,3 +143,51 @@ func BenchmarkDecisionCache(b *testing.B) {
 		b.ReportMetric(float64(get.Nanoseconds()), "ns/Get")
 	}
 }
+
+// TestColdDigestRoundTrips counts the dependent upstream round trips from a client's GET of a
+// never-seen manifest by digest to portcullis's answer, through an upstream 20 ms away: the
+// signature lookup starts with the manifest fetch, so a bundle signature (cosign v3) takes 3
+// (the manifest with the .sig tag and the referrers index; the bundle manifest; its blob) and
+// a legacy ".sig" 2 (the manifest with the .sig manifest; its signature blob).
+func TestColdDigestRoundTrips(t *testing.T) {
+	c := &counter{next: testtool.Distribution(t), delay: 20 * time.Millisecond}
+	up := httptest.NewServer(c)
+	t.Cleanup(up.Close)
+	host := strings.TrimPrefix(up.URL, "http://")
+	key := newSigningKey(t)
+	a := inProcessPortcullis(t, portcullisYAML("127.0.0.1:0", "", up.URL, key.pubPath, ""))
+	px := httptest.NewServer(a.Handler)
+	t.Cleanup(px.Close)
+	for _, tc := range []struct {
+		name   string
+		sign   func(p pushed)
+		chain  int
+		format string
+	}{
+		{"warm-up", func(p pushed) { signBundle(t, host, key, p) }, 0, ""}, // the handshake and the referrers API probe, once per upstream
+		{"bundle", func(p pushed) { signBundle(t, host, key, p) }, 3, "bundle"},
+		{"legacy", func(p pushed) { signLegacy(t, host, key, p) }, 2, "legacy .sig"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := pushImage(t, host, "rtt/"+tc.name, "v1", 256, 1)
+			tc.sign(p)
+			c.reset()
+			resp, err := http.Get(px.URL + "/v2/rtt/" + tc.name + "/manifests/" + p.digest.String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || !bytes.Equal(b, p.manifest) {
+				t.Fatalf("status %d: %.200s", resp.StatusCode, b)
+			}
+			if tc.chain == 0 {
+				return
+			}
+			if got := c.chain(); got > tc.chain {
+				t.Errorf("a cold decision for a %s signature took %d dependent upstream round trips (%d requests), want at most %d",
+					tc.format, got, c.total(), tc.chain)
+			}
+		})
+	}
+}

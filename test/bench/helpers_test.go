@@ -116,6 +116,7 @@ func inProcessUpstream(tb testing.TB) (*httptest.Server, *counter) {
 // and ended (for the dependent round trips, see chain).
 type counter struct {
 	next  http.Handler
+	delay time.Duration // added to every request, as a distant upstream's latency
 	mu    sync.Mutex
 	n     map[string]int
 	spans []span
@@ -165,6 +166,7 @@ func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.n[classify(r)]++
 	c.mu.Unlock()
 	start := time.Now()
+	time.Sleep(c.delay)
 	c.next.ServeHTTP(w, r)
 	end := time.Now()
 	c.mu.Lock()
@@ -290,3 +292,15 @@ type rawManifest struct {
 
 func (r rawManifest) RawManifest() ([]byte, error)        { return r.b, nil }
 func (r rawManifest) MediaType() (types.MediaType, error) { return r.mt, nil }
+
+// signLegacy signs p in cosign's legacy format (a "sha256-<hex>.sig" tag).
+func signLegacy(tb testing.TB, host string, k signingKey, p pushed) {
+	tb.Helper()
+	img, err := name.NewDigest(host+"/"+p.repo+"@"+p.digest.String(), name.Insecure)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := sign.Legacy(context.Background(), img, name.Repository{}, k.signer, nil); err != nil {
+		tb.Fatal(err)
+	}
+}
