@@ -16,6 +16,10 @@
 //   - Manifests are capped at 4 MiB (oci.MaxManifestSize), as distribution's registry.
 //   - A blob is cached only when its content matches its digest; a streamed blob whose digest
 //     turns out wrong is discarded and the client's connection is cut before the last chunk.
+//   - Admitted manifests up to 64 KiB are kept in memory (manifestcache.go, bounded in bytes)
+//     for GETs by digest; such a GET is decided all the same.
+//   - A cold manifest by digest has its signatures looked up in parallel with its fetch
+//     (prefetch.go), used only for the digest computed from its bytes.
 //   - Concurrent requests for one cold blob of one upstream share one upstream download
 //     (blobs.go), each receiving its chunks as they are stored; a slow client never slows
 //     the download or the others, and a corrupt blob is cut for all of them.

@@ -38,6 +38,14 @@ type Gate interface {
 	Admit(ctx context.Context, req policy.Request) (policy.Decision, error)
 }
 
+// signatureGate is a Gate that can tell whether deciding on an image may look up its
+// signatures; a Gate without it is assumed to. *policy.Engine implements it.
+type signatureGate interface {
+	WantsSignatures(image string) bool
+}
+
+var _ signatureGate = (*policy.Engine)(nil)
+
 // Options configure a Handler.
 type Options struct {
 	// Store is the content cache. Required.
@@ -365,7 +373,9 @@ func (h *Handler) resolveManifest(ctx context.Context, rt route, info *requestIn
 			h.log.WarnContext(ctx, "content store read failed", slog.String("error", err.Error()))
 		}
 		// Cold: its decision will want its signatures; ask for them now.
-		info.pre = startPrefetch(ctx, rt, d)
+		if sg, ok := h.opts.Gate.(signatureGate); !ok || sg.WantsSignatures(rt.image()) {
+			info.pre = startPrefetch(ctx, rt, d)
+		}
 		if st.HasManifest(ctx, d) {
 			// Stored for another repository: ask the upstream whether this one has it too.
 			if hd, err := up.HeadManifest(ctx, rt.repo, d.String()); err == nil && hd == d {

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 
@@ -82,6 +84,51 @@ func TestManifestMemory(t *testing.T) {
 			}
 			if tc.status != http.StatusBadGateway && gate.decisions.Load() != before+1 {
 				t.Errorf("the gate decided %d times for the second GET, want once", gate.decisions.Load()-before)
+			}
+		})
+	}
+}
+
+// noSignaturesGate admits everything and says that it never looks up signatures.
+type noSignaturesGate struct{ admitAll }
+
+func (noSignaturesGate) WantsSignatures(string) bool { return false }
+
+// TestPrefetchOnlyWhenWanted GETs a cold manifest by digest: its signatures are looked up
+// ahead of the decision when the gate may want them (a gate that cannot tell may), and not
+// when the gate says it will not.
+func TestPrefetchOnlyWhenWanted(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		gate proxy.Gate
+		want bool
+	}{
+		{"gate that cannot tell", admitAll{}, true},
+		{"gate that wants none", noSignaturesGate{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, func(_ *upstream.Config, o *proxy.Options) { o.Gate = tc.gate })
+			d := e.push(t, "demo/app:v1", randomImage(t))
+			var lookups atomic.Int64
+			e.faults.set(func(w http.ResponseWriter, r *http.Request) bool {
+				if strings.HasSuffix(r.URL.Path, ".sig") || strings.Contains(r.URL.Path, "/referrers/") || strings.Contains(r.URL.Path, "/sha256-") {
+					lookups.Add(1)
+				}
+				return false
+			})
+			resp, b := e.get(t, http.MethodGet, "/v2/demo/app/manifests/"+d.String())
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET: %d %s", resp.StatusCode, b)
+			}
+			if err := e.h.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(5 * time.Second) // the lookups run detached; wait for them to arrive
+			for tc.want && lookups.Load() < 2 && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got := lookups.Load() > 0; got != tc.want {
+				t.Errorf("%d signature lookups for a cold GET by digest, want some: %v", lookups.Load(), tc.want)
 			}
 		})
 	}
