@@ -372,10 +372,7 @@ func (h *Handler) resolveManifest(ctx context.Context, rt route, info *requestIn
 		if !errors.Is(err, oci.ErrNotFound) {
 			h.log.WarnContext(ctx, "content store read failed", slog.String("error", err.Error()))
 		}
-		// Cold: its decision will want its signatures; ask for them now.
-		if sg, ok := h.opts.Gate.(signatureGate); !ok || sg.WantsSignatures(rt.image()) {
-			info.pre = startPrefetch(ctx, rt, d)
-		}
+		h.prefetch(ctx, rt, d, info) // cold: its decision will want its signatures
 		if st.HasManifest(ctx, d) {
 			// Stored for another repository: ask the upstream whether this one has it too.
 			if hd, err := up.HeadManifest(ctx, rt.repo, d.String()); err == nil && hd == d {
@@ -396,9 +393,16 @@ func (h *Handler) resolveManifest(ctx context.Context, rt route, info *requestIn
 		if !fresh {
 			// The HEAD answer only tells whether the tag still points where it did; the
 			// bytes served are always the stored ones whose digest was computed here.
-			if hd, err := up.HeadManifest(ctx, rt.repo, rt.ref); err == nil && hd == e.d {
+			hd, err := up.HeadManifest(ctx, rt.repo, rt.ref)
+			switch {
+			case err == nil && hd == e.d:
 				fresh = true
 				h.tags.Add(key, tagEntry{d: e.d, at: time.Now()})
+			case err == nil && hd.Validate() == nil:
+				// The tag moved: the upstream's digest is a hint to start the new digest's
+				// signature lookup with the GET; the decision is about the digest of the bytes
+				// the GET returns, and the lookup is used only if that is the hinted one.
+				h.prefetch(ctx, rt, hd, info)
 			}
 		}
 		if fresh {
@@ -414,6 +418,14 @@ func (h *Handler) resolveManifest(ctx context.Context, rt route, info *requestIn
 	}
 	h.tags.Add(key, tagEntry{d: m.Digest, at: time.Now()})
 	return m, nil
+}
+
+// prefetch starts the signature lookup of d (see prefetch.go), unless the Gate says that
+// deciding on rt's image looks up no signatures.
+func (h *Handler) prefetch(ctx context.Context, rt route, d digest.Digest, info *requestInfo) {
+	if sg, ok := h.opts.Gate.(signatureGate); !ok || sg.WantsSignatures(rt.image()) {
+		info.pre = startPrefetch(ctx, rt, d)
+	}
 }
 
 // storedManifest returns manifest d of rt's repository from memory or the store.

@@ -148,7 +148,8 @@ func BenchmarkDecisionCache(b *testing.B) {
 // never-seen manifest by digest to portcullis's answer, through an upstream 20 ms away: the
 // signature lookup starts with the manifest fetch, so a bundle signature (cosign v3) takes 3
 // (the manifest with the .sig tag and the referrers index; the bundle manifest; its blob) and
-// a legacy ".sig" 2 (the manifest with the .sig manifest; its signature blob).
+// a legacy ".sig" 2 (the manifest with the .sig manifest; its signature blob). A tag that
+// moved takes 4: the HEAD that finds it moved, then as by digest.
 func TestColdDigestRoundTrips(t *testing.T) {
 	c := &counter{next: testtool.Distribution(t), delay: 20 * time.Millisecond}
 	up := httptest.NewServer(c)
@@ -189,5 +190,30 @@ func TestColdDigestRoundTrips(t *testing.T) {
 					tc.format, got, c.total(), tc.chain)
 			}
 		})
+	}
+	// A tag that moved to a new signed image: the HEAD that finds it moved hints the new
+	// digest, whose signature lookup starts with the GET: HEAD; GET with the .sig tag and the
+	// referrers; the bundle manifest; its blob.
+	p := pushImage(t, host, "rtt/moved", "v1", 256, 1)
+	signBundle(t, host, key, p)
+	get := func(p pushed) {
+		t.Helper()
+		resp, err := http.Get(px.URL + "/v2/rtt/moved/manifests/v1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !bytes.Equal(b, p.manifest) {
+			t.Fatalf("status %d: %.200s", resp.StatusCode, b)
+		}
+	}
+	get(p)
+	p = pushImage(t, host, "rtt/moved", "v1", 256, 1)
+	signBundle(t, host, key, p)
+	c.reset()
+	get(p)
+	if got := c.chain(); got > 4 {
+		t.Errorf("a moved tag's new image took %d dependent upstream round trips (%d requests), want at most 4", got, c.total())
 	}
 }
