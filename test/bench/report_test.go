@@ -619,13 +619,14 @@ func TestReport(t *testing.T) {
 			hdt.add(ref, lv, strconv.FormatInt(r.NsPerOp(), 10), fmt.Sprintf("%.0f", cpu), strconv.FormatInt(r.AllocedBytesPerOp(), 10), strconv.FormatInt(r.AllocsPerOp(), 10))
 			if !byTag && level == slog.LevelInfo {
 				sum.add("handler only, cached manifest by digest, default log level", "", "", fmt.Sprintf("%d ns wall, %.0f ns CPU, %d allocs per GET", r.NsPerOp(), cpu, r.AllocsPerOp()),
-					"", "≤ 15 µs "+check(r.NsPerOp() <= 15000)+", ≤ 40 allocs "+check(r.AllocsPerOp() <= 40))
+					"", "≤ 15 µs CPU "+check(cpu <= 15000)+", ≤ 40 allocs "+check(r.AllocsPerOp() <= 40))
 			}
 		}
 	}
 	hdt.notes = append(hdt.notes, "A real policy engine with a cached decision and the in-memory content store; no network between client and handler. "+
 		"Logs are JSON lines to io.Discard (at info, the default: a request line and an audit line per GET). The counts include the benchmark's own "+
-		"httptest.ResponseRecorder (about 7 allocations) and the app's ServeMux. CPU ns/op is the whole test process's user+system time per GET (GC included).")
+		"httptest.ResponseRecorder (about 7 allocations) and the app's ServeMux. CPU ns/op is the whole test process's user+system time per GET (GC included): "+
+		"the cost, which the target is checked against, where wall time also counts the waits for the 2 shared cores.")
 	fmt.Fprintln(&out, hdt.String())
 	t.Log("\n" + hdt.String())
 
