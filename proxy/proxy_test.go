@@ -343,7 +343,13 @@ func TestUpstreamFaults(t *testing.T) {
 		}, 502, "UNKNOWN"}, // DENIED is the policy's word: this is "upstream authentication failed"
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, func(uc *upstream.Config, _ *proxy.Options) { uc.Timeout = 300 * time.Millisecond })
+			// Only the stalled upstream needs a short timeout; the others must not meet it,
+			// however loaded the machine (reading 4 MiB under -race can take a while).
+			timeout := 30 * time.Second
+			if tc.code == "UNAVAILABLE" {
+				timeout = 300 * time.Millisecond
+			}
+			e := newEnv(t, func(uc *upstream.Config, _ *proxy.Options) { uc.Timeout = timeout })
 			e.push(t, "demo/app:v1", randomImage(t))
 			e.faults.set(tc.fault)
 			resp, b := e.get(t, "GET", "/v2/demo/app/manifests/v1")
