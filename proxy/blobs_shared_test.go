@@ -29,8 +29,11 @@ import (
 // upstream sends its first 2 MiB and then waits until every client has received bytes, so
 // the clients are all in flight together and each must be served while the download runs
 // (a proxy that sent nothing before the end would stall here and fail). The upstream must
-// see exactly one blob GET. A good blob reaches every client whole; a corrupt one (its last
-// byte flipped) is cut for every client before its last chunk and is not stored.
+// see exactly one blob GET. One client stops reading after its first bytes until all the
+// others are done: they must finish without it (a slow client never slows the download or
+// the others), and it then gets the rest (from the store). A good blob reaches every client
+// whole; a corrupt one (its last byte flipped) is cut for every client before its last chunk
+// and is not stored.
 func TestConcurrentColdBlobOneDownload(t *testing.T) {
 	const clients, size, head = 100, 64 << 20, 2 << 20
 	for _, corrupt := range []bool{false, true} {
@@ -99,9 +102,15 @@ func TestConcurrentColdBlobOneDownload(t *testing.T) {
 				err    error
 			}
 			results := make([]result, clients)
-			var wg sync.WaitGroup
+			var wg, others sync.WaitGroup
+			others.Add(clients - 1)
+			othersDone := make(chan struct{})
+			go func() { others.Wait(); close(othersDone) }()
 			for i := range clients {
 				wg.Go(func() {
+					if i > 0 {
+						defer others.Done()
+					}
 					var once sync.Once
 					first := func() { once.Do(started.Done) }
 					defer first() // a client that fails before any byte must not hold the others
@@ -123,6 +132,14 @@ func TestConcurrentColdBlobOneDownload(t *testing.T) {
 							first()
 							hs.Write(buf[:k])
 							results[i].n += int64(k)
+							if i == 0 && results[i].n == int64(k) { // the slow client
+								select {
+								case <-othersDone:
+								case <-time.After(2 * time.Minute):
+									results[i].err = errors.New("the other clients did not finish while one client did not read")
+									return
+								}
+							}
 						}
 						if err == io.EOF {
 							break
