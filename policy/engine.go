@@ -424,5 +424,9 @@ func (e *Engine) audit(ctx context.Context, req Request, d Decision, cached bool
 	if err != nil && !denied {
 		attrs = append(attrs, slog.Any("error", err))
 	}
-	e.logger.LogAttrs(ctx, level, "admission", attrs...)
+	// Straight to the handler: Logger.LogAttrs would walk the stack for a source position
+	// that is always this line, on every cached GET.
+	r := slog.NewRecord(time.Now(), level, "admission", 0)
+	r.AddAttrs(attrs...)
+	_ = e.logger.Handler().Handle(ctx, r)
 }
