@@ -459,7 +459,7 @@ func containsInt(s []int, v int) bool {
 }
 
 func TestHugeTagLists(t *testing.T) {
-	e := newEnv(t, opts{retries: 0})
+	e := newEnv(t, opts{retries: 0, timeout: 30 * time.Second}) // about sizes, not time: no timeout under load
 	n := 100_000
 	if long() {
 		n = 1_000_000
