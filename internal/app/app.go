@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -360,11 +361,18 @@ func (a *App) retire(old *generation) {
 		a.pastLogins.Throttled += ls.Throttled
 	}
 	a.retired[old] = struct{}{}
+	cur := a.cur.Load()
 	a.closing.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), retiredCloseTimeout)
 		defer cancel()
 		if err := old.proxy.Close(ctx); err != nil {
 			a.log.Warn("store writes of a replaced configuration did not finish", slog.String("error", err.Error()))
+		}
+		// Upstream clients the new configuration did not keep hold idle connections.
+		for _, up := range old.upstreams {
+			if !slices.Contains(cur.upstreams, up) {
+				up.CloseIdleConnections()
+			}
 		}
 		a.mu.Lock()
 		delete(a.retired, old)

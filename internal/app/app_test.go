@@ -2,13 +2,22 @@ package app_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -310,4 +319,83 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// lockedBuffer is a strings.Builder safe for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func writeCert(t *testing.T, f *fixture, cn string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	f.write("tls.crt", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})))
+	f.write("tls.key", string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})))
+}
+
+// TestReloadCertificateAndRestartKeys: a renewed certificate serves after a reload; a
+// changed listen address is logged as needing a restart.
+func TestReloadCertificateAndRestartKeys(t *testing.T) {
+	f := newFixture(t)
+	writeCert(t, f, "first")
+	f.write("portcullis.yaml", fmt.Sprintf(base, "http://127.0.0.1:1", "")+"tls: {cert: tls.crt, key: tls.key}\n")
+	logs := &lockedBuffer{}
+	a, err := app.New(context.Background(), f.load(), app.Options{Logger: slog.New(slog.NewTextHandler(logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close(context.Background()) })
+	served := func() string {
+		t.Helper()
+		c, err := a.TLSConfig().GetCertificate(&tls.ClientHelloInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		leaf, err := x509.ParseCertificate(c.Certificate[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return leaf.Subject.CommonName
+	}
+	tlsConfig := a.TLSConfig() // as serve holds it
+	if got := served(); got != "first" {
+		t.Fatalf("certificate %q, want first", got)
+	}
+	writeCert(t, f, "renewed")
+	f.write("portcullis.yaml", strings.Replace(fmt.Sprintf(base, "http://127.0.0.1:1", ""), "127.0.0.1:0", "127.0.0.1:6000", 1)+"tls: {cert: tls.crt, key: tls.key}\n")
+	if err := a.Reload(context.Background(), f.load()); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := tlsConfig.GetCertificate(&tls.ClientHelloInfo{}); c == nil {
+		t.Fatal("no certificate after the reload")
+	}
+	if got := served(); got != "renewed" {
+		t.Errorf("after the reload the certificate is %q, want renewed", got)
+	}
+	if l := logs.String(); !strings.Contains(l, "needs a restart") || !strings.Contains(l, "key=listen") {
+		t.Errorf("a changed listen address was not logged as needing a restart:\n%s", l)
+	}
 }

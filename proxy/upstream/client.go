@@ -143,6 +143,7 @@ type Client struct {
 	timeout   time.Duration
 	auth      func() (authn.Authenticator, error)
 	inner     http.RoundTripper
+	dialer    *http.Transport // the transport inner dials with
 	hosts     *hostPolicy
 
 	mu          sync.Mutex
@@ -232,6 +233,7 @@ func New(c Config, base *http.Transport) (*Client, error) {
 		dockerHub:  c.Name == "docker.io" || u.Host == "registry-1.docker.io" || u.Host == "index.docker.io",
 		timeout:    timeout,
 		inner:      inner,
+		dialer:     base,
 		hosts:      hosts,
 		transports: expirable.NewLRU[string, http.RoundTripper](1024, nil, 10*time.Minute),
 	}
@@ -718,6 +720,11 @@ func splitParams(s string) (params, rest string) {
 	}
 	return s, ""
 }
+
+// CloseIdleConnections closes the client's idle connections to the upstream (and its
+// allowed hosts), as a client a reload replaced no longer needs them; requests under way are
+// not affected.
+func (u *Client) CloseIdleConnections() { u.dialer.CloseIdleConnections() }
 
 // Referrers lists the manifests whose subject is d: from the upstream's referrers API, or,
 // when it has none, from the referrers tag schema index "sha256-<hex>". No referrers is an
