@@ -13,7 +13,7 @@ const envPrefix = "PORTCULLIS_"
 
 // A schemaKey is a configuration key that an environment variable can set.
 type schemaKey struct {
-	path string // viper's dotted key, e.g. "cache.tagTTL"
+	path string // the dotted key, e.g. "cache.tagTTL"
 	// structured values (lists, maps) are given as YAML (JSON is YAML); strings lists are
 	// also taken comma-separated.
 	kind reflect.Kind
