@@ -62,7 +62,12 @@ FUZZ_TARGETS := \
 	./config:FuzzLoad \
 	./proxy/upstream:FuzzNextLink \
 	./proxy:FuzzChunkStart \
-	./proxy:FuzzSubject
+	./proxy:FuzzSubject \
+	./verify:FuzzKeylessBundle \
+	./verify:FuzzKeylessLegacy \
+	./verify/trustroot:FuzzParse \
+	./verify/trustroot:FuzzReadCertificates \
+	./internal/cosign:FuzzParseSignatureTag
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \
