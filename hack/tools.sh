@@ -18,6 +18,8 @@ tools=(
   "timestamp-server-v2.1.3 github.com/sigstore/timestamp-authority/v2/cmd/timestamp-server@v2.1.3 timestamp-server"
   "rekor-tiles-posix-v2.3.0 github.com/sigstore/rekor-tiles/v2/cmd/rekor-server/posix@v2.3.0 rekor-tiles"
   "tesseract-posix-v0.1.1 github.com/transparency-dev/tesseract/cmd/tesseract/posix@v0.1.1 tesseract"
+  # A real AWS KMS API (an emulator of KMS's JSON protocol) for the awskms:// end-to-end test.
+  "local-kms-v0.0.0-20260228092603 github.com/nsmithuk/local-kms@v0.0.0-20260228092603-2a5e92d09ab6 local-kms"
   # Renders deploy/helm/portcullis for test/deploy (v3.21.4: go directive 1.26.0).
   "helm-v3.21.4 helm.sh/helm/v3/cmd/helm@v3.21.4 helm"
 )
