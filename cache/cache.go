@@ -8,8 +8,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unique"
 	"weak"
 
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sync/singleflight"
 )
@@ -91,13 +93,14 @@ func WithFillTimeout(d time.Duration) Option {
 	return func(o *options) { o.fillTimeout = d }
 }
 
-// Memory is an in-process decision cache: two expiring LRUs (allowed decisions, negative
-// ones), each with its own TTL, and a singleflight group for fills. It is safe for
-// concurrent use. An expired entry is dropped when it is looked up or when the least
-// recently used entries make room; it runs no goroutines.
+// Memory is an in-process decision cache: two size-bounded LRUs (allowed decisions, negative
+// ones; golang-lru's simplelru), each with its own TTL, and a singleflight group for fills.
+// It is safe for concurrent use. An expired entry is dropped when it is looked up or when the
+// least recently used entries make room; it runs no goroutines.
 type Memory[V Value] struct {
-	allowed  *lru[V]
-	negative *lru[V]
+	mu       sync.Mutex // guards allowed and negative: simplelru is not safe for concurrent use
+	allowed  polarity[V]
+	negative polarity[V]
 	shared   sharing[V]
 	group    singleflight.Group
 
@@ -107,6 +110,58 @@ type Memory[V Value] struct {
 	// in is still current. storeMu orders those stores with Forget.
 	epoch   atomic.Uint64
 	storeMu sync.Mutex
+}
+
+// lkey is a Key as Memory keeps it: the policy version and repository, which many keys
+// share, as handles of their one copy.
+type lkey struct {
+	version, repository unique.Handle[string]
+	digest              digest.Digest
+}
+
+func toLKey(k Key) lkey {
+	return lkey{version: unique.Make(k.PolicyVersion), repository: unique.Make(k.Repository), digest: k.Digest}
+}
+
+// item is one stored value: v points to the value or, for a Splitter, to the shared
+// remainder that t completes; the item is served until expires (Unix nanoseconds).
+type item[V any] struct {
+	v       *V
+	t       time.Time
+	expires int64
+}
+
+// polarity is the LRU of one polarity's decisions and their TTL. Its methods are called with
+// Memory.mu held.
+type polarity[V any] struct {
+	lru *simplelru.LRU[lkey, item[V]]
+	ttl time.Duration
+}
+
+// get returns the item under k unless it expired before now; an expired item is dropped.
+func (p polarity[V]) get(k lkey, now int64) (item[V], bool) {
+	it, ok := p.lru.Get(k)
+	if ok && now >= it.expires {
+		p.lru.Remove(k)
+		return item[V]{}, false
+	}
+	return it, ok
+}
+
+// add stores it under k, to expire the TTL after now, pushing out the least recently used
+// item when the LRU is full.
+func (p polarity[V]) add(k lkey, it item[V], now time.Time) {
+	it.expires = now.Add(p.ttl).UnixNano()
+	p.lru.Add(k, it)
+}
+
+// removeIf removes every item whose key match reports.
+func (p polarity[V]) removeIf(match func(Key) bool) {
+	for _, lk := range p.lru.Keys() {
+		if match(Key{PolicyVersion: lk.version.Value(), Repository: lk.repository.Value(), Digest: lk.digest}) {
+			p.lru.Remove(lk)
+		}
+	}
 }
 
 // NewMemory returns an empty Memory cache configured by opts.
@@ -139,9 +194,17 @@ func NewMemory[V Value](opts ...Option) (*Memory[V], error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("decision cache: %w", err)
 	}
+	allowed, err := simplelru.NewLRU[lkey, item[V]](o.size, nil)
+	if err != nil {
+		return nil, fmt.Errorf("decision cache: %w", err)
+	}
+	negative, err := simplelru.NewLRU[lkey, item[V]](o.size, nil)
+	if err != nil {
+		return nil, fmt.Errorf("decision cache: %w", err)
+	}
 	return &Memory[V]{
-		allowed:     newLRU[V](o.size, o.ttl),
-		negative:    newLRU[V](o.size, o.negativeTTL),
+		allowed:     polarity[V]{lru: allowed, ttl: o.ttl},
+		negative:    polarity[V]{lru: negative, ttl: o.negativeTTL},
 		shared:      sharing[V]{m: map[string]weak.Pointer[V]{}},
 		fillTimeout: o.fillTimeout,
 	}, nil
@@ -150,12 +213,16 @@ func NewMemory[V Value](opts ...Option) (*Memory[V], error) {
 // Get returns the unexpired decision stored under key. An allowed decision wins over a
 // negative one stored concurrently. ctx is unused: Memory does no I/O.
 func (c *Memory[V]) Get(_ context.Context, key Key) (V, bool) {
-	it, ok := c.allowed.get(key)
+	lk, now := toLKey(key), time.Now().UnixNano()
+	c.mu.Lock()
+	it, ok := c.allowed.get(lk, now)
 	if !ok {
-		if it, ok = c.negative.get(key); !ok {
-			var zero V
-			return zero, false
-		}
+		it, ok = c.negative.get(lk, now)
+	}
+	c.mu.Unlock()
+	if !ok {
+		var zero V
+		return zero, false
 	}
 	if sp, ok := any(it.v).(Splitter[V]); ok { // boxing the pointer allocates nothing
 		return sp.Join(it.t), true
@@ -176,13 +243,15 @@ func (c *Memory[V]) Put(_ context.Context, key Key, d V) {
 		}
 		it = item[V]{v: &d}
 	}
+	lk, now := toLKey(key), time.Now()
+	add, other := c.allowed, c.negative
 	if d.Negative() {
-		c.negative.add(key, it)
-		c.allowed.remove(key)
-		return
+		add, other = other, add
 	}
-	c.allowed.add(key, it)
-	c.negative.remove(key)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	add.add(lk, it, now)
+	other.lru.Remove(lk)
 }
 
 // Forget drops every decision about digest d of repository (of every repository when
@@ -194,15 +263,19 @@ func (c *Memory[V]) Forget(_ context.Context, repository string, d digest.Digest
 	c.storeMu.Lock()
 	defer c.storeMu.Unlock()
 	c.epoch.Add(1)
-	for _, l := range []*lru[V]{c.allowed, c.negative} {
-		l.removeIf(func(k Key) bool { return (repository == "" || k.Repository == repository) && k.Digest == d })
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, p := range []polarity[V]{c.allowed, c.negative} {
+		p.removeIf(func(k Key) bool { return (repository == "" || k.Repository == repository) && k.Digest == d })
 	}
 }
 
 // Len returns the number of decisions held, which may include expired decisions that are
 // not yet reclaimed.
 func (c *Memory[V]) Len() int {
-	return c.allowed.len() + c.negative.len()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.allowed.lru.Len() + c.negative.lru.Len()
 }
 
 // flight is what one fill hands to every caller waiting on it.

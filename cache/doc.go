@@ -19,10 +19,11 @@
 //   - Forget(repository, digest) drops every decision for that digest whatever the policy
 //     version, and results of fills that were already running are not stored.
 //
-// Memory keeps its entries in one slice per polarity, linked by index, with the policy
-// version and repository of keys interned; a value that implements Splitter (the policy's
-// Decision does) is kept as a pointer to one shared copy of its equals plus its own time,
-// so that a cached decision costs under 200 bytes (test/bench BenchmarkDecisionCache).
+// Memory keeps its entries in one golang-lru simplelru per polarity, guarded by its own mutex,
+// with the policy version and repository of keys interned and each entry's expiry in its
+// value; a value that implements Splitter (the policy's Decision does) is kept as a pointer to
+// one shared copy of its equals plus its own time, so that a cached decision costs under 256
+// bytes (about 230; test/bench BenchmarkDecisionCache).
 //
 // Defaults (see the Option functions): size 10000 per polarity, TTL 10 minutes for allowed
 // decisions, negative TTL 30 seconds for denials and warnings, fill timeout 1 minute.
