@@ -13,8 +13,9 @@ import (
 	"github.com/portcullis/portcullis/internal/testtool"
 )
 
-// ctrClient is a private containerd daemon (root only) whose ctr pulls upstream.invalid
-// through portcullis, configured by a hosts.toml as a node would be (as test/e2e does).
+// ctrClient is a private containerd daemon (root only) whose ctr pulls through portcullis,
+// configured as deploy/clients configures a node: portcullis is the server and the only host
+// of every registry (_default), so containerd has nothing to fall back to.
 type ctrClient struct {
 	ctr, sock, hostsDir string
 }
@@ -47,8 +48,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
 [metrics]
   address = ""
 `, filepath.Join(dir, "root"), filepath.Join(dir, "state"), filepath.Join(dir, "c.sock"), filepath.Join(dir, "t.sock"), filepath.Join(dir, "d.sock"))
-	hd := filepath.Join(dir, "certs.d", upstreamName)
-	toml := fmt.Sprintf("server = \"https://%s\"\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", upstreamName, mirror)
+	// deploy/clients/containerd/certs.d/_default/hosts.toml, with portcullis served over
+	// plain http here (no ca).
+	hd := filepath.Join(dir, "certs.d", "_default")
+	toml := fmt.Sprintf("server = \"http://%s\"\ncapabilities = [\"pull\", \"resolve\"]\n[host]\n", mirror)
 	for p, b := range map[string]string{filepath.Join(dir, "config.toml"): cfg, filepath.Join(hd, "hosts.toml"): toml} {
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
@@ -90,18 +93,20 @@ func (c *ctrClient) run(t *testing.T, args ...string) (string, error) {
 	return string(out), err
 }
 
-// pull pulls upstream.invalid/ref through the mirror.
+// pull pulls the fully qualified ref; containerd asks portcullis with ?ns=<registry>.
 func (c *ctrClient) pull(t *testing.T, ref string) (string, error) {
 	t.Helper()
-	return c.run(t, "images", "pull", "--hosts-dir", c.hostsDir, "--snapshotter", "native", upstreamName+"/"+ref)
+	return c.run(t, "images", "pull", "--hosts-dir", c.hostsDir, "--snapshotter", "native", ref)
 }
 
-// TestContainerdKeyless: containerd, with portcullis as the mirror of upstream.invalid, pulls
-// an image keylessly signed by the identity the policy names (cosign v3, both formats) and is
-// refused one signed by another identity.
+// TestContainerdKeyless: containerd, with portcullis as its only host, pulls an image keylessly
+// signed by the identity the policy names (cosign v3, both formats) from an upstream it could
+// reach itself (plain http on 127.0.0.1), and is refused one signed by another identity — with
+// no request of containerd's reaching the upstream, so the refusal is not undone by a fallback.
 func TestContainerdKeyless(t *testing.T) {
 	s := needStack(t)
 	up := newUpstream(t)
+	up.name = up.host // the registry containerd pulls from is the reachable upstream itself
 	email := s.oidc.url("email")
 	px := startProxy(t, up, fmt.Sprintf(`trustRoots: [{name: local, trustedRootFile: %s}]
 defaultPolicy: deny
@@ -112,7 +117,7 @@ policies:
   - name: legacy
     images: ["%[2]s/ctr/legacy/**"]
     authorities: [{name: alice, keyless: {trustRoot: local, identities: [{issuer: %[3]q, subject: alice@example.com}]}, tlog: {threshold: 0}, timestamps: {threshold: 1}}]
-`, s.trustedRoot, upstreamName, email))
+`, s.trustedRoot, up.name, email))
 	c := startContainerd(t, px.host)
 	for _, tc := range []struct {
 		repo, signer string
@@ -125,7 +130,7 @@ policies:
 	} {
 		t.Run(tc.repo, func(t *testing.T) {
 			s.cosignSignKeyless(t, s.oidc.emailToken(tc.signer), up.push(t, tc.repo), tc.bundle)
-			out, err := c.pull(t, tc.repo+":v1")
+			out, err := c.pull(t, up.name+"/"+tc.repo+":v1")
 			switch {
 			case tc.admitted && err != nil:
 				t.Fatalf("not admitted: %v\n%s", err, out)
@@ -138,5 +143,8 @@ policies:
 				t.Logf("denied: %s", strings.TrimSpace(out))
 			}
 		})
+	}
+	if n := up.runtimeRequests.Load(); n != 0 {
+		t.Errorf("containerd sent %d requests to the upstream itself: it fell back past portcullis", n)
 	}
 }

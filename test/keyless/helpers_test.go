@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -15,21 +16,37 @@ import (
 	"github.com/portcullis/portcullis/internal/testtool"
 )
 
-// upstreamName is the registry host clients ask portcullis for; it does not resolve.
+// upstreamName is the registry host the tools that talk to portcullis directly (crane,
+// skopeo, cosign) name in their references; portcullis maps it to the upstream. Runtime tests,
+// whose configuration could fall back to the registry, name the reachable upstream instead
+// (upstream.name = upstream.host).
 const upstreamName = "upstream.invalid"
 
 // upstream is an in-process distribution registry (v3.1.2: no referrers API, so cosign v3
-// bundles land on the referrers tag schema).
+// bundles land on the referrers tag schema) on 127.0.0.1, reachable by every client.
 type upstream struct {
 	srv  *httptest.Server
 	host string
+	// name is the registry name portcullis knows the upstream by (upstreamName by default).
+	name string
+	// runtimeRequests counts the requests that came from containerd itself: a runtime that
+	// fell back past portcullis.
+	runtimeRequests atomic.Int64
 }
 
 func newUpstream(t *testing.T) *upstream {
 	t.Helper()
-	srv := httptest.NewServer(testtool.Distribution(t))
-	t.Cleanup(srv.Close)
-	return &upstream{srv: srv, host: strings.TrimPrefix(srv.URL, "http://")}
+	u := &upstream{name: upstreamName}
+	h := testtool.Distribution(t)
+	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.UserAgent(), "containerd") {
+			u.runtimeRequests.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(u.srv.Close)
+	u.host = strings.TrimPrefix(u.srv.URL, "http://")
+	return u
 }
 
 // push puts a fresh image at repo:v1 and returns its upstream reference by digest.
@@ -58,7 +75,7 @@ func startProxy(t *testing.T, up *upstream, policy string) *proxy {
 	dir := t.TempDir()
 	yml := "listen: 127.0.0.1:0\nlog: {format: text, level: warn}\n" +
 		"storage: {driver: filesystem, params: {rootdirectory: " + filepath.Join(dir, "store") + "}}\n" +
-		"upstreams:\n  - name: " + upstreamName + "\n    url: " + up.srv.URL + "\n    insecure: true\n    default: true\n" + policy
+		"upstreams:\n  - name: " + up.name + "\n    url: " + up.srv.URL + "\n    insecure: true\n    default: true\n" + policy
 	a := testtool.Portcullis(t, yml, slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
