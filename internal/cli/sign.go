@@ -218,17 +218,7 @@ func signOne(ctx context.Context, errw io.Writer, o SignOptions, sigRepo name.Re
 		if err != nil {
 			return fmt.Errorf("sign %s: %w", t.Ref, err)
 		}
-		if err := writeOutputs(o, sig, pl, cert, nil); err != nil {
-			return err
-		}
-		if !o.Upload {
-			return nil
-		}
-		fmt.Fprintln(errw, "Pushing signature to:", sigRepo)
-		if _, err := sign.AttachLegacy(ctx, t.Ref, sigRepo, pl, sig, cert, ropts...); err != nil {
-			return fmt.Errorf("sign %s: %w", t.Ref, err)
-		}
-		return nil
+		return emitLegacy(ctx, errw, o, sigRepo, t, pl, sig, cert, ropts)
 	}
 
 	var b []byte
@@ -242,24 +232,7 @@ func signOne(ctx context.Context, errw io.Writer, o SignOptions, sigRepo name.Re
 	if err != nil {
 		return fmt.Errorf("sign %s: %w", t.Ref, err)
 	}
-	if o.outputsWanted() {
-		var pb protobundle.Bundle
-		if err := protojson.Unmarshal(b, &pb); err != nil {
-			return err
-		}
-		env := pb.GetDsseEnvelope()
-		if err := writeOutputs(o, env.GetSignatures()[0].GetSig(), env.GetPayload(), cert, b); err != nil {
-			return err
-		}
-	}
-	if !o.Upload {
-		return nil
-	}
-	fmt.Fprintln(errw, "Pushing signature to:", sigRepo)
-	if _, err := sign.PushBundle(ctx, sigRepo, t.Descriptor, b, ropts...); err != nil {
-		return fmt.Errorf("sign %s: %w", t.Ref, err)
-	}
-	return nil
+	return emitBundle(ctx, errw, o, sigRepo, t, b, cert, ropts)
 }
 
 // signKeylessOne signs one target keylessly: a fresh key, its Fulcio certificate, the
@@ -277,30 +250,45 @@ func signKeylessOne(ctx context.Context, errw io.Writer, o SignOptions, sigRepo 
 		if err != nil {
 			return fmt.Errorf("sign %s: %w", t.Ref, err)
 		}
-		if err := writeOutputs(o, ls.Sig, pl, ls.Cert, nil); err != nil {
-			return err
-		}
-		if !o.Upload {
-			return nil
-		}
-		fmt.Fprintln(errw, "Pushing signature to:", sigRepo)
-		if _, err := sign.AttachLegacy(ctx, t.Ref, sigRepo, pl, ls.Sig, ls.Cert, ropts...); err != nil {
-			return fmt.Errorf("sign %s: %w", t.Ref, err)
-		}
-		return nil
+		return emitLegacy(ctx, errw, o, sigRepo, t, pl, ls.Sig, ls.Cert, ropts)
 	}
 	b, err := k.Bundle(ctx, t.Descriptor.Digest, ann)
 	if err != nil {
 		return fmt.Errorf("sign %s: %w", t.Ref, err)
 	}
+	return emitBundle(ctx, errw, o, sigRepo, t, b, nil, ropts)
+}
+
+// emitLegacy writes the outputs asked for and, unless --upload=false, attaches the legacy
+// signature of pl to the target.
+func emitLegacy(ctx context.Context, errw io.Writer, o SignOptions, sigRepo name.Repository, t sign.Target, pl, sig []byte, cert *sign.Certificate, ropts []remote.Option) error {
+	if err := writeOutputs(o, sig, pl, cert, nil); err != nil {
+		return err
+	}
+	if !o.Upload {
+		return nil
+	}
+	fmt.Fprintln(errw, "Pushing signature to:", sigRepo)
+	if _, err := sign.AttachLegacy(ctx, t.Ref, sigRepo, pl, sig, cert, ropts...); err != nil {
+		return fmt.Errorf("sign %s: %w", t.Ref, err)
+	}
+	return nil
+}
+
+// emitBundle writes the outputs asked for and, unless --upload=false, pushes the bundle b as
+// a referrer of the target. A nil cert means the bundle's own certificate, if it holds one
+// (keyless); a key bundle holds none.
+func emitBundle(ctx context.Context, errw io.Writer, o SignOptions, sigRepo name.Repository, t sign.Target, b []byte, cert *sign.Certificate, ropts []remote.Option) error {
 	if o.outputsWanted() {
 		var pb protobundle.Bundle
 		if err := protojson.Unmarshal(b, &pb); err != nil {
 			return err
 		}
+		if raw := pb.GetVerificationMaterial().GetCertificate().GetRawBytes(); cert == nil && raw != nil {
+			cert = &sign.Certificate{Leaf: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: raw})}
+		}
 		env := pb.GetDsseEnvelope()
-		leaf := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pb.GetVerificationMaterial().GetCertificate().GetRawBytes()})
-		if err := writeOutputs(o, env.GetSignatures()[0].GetSig(), env.GetPayload(), &sign.Certificate{Leaf: leaf}, b); err != nil {
+		if err := writeOutputs(o, env.GetSignatures()[0].GetSig(), env.GetPayload(), cert, b); err != nil {
 			return err
 		}
 	}
