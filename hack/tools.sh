@@ -51,9 +51,11 @@ if [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" oci-conformance "* ]]; then
   ln -sf "$dir/conformance.test" bin/oci-conformance
 fi
 
-# Pulling clients from Debian: skopeo and podman (registries.conf) and containerd (hosts.toml).
-if [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" skopeo "* ]] || [[ " ${only[*]} " == *" podman "* ]] || [[ " ${only[*]} " == *" containerd "* ]]; then
+# Pulling clients from Debian: skopeo and podman (registries.conf) and containerd (hosts.toml);
+# redis-server for the shared decision tier (cache/redistier, test/fleet).
+if [ ${#only[@]} -eq 0 ] || [[ " ${only[*]} " == *" skopeo "* ]] || [[ " ${only[*]} " == *" podman "* ]] || [[ " ${only[*]} " == *" containerd "* ]] || [[ " ${only[*]} " == *" redis-server "* ]]; then
   missing=()
+  command -v redis-server >/dev/null || missing+=(redis-server)
   command -v skopeo >/dev/null || missing+=(skopeo)
   command -v podman >/dev/null || missing+=(podman)
   command -v containerd >/dev/null && command -v ctr >/dev/null || missing+=(containerd)
