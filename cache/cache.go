@@ -270,6 +270,18 @@ func (c *Memory[V]) Forget(_ context.Context, repository string, d digest.Digest
 	}
 }
 
+// Purge drops every decision, as if Forget had been called for each; a tier in front of a
+// shared cache calls it when it may have missed invalidations. ctx is unused.
+func (c *Memory[V]) Purge(_ context.Context) {
+	c.storeMu.Lock()
+	defer c.storeMu.Unlock()
+	c.epoch.Add(1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.allowed.lru.Purge()
+	c.negative.lru.Purge()
+}
+
 // Len returns the number of decisions held, which may include expired decisions that are
 // not yet reclaimed.
 func (c *Memory[V]) Len() int {
@@ -278,10 +290,33 @@ func (c *Memory[V]) Len() int {
 	return c.allowed.lru.Len() + c.negative.lru.Len()
 }
 
+// Source says where a decision Do or Fill returned came from.
+type Source uint8
+
+const (
+	// Fresh: made by a fill this call started or joined.
+	Fresh Source = iota
+	// Local: found in this Memory.
+	Local
+	// Shared: found by a fill in a tier behind this Memory (a shared cache such as Redis).
+	Shared
+)
+
+// String returns the name metrics label the source with: "fresh", "local" or "shared".
+func (s Source) String() string {
+	switch s {
+	case Local:
+		return "local"
+	case Shared:
+		return "shared"
+	}
+	return "fresh"
+}
+
 // flight is what one fill hands to every caller waiting on it.
 type flight[V Value] struct {
-	d      V
-	cached bool
+	d   V
+	src Source
 }
 
 // Do returns the decision stored under key or, on a miss, runs fill and stores what it
@@ -292,37 +327,49 @@ type flight[V Value] struct {
 // is stored even if ctx ends; Do itself returns as soon as ctx ends, with an error wrapping
 // ctx's cause. Errors from fill are returned to every waiting caller and are not stored.
 func (c *Memory[V]) Do(ctx context.Context, key Key, fill func(ctx context.Context) (V, error)) (d V, cached bool, err error) {
+	d, src, err := c.Fill(ctx, key, func(ctx context.Context) (V, Source, error) {
+		d, err := fill(ctx)
+		return d, Fresh, err
+	})
+	return d, src != Fresh, err
+}
+
+// Fill is Do for a Memory in front of another tier: fill says where its value came from
+// (Fresh when it made it, Shared when it found it behind this Memory), and Fill returns that
+// source to every caller the fill answered, or Local for a value found in this Memory. What
+// fill returns is stored here either way.
+func (c *Memory[V]) Fill(ctx context.Context, key Key, fill func(ctx context.Context) (V, Source, error)) (d V, src Source, err error) {
 	if d, ok := c.Get(ctx, key); ok {
-		return d, true, nil
+		return d, Local, nil
 	}
 	if err := ctx.Err(); err != nil {
-		return d, false, fmt.Errorf("decide %s: %w", key.Digest, context.Cause(ctx))
+		return d, Fresh, fmt.Errorf("decide %s: %w", key.Digest, context.Cause(ctx))
 	}
 	epoch := c.epoch.Load()
 	ch := c.group.DoChan(flightKey(key, epoch), func() (any, error) {
 		// The previous fill for this key may have stored its result between our miss and
 		// this flight starting.
 		if d, ok := c.Get(ctx, key); ok {
-			return flight[V]{d: d, cached: true}, nil
+			return flight[V]{d: d, src: Local}, nil
 		}
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.fillTimeout)
 		defer cancel()
-		d, err := fill(fctx)
+		d, src, err := fill(fctx)
 		if err != nil {
 			return nil, err
 		}
 		c.storeFilled(fctx, key, d, epoch)
-		return flight[V]{d: d}, nil
+		return flight[V]{d: d, src: src}, nil
 	})
 	select {
 	case <-ctx.Done():
-		return d, false, fmt.Errorf("decide %s: %w", key.Digest, context.Cause(ctx))
+		return d, Fresh, fmt.Errorf("decide %s: %w", key.Digest, context.Cause(ctx))
 	case r := <-ch:
 		if r.Err != nil {
-			return d, false, r.Err
+			return d, Fresh, r.Err
 		}
 		f := r.Val.(flight[V])
-		return f.d, f.cached, nil
+		return f.d, f.src, nil
 	}
 }
 

@@ -521,3 +521,70 @@ func BenchmarkGet(b *testing.B) {
 		i++
 	}
 }
+
+func TestFillSource(t *testing.T) {
+	tests := []struct {
+		name      string
+		fillSrc   cache.Source
+		wantFirst cache.Source
+	}{
+		{name: "made here", fillSrc: cache.Fresh, wantFirst: cache.Fresh},
+		{name: "found behind", fillSrc: cache.Shared, wantFirst: cache.Shared},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newMemory(t)
+			ctx, k := context.Background(), key("v1", "r", digestA)
+			var fills atomic.Int32
+			fill := func(context.Context) (decision, cache.Source, error) {
+				fills.Add(1)
+				return decision{Allowed: true, Reason: "ok"}, tt.fillSrc, nil
+			}
+			if _, src, err := c.Fill(ctx, k, fill); err != nil || src != tt.wantFirst {
+				t.Fatalf("first Fill: source %v, err %v; want %v", src, err, tt.wantFirst)
+			}
+			if d, src, err := c.Fill(ctx, k, fill); err != nil || src != cache.Local || d.Reason != "ok" {
+				t.Fatalf("second Fill: %+v, source %v, err %v; want the stored decision from local", d, src, err)
+			}
+			if n := fills.Load(); n != 1 {
+				t.Fatalf("fill ran %d times, want 1", n)
+			}
+		})
+	}
+}
+
+func TestPurge(t *testing.T) {
+	c := newMemory(t)
+	ctx := context.Background()
+	c.Put(ctx, key("v1", "r", digestA), decision{Allowed: true})
+	c.Put(ctx, key("v1", "r", digestB), decision{})
+	c.Purge(ctx)
+	if n := c.Len(); n != 0 {
+		t.Fatalf("Len after Purge = %d, want 0", n)
+	}
+	for _, d := range []digest.Digest{digestA, digestB} {
+		if _, ok := c.Get(ctx, key("v1", "r", d)); ok {
+			t.Fatalf("Get(%s) after Purge found a decision", d)
+		}
+	}
+	// A fill running across the Purge answers its caller but is not stored.
+	started, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := c.Do(ctx, key("v1", "r", digestA), func(context.Context) (decision, error) {
+			close(started)
+			<-release
+			return decision{Allowed: true}, nil
+		})
+		done <- err
+	}()
+	<-started
+	c.Purge(ctx)
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatalf("Do: %v", err)
+	}
+	if _, ok := c.Get(ctx, key("v1", "r", digestA)); ok {
+		t.Fatal("a fill that ran across Purge stored its result")
+	}
+}
