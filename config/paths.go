@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/verify/trustroot"
 )
 
@@ -12,7 +13,9 @@ import (
 // configuration file's directory (whether they came from the file or the environment):
 // tls.cert and tls.key, storage.params.rootdirectory, push.htpasswd,
 // upstreams[].auth.passwordFile, policies[].authorities[].key.path, the certificate
-// authorities' roots and intermediates (when files, not PEM data), trustRoots[].trustedRootFile,
+// authorities' roots and intermediates (when files, not PEM data), the cueFile and regoFile of
+// attestation requirements (policies[].attestations[] and policies[].authorities[].attestations[]),
+// trustRoots[].trustedRootFile,
 // trustRoots[].tuf.root (unless "embedded") and trustRoots[].tuf.cacheDir.
 func (c *Config) resolvePaths(dir string) {
 	ps := c.paths()
@@ -50,13 +53,27 @@ func (c *Config) paths() []*string {
 					}
 				}
 			}
+			ps = append(ps, predicatePolicyFiles(a.Attestations)...)
 		}
+		ps = append(ps, predicatePolicyFiles(c.Policies[i].Attestations)...)
 	}
 	for i := range c.TrustRoots {
 		tr := &c.TrustRoots[i]
 		ps = append(ps, &tr.TrustedRootFile)
 		if tr.TUF != nil && tr.TUF.Root != trustroot.RootEmbedded {
 			ps = append(ps, &tr.TUF.Root)
+		}
+	}
+	return ps
+}
+
+// predicatePolicyFiles returns pointers to the cueFile and regoFile of each attestation
+// requirement in list.
+func predicatePolicyFiles(list []policy.AttestationConfig) []*string {
+	var ps []*string
+	for k := range list {
+		if p := list[k].Policy; p != nil {
+			ps = append(ps, &p.CUEFile, &p.RegoFile)
 		}
 	}
 	return ps

@@ -4,9 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/verify/trustroot"
 )
 
@@ -84,6 +86,64 @@ type PolicyConfig struct {
 	// Authorities are the parties whose signatures the policy accepts. At least one unless
 	// the mode is "off".
 	Authorities []AuthorityConfig `mapstructure:"authorities"`
+	// Attestations are extra requirements: for each, an attestation with that predicate type,
+	// signed by the named authority of this policy, whose statement satisfies the policy. All of
+	// them must hold, in addition to the signature requirement (Require over Authorities).
+	Attestations []AttestationConfig `mapstructure:"attestations"`
+}
+
+// Values of AuthorityConfig.Static.
+const (
+	// StaticPass is an authority that is always satisfied.
+	StaticPass = "pass"
+	// StaticFail is an authority that is never satisfied.
+	StaticFail = "fail"
+)
+
+// AttestationConfig is one attestation requirement: an in-toto attestation of PredicateType
+// about the exact digest served, signed by an authority, whose statement satisfies Policy.
+type AttestationConfig struct {
+	// Name identifies the requirement in decisions and messages. Required, unique within its
+	// list.
+	Name string `mapstructure:"name"`
+	// PredicateType is the statement's predicate type: a URI, or one of cosign's short names
+	// (slsaprovenance, slsaprovenance02, slsaprovenance1, link, spdx, spdxjson, cyclonedx,
+	// vuln, openvex, custom). Required.
+	PredicateType string `mapstructure:"predicateType"`
+	// Authority names the authority of the policy that must have signed the attestation.
+	// Required in a policy's attestations; must be empty in an authority's, whose authority
+	// is the one it belongs to.
+	Authority string `mapstructure:"authority"`
+	// Policy is evaluated over the whole statement. Optional: without it a verified
+	// attestation of the predicate type is enough.
+	Policy *PredicatePolicyConfig `mapstructure:"policy"`
+}
+
+// PredicatePolicyConfig is a CUE or Rego policy over an attestation's in-toto statement (the
+// whole statement: _type, subject, predicateType, predicate — as policy-controller evaluates
+// it). Exactly one field is set.
+type PredicatePolicyConfig struct {
+	// CUE is CUE source the statement must unify with.
+	CUE string `mapstructure:"cue"`
+	// Rego is a Rego module of package sigstore whose isCompliant (or result) decides, as in
+	// policy-controller.
+	Rego string `mapstructure:"rego"`
+	// CUEFile is a file holding CUE source. Relative paths are relative to the configuration
+	// file.
+	CUEFile string `mapstructure:"cueFile"`
+	// RegoFile is a file holding a Rego module.
+	RegoFile string `mapstructure:"regoFile"`
+}
+
+// sources lists the names of the fields that are set.
+func (p PredicatePolicyConfig) sources() []string {
+	var s []string
+	for _, f := range []struct{ name, value string }{{"cue", p.CUE}, {"rego", p.Rego}, {"cueFile", p.CUEFile}, {"regoFile", p.RegoFile}} {
+		if strings.TrimSpace(f.value) != "" {
+			s = append(s, f.name)
+		}
+	}
+	return s
 }
 
 // AuthorityConfig is one party whose signatures a policy accepts.
@@ -113,6 +173,13 @@ type AuthorityConfig struct {
 	// SignaturesRepository is the repository path, in the image's upstream, where the
 	// signatures are stored (cosign's COSIGN_REPOSITORY); empty means the image's own.
 	SignaturesRepository string `mapstructure:"signaturesRepository"`
+	// Static, "pass" or "fail", is an authority satisfied (or never satisfied) without any
+	// signature: policy-controller's static authority. Exclusive with key, keyless, certificate.
+	Static string `mapstructure:"static"`
+	// Attestations, when set, make this authority satisfied by these attestations — all of them,
+	// each signed by this authority — instead of by a signature: policy-controller's semantics
+	// for an authority with attestations. Their Authority field must be empty.
+	Attestations []AttestationConfig `mapstructure:"attestations"`
 }
 
 // ThresholdConfig is a number of proofs required.
@@ -295,8 +362,61 @@ func (c Config) Validate() error {
 		for j, a := range p.Authorities {
 			errs = append(errs, a.validate(fmt.Sprintf("%s.authorities[%d]", at, j), authNames, j, roots)...)
 		}
+		errs = append(errs, validateAttestations(at+".attestations", p.Attestations, p.Authorities)...)
 	}
 	return errors.Join(errs...)
+}
+
+// validateAttestations checks a list of attestation requirements at path at. auths are the
+// policy's authorities for a policy-level list (each requirement names one), nil for an
+// authority's own list (whose requirements name none).
+func validateAttestations(at string, list []AttestationConfig, auths []AuthorityConfig) []error {
+	var errs []error
+	add := func(path, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+	}
+	names := map[string]int{}
+	for j, ac := range list {
+		aat := fmt.Sprintf("%s[%d]", at, j)
+		switch prev, dup := names[ac.Name]; {
+		case strings.TrimSpace(ac.Name) == "":
+			add(aat+".name", "a name is required")
+		case dup:
+			add(aat+".name", "%q is already the name of %s[%d]", ac.Name, at, prev)
+		default:
+			names[ac.Name] = j
+		}
+		if strings.TrimSpace(ac.PredicateType) == "" {
+			add(aat+".predicateType", "a predicate type is required (a URI or a cosign short name such as slsaprovenance1)")
+		} else if _, err := cosign.PredicateType(ac.PredicateType); err != nil {
+			add(aat+".predicateType", "%v", err)
+		}
+		switch {
+		case auths == nil && ac.Authority != "":
+			add(aat+".authority", "must be empty in an authority's attestations (they are signed by that authority)")
+		case auths == nil:
+		case ac.Authority == "":
+			add(aat+".authority", "the name of the authority that signs the attestation is required")
+		default:
+			i := slices.IndexFunc(auths, func(a AuthorityConfig) bool { return a.Name == ac.Authority })
+			switch {
+			case i < 0:
+				add(aat+".authority", "%q is not an authority of this policy", ac.Authority)
+			case auths[i].Static != "":
+				add(aat+".authority", "%q is a static authority, which signs nothing", ac.Authority)
+			}
+		}
+		if p := ac.Policy; p != nil {
+			switch src := p.sources(); len(src) {
+			case 0:
+				add(aat+".policy", "one of cue, rego, cueFile or regoFile is required")
+			case 1:
+			default:
+				add(aat+".policy", "exactly one of cue, rego, cueFile or regoFile may be set, got %s", strings.Join(src, ", "))
+			}
+		}
+	}
+	return errs
 }
 
 // validate checks one authority; seen maps the names used so far in its policy to their index,
@@ -316,6 +436,23 @@ func (a AuthorityConfig) validate(at string, seen map[string]int, index int, roo
 	}
 	src := a.Key.sources()
 	var kinds []string
+	if a.Static != "" {
+		kinds = append(kinds, "static")
+		switch a.Static {
+		case StaticPass, StaticFail:
+		default:
+			add(at+".static", "unknown value %q (want %q or %q)", a.Static, StaticPass, StaticFail)
+		}
+		if len(a.Attestations) > 0 {
+			add(at+".attestations", "a static authority has no attestations")
+		}
+		if len(a.Annotations) > 0 {
+			add(at+".annotations", "a static authority has no signatures to carry annotations")
+		}
+		if a.SignaturesRepository != "" {
+			add(at+".signaturesRepository", "a static authority has no signatures to look up")
+		}
+	}
 	if len(src) > 0 {
 		kinds = append(kinds, "key")
 	}
@@ -327,9 +464,9 @@ func (a AuthorityConfig) validate(at string, seen map[string]int, index int, roo
 	}
 	switch {
 	case len(kinds) == 0:
-		add(at+".key", "one of path, data, kms or env is required (or a keyless or certificate authority)")
+		add(at+".key", "one of path, data, kms or env is required (or a keyless, certificate or static authority)")
 	case len(kinds) > 1:
-		add(at, "key, keyless and certificate are exclusive, got %s", strings.Join(kinds, " and "))
+		add(at, "key, keyless, certificate and static are exclusive, got %s", strings.Join(kinds, " and "))
 	}
 	switch {
 	case len(src) > 1:
@@ -389,6 +526,7 @@ func (a AuthorityConfig) validate(at string, seen map[string]int, index int, roo
 	if r := a.SignaturesRepository; r != "" && !repositoryPath.MatchString(r) {
 		add(at+".signaturesRepository", "%q is not a repository path (lowercase components separated by /, e.g. myorg/signatures)", r)
 	}
+	errs = append(errs, validateAttestations(at+".attestations", a.Attestations, nil)...)
 	return errs
 }
 

@@ -127,7 +127,7 @@ func TestValidateErrors(t *testing.T) {
 		})}},
 		{name: "keyless and key", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) {
 			p.Authorities[0].Keyless = &policy.KeylessConfig{Identities: []policy.IdentityConfig{{Issuer: "i", Subject: "s"}}}
-		})}, want: []string{"policies[0].authorities[0]: key, keyless and certificate are exclusive, got key and keyless"}},
+		})}, want: []string{"policies[0].authorities[0]: key, keyless, certificate and static are exclusive, got key and keyless"}},
 		{name: "keyless without identities", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) {
 			p.Authorities[0] = policy.AuthorityConfig{Name: "a", Keyless: &policy.KeylessConfig{}}
 		})}, want: []string{"policies[0].authorities[0].keyless.identities: at least one identity is required"}},
@@ -174,6 +174,50 @@ func TestValidateErrors(t *testing.T) {
 		}},
 		{name: "signatures repository", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) { p.Authorities[0].SignaturesRepository = "MyOrg/sigs" })}, want: []string{`policies[0].authorities[0].signaturesRepository: "MyOrg/sigs" is not a repository path`}},
 		{name: "annotation name", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) { p.Authorities[0].Annotations = map[string]string{"": "x"} })}, want: []string{"policies[0].authorities[0].annotations: annotation names must not be empty"}},
+		{name: "attestations valid", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) {
+			p.Authorities = append(p.Authorities, policy.AuthorityConfig{Name: "ci", Key: key, Attestations: []policy.AttestationConfig{
+				{Name: "sbom", PredicateType: "spdxjson"},
+				{Name: "scan", PredicateType: "https://example.com/scan/v1", Policy: &policy.PredicatePolicyConfig{Rego: "package sigstore"}},
+			}}, policy.AuthorityConfig{Name: "ok", Static: policy.StaticPass})
+			p.Attestations = []policy.AttestationConfig{{Name: "provenance", PredicateType: "slsaprovenance1", Authority: "a", Policy: &policy.PredicatePolicyConfig{CUEFile: "p.cue"}}}
+		})}},
+		{name: "attestation fields", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) {
+			p.Authorities = append(p.Authorities, policy.AuthorityConfig{Name: "s", Static: policy.StaticFail})
+			p.Attestations = []policy.AttestationConfig{
+				{Name: "x", PredicateType: "slsaprovenance9", Authority: "a"},
+				{Name: "x", PredicateType: "custom", Authority: "nobody"},
+				{PredicateType: "", Authority: ""},
+				{Name: "y", PredicateType: "custom", Authority: "s", Policy: &policy.PredicatePolicyConfig{}},
+				{Name: "z", PredicateType: "custom", Authority: "a", Policy: &policy.PredicatePolicyConfig{CUE: "x: 1", Rego: "package sigstore"}},
+			}
+		})}, want: []string{
+			`policies[0].attestations[0].predicateType: predicate type "slsaprovenance9" is neither one of cosign's names`,
+			`policies[0].attestations[1].name: "x" is already the name of policies[0].attestations[0]`,
+			`policies[0].attestations[1].authority: "nobody" is not an authority of this policy`,
+			"policies[0].attestations[2].name: a name is required",
+			"policies[0].attestations[2].predicateType: a predicate type is required",
+			"policies[0].attestations[2].authority: the name of the authority that signs the attestation is required",
+			`policies[0].attestations[3].authority: "s" is a static authority, which signs nothing`,
+			"policies[0].attestations[3].policy: one of cue, rego, cueFile or regoFile is required",
+			"policies[0].attestations[4].policy: exactly one of cue, rego, cueFile or regoFile may be set, got cue, rego",
+		}},
+		{name: "authority attestations", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) {
+			p.Authorities[0].Attestations = []policy.AttestationConfig{{Name: "x", PredicateType: "custom", Authority: "a"}, {Name: "x", PredicateType: "vuln"}}
+		})}, want: []string{
+			"policies[0].authorities[0].attestations[0].authority: must be empty in an authority's attestations",
+			`policies[0].authorities[0].attestations[1].name: "x" is already the name of policies[0].authorities[0].attestations[0]`,
+		}},
+		{name: "static", cfg: policy.Config{Policies: with(func(p *policy.PolicyConfig) {
+			p.Authorities[0].Static = "maybe"
+			p.Authorities = append(p.Authorities, policy.AuthorityConfig{Name: "b", Static: policy.StaticPass, SignaturesRepository: "x/sigs",
+				Annotations: map[string]string{"a": "b"}, Attestations: []policy.AttestationConfig{{Name: "x", PredicateType: "custom"}}})
+		})}, want: []string{
+			"policies[0].authorities[0]: key, keyless, certificate and static are exclusive, got static and key",
+			`policies[0].authorities[0].static: unknown value "maybe" (want "pass" or "fail")`,
+			"policies[0].authorities[1].attestations: a static authority has no attestations",
+			"policies[0].authorities[1].annotations: a static authority has no signatures to carry annotations",
+			"policies[0].authorities[1].signaturesRepository: a static authority has no signatures to look up",
+		}},
 		{name: "every problem reported", cfg: policy.Config{DefaultPolicy: "x", Policies: with(func(p *policy.PolicyConfig) { p.Mode = "y" })}, want: []string{"defaultPolicy:", "policies[0].mode:"}},
 	}
 	for _, tt := range tests {
