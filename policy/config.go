@@ -66,6 +66,10 @@ type Config struct {
 	Policies []PolicyConfig `mapstructure:"policies"`
 	// DefaultPolicy applies to images no policy covers: "deny" (default) or "allow".
 	DefaultPolicy DefaultPolicy `mapstructure:"defaultPolicy"`
+	// PolicyFiles are paths or globs of policy-controller ClusterImagePolicy YAML files. The
+	// config package reads them (through package policy/cip) and appends their policies to
+	// Policies, after the inline ones; Compile does not read them.
+	PolicyFiles []string `mapstructure:"policyFiles"`
 }
 
 // PolicyConfig is one policy: which images it covers and whose signatures they need.
