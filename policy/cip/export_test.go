@@ -1,0 +1,4 @@
+package cip
+
+// GlobsOverlap exposes globsOverlap to the tests.
+var GlobsOverlap = globsOverlap
