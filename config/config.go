@@ -7,6 +7,7 @@ import (
 	"net"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -38,10 +39,17 @@ type Config struct {
 	Policies []policy.PolicyConfig `mapstructure:"policies"`
 	// DefaultPolicy applies to images no policy covers: "deny" (default) or "allow".
 	DefaultPolicy policy.DefaultPolicy `mapstructure:"defaultPolicy"`
+	// PolicyFiles are paths or globs of policy-controller ClusterImagePolicy files, whose
+	// policies follow the inline ones; see package policy/cip.
+	PolicyFiles []string `mapstructure:"policyFiles"`
 	// Push opens the proxy to authenticated signature pushes; read-only without it.
 	Push pushauth.Config `mapstructure:"push"`
 	// Keys says how the policies' keys are loaded.
 	Keys Keys `mapstructure:"keys"`
+
+	// filePolicies are the policies read from PolicyFiles, policyFileNames the files read.
+	filePolicies    []policy.PolicyConfig
+	policyFileNames []string
 }
 
 // Keys says how the policies' keys are loaded, on start and on every reload.
@@ -56,9 +64,15 @@ type Keys struct {
 	AllowKMSPlugins bool `mapstructure:"allowKMSPlugins"`
 }
 
-// Policy returns the policy part of the configuration.
+// Policy returns the policy part of the configuration: the inline policies, then those of
+// the policy files.
 func (c *Config) Policy() policy.Config {
-	return policy.Config{TrustRoots: c.TrustRoots, Policies: c.Policies, DefaultPolicy: c.DefaultPolicy}
+	return policy.Config{
+		TrustRoots:    c.TrustRoots,
+		Policies:      append(slices.Clip(c.Policies), c.filePolicies...),
+		DefaultPolicy: c.DefaultPolicy,
+		PolicyFiles:   c.PolicyFiles,
+	}
 }
 
 // TLS enables HTTPS when both files are set.
@@ -158,6 +172,10 @@ func Load(path string, environ []string) (*Config, error) {
 	if path != "" {
 		// Files named in the configuration are relative to it.
 		c.resolvePaths(filepath.Dir(path))
+		c.resolvePolicyFiles(filepath.Dir(path))
+	}
+	if err := c.loadPolicyFiles(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)

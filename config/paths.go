@@ -90,6 +90,7 @@ func (c *Config) Files() []string {
 			out = append(out, *p)
 		}
 	}
+	out = append(out, c.policyFileNames...)
 	slices.Sort(out)
 	return slices.Compact(out)
 }
