@@ -12,6 +12,8 @@
 // schema (the mapstructure tags), not from the file, so a key the file lacks can be set.
 //
 // Relative paths (TLS, storage root, keys, certificate roots, trust roots, htpasswd, password
-// files) are made absolute against the configuration file's directory; Files lists the files
-// the configuration depends on, which serve watches for reloads.
+// files, policy files) are made absolute against the configuration file's directory; Files
+// lists the files the configuration depends on, which serve watches for reloads. policyFiles
+// name policy-controller ClusterImagePolicy files, read and converted at Load (package
+// policy/cip) into policies that Policy returns after the inline ones.
 package config
