@@ -37,6 +37,7 @@ func newRoot() *cobra.Command {
 	}
 	root.AddCommand(newServe(), newGC(), newDemo())
 	addCosignCommands(root)
+	root.AddCommand(newAttest())
 	return root
 }
 

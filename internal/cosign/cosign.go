@@ -40,6 +40,9 @@ const (
 	// AnnotationBundlePredicateType repeats the predicate type of a bundle referrer's
 	// statement on its manifest.
 	AnnotationBundlePredicateType = "dev.sigstore.bundle.predicateType"
+	// AnnotationPredicateType repeats the predicate type of a legacy attestation (".att")
+	// layer's statement on the layer.
+	AnnotationPredicateType = "predicateType"
 	// BundleContentDSSE is the AnnotationBundleContent of a bundle holding a DSSE envelope.
 	BundleContentDSSE = "dsse-envelope"
 )

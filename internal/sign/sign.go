@@ -215,6 +215,12 @@ func Bundle(ctx context.Context, repo name.Repository, subject v1.Descriptor, s 
 // NewCertificateBundle) to repo as an OCI 1.1 referrer of subject, as cosign v3 does. repo may
 // differ from the subject's repository (COSIGN_REPOSITORY). It returns the referrer's digest.
 func PushBundle(ctx context.Context, repo name.Repository, subject v1.Descriptor, b []byte, opts ...remote.Option) (v1.Hash, error) {
+	return pushReferrer(ctx, repo, subject, b, cosign.PredicateTypeSign, opts...)
+}
+
+// pushReferrer pushes bundle b, whose statement has predicateType, to repo as an OCI 1.1
+// referrer of subject, with cosign v3's manifest annotations.
+func pushReferrer(ctx context.Context, repo name.Repository, subject v1.Descriptor, b []byte, predicateType string, opts ...remote.Option) (v1.Hash, error) {
 	opts = append(opts, remote.WithContext(ctx))
 	layer := static.NewLayer(b, types.MediaType(cosign.MediaTypeSigstoreBundle))
 	cfg := static.NewLayer([]byte("{}"), types.MediaType(oci.MediaTypeEmptyJSON))
@@ -234,7 +240,7 @@ func PushBundle(ctx context.Context, repo name.Repository, subject v1.Descriptor
 		"subject":       v1.Descriptor{MediaType: subject.MediaType, Digest: subject.Digest, Size: subject.Size},
 		"annotations": map[string]string{
 			cosign.AnnotationBundleContent:       cosign.BundleContentDSSE,
-			cosign.AnnotationBundlePredicateType: cosign.PredicateTypeSign,
+			cosign.AnnotationBundlePredicateType: predicateType,
 			"org.opencontainers.image.created":   time.Now().UTC().Format(time.RFC3339),
 		},
 	}
@@ -253,16 +259,25 @@ func PushBundle(ctx context.Context, repo name.Repository, subject v1.Descriptor
 // envelope over an in-toto statement with cosign's signing predicate and the annotations as
 // subject annotations, with pub's key hint and no transparency log entry.
 func NewBundle(ctx context.Context, d v1.Hash, s signature.Signer, pub crypto.PublicKey, annotations map[string]string) ([]byte, error) {
+	vm, err := keyMaterial(pub)
+	if err != nil {
+		return nil, err
+	}
+	return newBundle(ctx, d, s, vm, annotations)
+}
+
+// keyMaterial is the verification material of a bundle signed with a key: pub's hint.
+func keyMaterial(pub crypto.PublicKey) (*protobundle.VerificationMaterial, error) {
 	der, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
 		return nil, fmt.Errorf("public key: %w", err)
 	}
 	hint := sha256.Sum256(der)
-	return newBundle(ctx, d, s, &protobundle.VerificationMaterial{
+	return &protobundle.VerificationMaterial{
 		Content: &protobundle.VerificationMaterial_PublicKey{PublicKey: &protocommon.PublicKeyIdentifier{
 			Hint: base64.StdEncoding.EncodeToString(hint[:]),
 		}},
-	}, annotations)
+	}, nil
 }
 
 // NewCertificateBundle is NewBundle for a signer holding a certificate: the bundle carries the
@@ -295,6 +310,12 @@ func newBundle(ctx context.Context, d v1.Hash, s signature.Signer, vm *protobund
 	if err != nil {
 		return nil, err
 	}
+	return statementBundle(ctx, stmt, s, vm)
+}
+
+// statementBundle signs the in-toto statement stmt as a DSSE envelope in a sigstore bundle
+// v0.3 with the verification material vm.
+func statementBundle(ctx context.Context, stmt []byte, s signature.Signer, vm *protobundle.VerificationMaterial) ([]byte, error) {
 	sig, err := s.SignMessage(bytes.NewReader(dsse.PAE(cosign.PayloadTypeInToto, stmt)), options.WithContext(ctx))
 	if err != nil {
 		return nil, fmt.Errorf("sign statement: %w", err)
