@@ -90,7 +90,8 @@ type Log struct {
 }
 
 // Storage selects the content store: driver "filesystem" (default; params.rootdirectory,
-// default /var/lib/portcullis) or "inmemory", and bounds it.
+// default /var/lib/portcullis), "s3" (params as distribution's s3 driver takes them, see
+// S3Params; one bucket can serve several replicas) or "inmemory", and bounds it.
 type Storage struct {
 	Driver string         `mapstructure:"driver"`
 	Params map[string]any `mapstructure:"params"`
@@ -169,6 +170,7 @@ func Load(path string, environ []string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %s", strings.ReplaceAll(err.Error(), "\n", " "))
 	}
+	c.Storage.normalize()
 	if path != "" {
 		// Files named in the configuration are relative to it.
 		c.resolvePaths(filepath.Dir(path))
@@ -205,11 +207,7 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("log.level: %q is not debug, info, warn or error", c.Log.Level))
 	}
-	switch c.Storage.Driver {
-	case "filesystem", "inmemory":
-	default:
-		errs = append(errs, fmt.Errorf("storage.driver: %q is not filesystem or inmemory", c.Storage.Driver))
-	}
+	errs = append(errs, c.Storage.validate()...)
 	if c.Storage.MaxSize != "" {
 		if n, err := humanize.ParseBytes(c.Storage.MaxSize); err != nil || n == 0 || n > math.MaxInt64 {
 			errs = append(errs, fmt.Errorf("storage.maxSize: %q is not a positive size like 20GiB", c.Storage.MaxSize))

@@ -11,7 +11,7 @@ import (
 
 // resolvePaths makes the file paths the configuration names absolute against dir, the
 // configuration file's directory (whether they came from the file or the environment):
-// tls.cert and tls.key, storage.params.rootdirectory, push.htpasswd,
+// tls.cert and tls.key, storage.params.rootdirectory (filesystem) and .secretkeyfile (s3), push.htpasswd,
 // upstreams[].auth.passwordFile, policies[].authorities[].key.path, the certificate
 // authorities' roots and intermediates (when files, not PEM data), the cueFile and regoFile of
 // attestation requirements (policies[].attestations[] and policies[].authorities[].attestations[]),
@@ -29,8 +29,15 @@ func (c *Config) resolvePaths(dir string) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
-	if root, ok := c.Storage.Params["rootdirectory"].(string); ok && root != "" && !filepath.IsAbs(root) {
-		c.Storage.Params["rootdirectory"] = filepath.Join(dir, root)
+	if c.Storage.Driver == "filesystem" {
+		if root, ok := c.Storage.Params["rootdirectory"].(string); ok && root != "" && !filepath.IsAbs(root) {
+			c.Storage.Params["rootdirectory"] = filepath.Join(dir, root)
+		}
+	}
+	if c.Storage.Driver == "s3" {
+		if f, ok := c.Storage.Params["secretkeyfile"].(string); ok && f != "" && !filepath.IsAbs(f) {
+			c.Storage.Params["secretkeyfile"] = filepath.Join(dir, f)
+		}
 	}
 }
 

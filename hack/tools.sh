@@ -22,6 +22,9 @@ tools=(
   "local-kms-v0.0.0-20260228092603 github.com/nsmithuk/local-kms@v0.0.0-20260228092603-2a5e92d09ab6 local-kms"
   # Renders deploy/helm/portcullis for test/deploy (v3.21.4: go directive 1.26.0).
   "helm-v3.21.4 helm.sh/helm/v3/cmd/helm@v3.21.4 helm"
+  # A real S3 server for the s3 storage driver's tests (the newest MinIO, go directive 1.24.0;
+  # AGPL-3.0: run as a separate test server, never linked into portcullis).
+  "minio-v0.0.0-20260212201848 github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c minio"
 )
 only=("$@")
 for t in "${tools[@]}"; do

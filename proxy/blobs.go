@@ -46,7 +46,12 @@ func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request, rt route, in
 		}
 		if stored {
 			info.source = "store"
-			return h.serveStoredBlob(w, r, d, size)
+			err := h.serveStoredBlob(w, r, d, size)
+			if !errors.Is(err, oci.ErrNotFound) {
+				return err
+			}
+			// Gone since BlobSize (evicted by another replica sharing the store): nothing was
+			// written yet, so it is fetched again like any blob not stored.
 		}
 	}
 	info.source = "upstream"
@@ -470,13 +475,22 @@ type piece struct {
 }
 
 // serveStoredBlob serves a stored blob, honouring a single byte range.
+// A blob that is gone by the time it is opened is oci.ErrNotFound, with nothing written.
 func (h *Handler) serveStoredBlob(w http.ResponseWriter, r *http.Request, d digest.Digest, size int64) error {
-	blobHeaders(w, d)
 	start, length, partial, err := parseRange(r.Header.Get("Range"), size)
 	if err != nil {
+		blobHeaders(w, d)
 		w.Header().Set("Content-Range", fmt.Sprintf("bytes */%d", size))
 		return err
 	}
+	var rc io.ReadCloser
+	if r.Method != http.MethodHead {
+		if rc, err = h.opts.Store.OpenBlob(r.Context(), d, start); err != nil {
+			return err
+		}
+		defer rc.Close()
+	}
+	blobHeaders(w, d)
 	w.Header().Set("Content-Length", strconv.FormatInt(length, 10))
 	status := http.StatusOK
 	if partial {
@@ -487,11 +501,6 @@ func (h *Handler) serveStoredBlob(w http.ResponseWriter, r *http.Request, d dige
 		w.WriteHeader(status)
 		return nil
 	}
-	rc, err := h.opts.Store.OpenBlob(r.Context(), d, start)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
 	w.WriteHeader(status)
 	if _, err := io.CopyN(w, rc, length); err != nil {
 		panic(http.ErrAbortHandler)

@@ -19,7 +19,9 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	"github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/config"
@@ -55,6 +57,7 @@ type App struct {
 	store    *store.Store
 	verifier *verify.Verifier
 	meter    metric.Meter
+	tel      appTelemetry
 	// roots resolves the policies' trust roots; its TUF roots are refreshed until Close.
 	roots       *trustroot.Manager
 	stopRefresh context.CancelFunc
@@ -98,6 +101,10 @@ type Options struct {
 	// LookupEnv reads environment variables named by key sources (key.env). Default: none
 	// are set.
 	LookupEnv func(string) (string, bool)
+	// TracerProvider, when set, traces requests, decisions, signature lookups, upstream
+	// requests and content store reads and writes, and log lines within a sampled span
+	// carry its trace_id (see telemetry.NewTracing). Default: no tracing, at no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // New builds the App for cfg, which must be valid.
@@ -109,20 +116,27 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		opts.LookupEnv = func(string) (string, bool) { return "", false }
 	}
 	log := opts.Logger
-	driver, err := newDriver(cfg.Storage)
+	if opts.TracerProvider != nil {
+		log = slog.New(telemetry.LogHandler(log.Handler()))
+	}
+	driver, err := newDriver(ctx, cfg.Storage)
 	if err != nil {
 		return nil, err
 	}
+	driver = telemetry.TraceDriver(driver, opts.TracerProvider)
 	metrics, err := telemetry.New()
 	if err != nil {
 		return nil, err
 	}
 	a := &App{
 		opts: opts, log: log, driver: driver, store: store.New(driver),
-		verifier: verify.New(verify.WithLogger(log)),
+		verifier: verify.New(verify.WithLogger(log), verify.WithTracerProvider(opts.TracerProvider)),
 		roots:    trustroot.NewManager(trustroot.WithLogger(log)),
 		meter:    metrics.Meter("github.com/portcullis/portcullis"),
 		retired:  map[*generation]struct{}{},
+	}
+	if err := a.startTelemetry(); err != nil {
+		return nil, err
 	}
 	g, err := a.build(ctx, cfg, nil)
 	if err != nil {
@@ -130,14 +144,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	}
 	a.cur.Store(g)
 	a.roots.Keep(g.engine.Set().TrustRoots())
-	if err := telemetry.ObserveDecisions(a.meter, func() map[string]uint64 { return a.Stats().Outcomes() },
-		func() int { return a.cur.Load().decisions.Len() }); err != nil {
-		return nil, err
-	}
 	if err := telemetry.ObserveLogins(a.meter, a.loginCounts); err != nil {
 		return nil, err
 	}
-	if n, err := a.store.SweepUploads(ctx, time.Now(), true); err != nil {
+	// Before serving nothing of this process is in progress; in a store other replicas share
+	// (s3), theirs may be: only what is old enough goes there.
+	local := cfg.Storage.Driver == "filesystem" || cfg.Storage.Driver == "inmemory"
+	if n, err := a.store.SweepUploads(ctx, time.Now(), local); err != nil {
 		log.Warn("sweeping unfinished uploads failed", slog.String("error", err.Error()))
 	} else if n > 0 {
 		log.Info("removed unfinished uploads of a previous run", slog.Int("uploads", n))
@@ -167,7 +180,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	})
 	mux.Handle("GET /metrics", metrics.Handler())
 	// Each request is served by the configuration current when it arrives.
-	v2 := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.cur.Load().proxy.ServeHTTP(w, r) })
+	v2 := a.traceV2(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.cur.Load().proxy.ServeHTTP(w, r) }))
 	mux.Handle("/v2/", v2)
 	mux.Handle("/v2", v2)
 	a.Handler = mux
@@ -211,7 +224,8 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *generation) (
 		cache.WithTTL(cfg.Cache.TTL), cache.WithNegativeTTL(cfg.Cache.NegativeTTL)); err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	g.engine = policy.NewEngine(set, a.verifier, g.decisions, policy.WithLogger(a.log))
+	g.engine = policy.NewEngine(set, a.verifier, g.decisions, policy.WithLogger(a.log),
+		policy.WithObserver(a.tel.observeDecision), policy.WithTracerProvider(a.opts.TracerProvider))
 
 	for i, uc := range cfg.Upstreams {
 		uc, err := readPasswordFile(uc)
@@ -223,7 +237,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *generation) (
 			g.upstreams = append(g.upstreams, prev.upstreams[i])
 			continue
 		}
-		up, err := upstream.New(uc, nil)
+		up, err := upstream.New(uc, nil, a.tel.upstreamOption(ctx, uc.Name))
 		if err != nil {
 			return nil, fmt.Errorf("upstreams[%d].%w", i, err)
 		}
@@ -527,15 +541,36 @@ func (a *App) ready(ctx context.Context) error {
 // portcullis, which protects what it is reading only in its own process: run it when none
 // is serving, or accept that an evicted blob is fetched again.
 func Sweep(ctx context.Context, cfg *config.Config) (store.SweepResult, error) {
-	driver, err := newDriver(cfg.Storage)
+	driver, err := newDriver(ctx, cfg.Storage)
 	if err != nil {
 		return store.SweepResult{}, err
 	}
 	return store.New(driver).Sweep(ctx, cfg.Storage.Eviction())
 }
 
-func newDriver(s config.Storage) (storagedriver.StorageDriver, error) {
+// newDriver builds the storage driver s names. The s3 driver is built from distribution's
+// parameters, with params.secretkeyfile read into secretkey (as auth.passwordFile is); it
+// contacts the bucket only when used (readiness lists it).
+func newDriver(ctx context.Context, s config.Storage) (storagedriver.StorageDriver, error) {
 	switch s.Driver {
+	case "s3":
+		params := map[string]any{}
+		for k, v := range s.Params {
+			params[k] = v
+		}
+		if f, ok := params["secretkeyfile"].(string); ok && f != "" {
+			b, err := keys.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("storage.params.secretkeyfile: %w", err)
+			}
+			params["secretkey"] = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		}
+		delete(params, "secretkeyfile")
+		d, err := s3.FromParameters(ctx, params)
+		if err != nil {
+			return nil, fmt.Errorf("storage.params: %w", err)
+		}
+		return d, nil
 	case "inmemory":
 		return inmemory.New(), nil
 	case "filesystem":
@@ -549,5 +584,5 @@ func newDriver(s config.Storage) (storagedriver.StorageDriver, error) {
 		}
 		return d, nil
 	}
-	return nil, fmt.Errorf("storage.driver: %q is not filesystem or inmemory", s.Driver)
+	return nil, fmt.Errorf("storage.driver: %q is not filesystem, s3 or inmemory", s.Driver)
 }

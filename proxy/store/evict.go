@@ -27,6 +27,10 @@ const (
 	// uploadMaxAge is how old an unfinished upload or partial write may get before a
 	// periodic sweep removes it; upload sessions expire after an hour.
 	uploadMaxAge = 2 * time.Hour
+	// usedMarkEvery is how often a Store records in the store itself that it served a blob
+	// or manifest (a "used" object beside its data): what every replica's sweep, and this
+	// one's after a restart, goes by besides the times this process remembers.
+	usedMarkEvery = time.Hour
 )
 
 // EvictionOptions bound the store.
@@ -81,19 +85,66 @@ type usage struct {
 	mu      sync.Mutex
 	served  map[digest.Digest]time.Time
 	reading map[digest.Digest]int
+	// marked is when a used marker was last written, by digest.
+	marked map[digest.Digest]time.Time
+	// checked holds the blobs this Store wrote or read whole and found matching their digest.
+	checked map[digest.Digest]struct{}
 	// Evictions and Bytes are the totals since the Store was created.
 	evictions atomic.Int64
 	bytes     atomic.Int64
 }
 
 func newUsage() *usage {
-	return &usage{served: map[digest.Digest]time.Time{}, reading: map[digest.Digest]int{}}
+	return &usage{served: map[digest.Digest]time.Time{}, reading: map[digest.Digest]int{},
+		marked: map[digest.Digest]time.Time{}, checked: map[digest.Digest]struct{}{}}
 }
 
-func (u *usage) touch(d digest.Digest, now time.Time) {
+// touch records that d is served now and reports whether its used marker is due.
+func (u *usage) touch(d digest.Digest, now time.Time) (markDue bool) {
 	u.mu.Lock()
+	defer u.mu.Unlock()
 	u.served[d] = now
+	if now.Sub(u.marked[d]) < usedMarkEvery {
+		return false
+	}
+	u.marked[d] = now
+	return true
+}
+
+// forget drops what is known about d once it is evicted.
+func (u *usage) forget(d digest.Digest) {
+	u.mu.Lock()
+	delete(u.served, d)
+	delete(u.marked, d)
+	delete(u.checked, d)
 	u.mu.Unlock()
+}
+
+// verified records whether blob d was found to match its digest.
+func (u *usage) verified(d digest.Digest, ok bool) {
+	u.mu.Lock()
+	if ok {
+		u.checked[d] = struct{}{}
+	} else {
+		delete(u.checked, d)
+	}
+	u.mu.Unlock()
+}
+
+func (u *usage) isVerified(d digest.Digest) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	_, ok := u.checked[d]
+	return ok
+}
+
+// touch records that d, stored in dir, is served: in this process, and at most every
+// usedMarkEvery in the store (dir/used), where every replica's sweep sees it. A failed
+// marker write only makes the content look older to the other replicas.
+func (s *Store) touch(ctx context.Context, d digest.Digest, dir string) {
+	if s.usage.touch(d, time.Now()) {
+		_ = s.driver.PutContent(ctx, dir+"/used", []byte(time.Now().UTC().Format(time.RFC3339)))
+	}
 }
 
 // open marks d as being read until the returned func is called.
@@ -130,17 +181,41 @@ type stored struct {
 // SweepUploads removes unfinished uploads and partial writes: those older than two hours, or
 // all of them when all is set — at start, before serving, nothing can be in progress, so a
 // crash leaves nothing behind a restart. It returns how many it removed.
+//
+// A store that other processes share (every driver but filesystem and inmemory, e.g. s3)
+// must never be swept with all set: another replica's uploads are in progress there.
 func (s *Store) SweepUploads(ctx context.Context, now time.Time, all bool) (int, error) {
 	uploads, err := s.children(ctx, "/uploads")
 	n := 0
 	for _, fi := range uploads {
-		if all || now.Sub(fi.ModTime()) > uploadMaxAge {
-			if err := s.driver.Delete(ctx, fi.Path()); err == nil || isNotFound(err) {
-				n++
+		if !all {
+			last, ok := s.lastWrite(ctx, fi)
+			if !ok || now.Sub(last) <= uploadMaxAge {
+				continue
 			}
+		}
+		if err := s.driver.Delete(ctx, fi.Path()); err == nil {
+			n++
 		}
 	}
 	return n, err
+}
+
+// lastWrite returns when fi was last written: for a directory (a chunked upload), the newest
+// of its files. Object stores have no directories (s3 reports them with a zero time), so a
+// directory's own time is not enough. ok is false when that cannot be told.
+func (s *Store) lastWrite(ctx context.Context, fi storagedriver.FileInfo) (last time.Time, ok bool) {
+	last = fi.ModTime()
+	if !fi.IsDir() {
+		return last, true
+	}
+	err := s.driver.Walk(ctx, fi.Path(), func(c storagedriver.FileInfo) error {
+		if !c.IsDir() && c.ModTime().After(last) {
+			last = c.ModTime()
+		}
+		return nil
+	})
+	return last, ignoreNotFound(err) == nil && !last.IsZero()
 }
 
 // Sweep removes unfinished uploads and partial writes older than two hours, then content not
@@ -156,37 +231,48 @@ func (s *Store) Sweep(ctx context.Context, o EvictionOptions) (SweepResult, erro
 	res.Uploads, err = s.SweepUploads(ctx, now, false)
 	errs = append(errs, err)
 
+	// One listing of each tree (on s3, one request per 1000 objects) finds every data object
+	// and every used marker, whichever replica wrote them.
 	var content []stored
-	err = s.driver.Walk(ctx, "/blobs", func(fi storagedriver.FileInfo) error {
-		if fi.IsDir() || path.Base(fi.Path()) != "data" {
+	used := map[string]time.Time{}
+	for _, root := range []string{"/blobs", "/manifests"} {
+		err = s.driver.Walk(ctx, root, func(fi storagedriver.FileInfo) error {
+			if fi.IsDir() {
+				return nil
+			}
+			dir := path.Dir(fi.Path())
+			switch path.Base(fi.Path()) {
+			case "data":
+				content = append(content, stored{d: digest.NewDigestFromEncoded(digest.Algorithm(algOf(dir, root+"/")), path.Base(dir)),
+					dir: dir, size: fi.Size(), lastUsed: fi.ModTime()})
+			case "used":
+				used[dir] = fi.ModTime()
+			}
 			return nil
-		}
-		dir := path.Dir(fi.Path())
-		content = append(content, stored{d: digest.NewDigestFromEncoded(digest.Algorithm(algOf(dir, "/blobs/")), path.Base(dir)),
-			dir: dir, size: fi.Size(), lastUsed: fi.ModTime()})
-		return nil
-	})
-	errs = append(errs, ignoreNotFound(err))
-	err = s.driver.Walk(ctx, "/manifests", func(fi storagedriver.FileInfo) error {
-		if fi.IsDir() || path.Base(fi.Path()) != "data" {
-			return nil
-		}
-		dir := path.Dir(fi.Path())
-		content = append(content, stored{d: digest.NewDigestFromEncoded(digest.Algorithm(algOf(dir, "/manifests/")), path.Base(dir)),
-			dir: dir, size: fi.Size(), lastUsed: fi.ModTime()})
-		return nil
-	})
-	errs = append(errs, ignoreNotFound(err))
+		})
+		errs = append(errs, ignoreNotFound(err))
+	}
 
 	s.usage.mu.Lock()
 	var total int64
 	for i := range content {
-		if t, ok := s.usage.served[content[i].d]; ok && t.After(content[i].lastUsed) {
-			content[i].lastUsed = t
+		c := &content[i]
+		if t, ok := used[c.dir]; ok && t.After(c.lastUsed) {
+			c.lastUsed = t
 		}
-		total += content[i].size
+		delete(used, c.dir)
+		if t, ok := s.usage.served[c.d]; ok && t.After(c.lastUsed) {
+			c.lastUsed = t
+		}
+		total += c.size
 	}
 	s.usage.mu.Unlock()
+	// Markers left without data (written while another replica evicted it) go once stale.
+	for dir, t := range used {
+		if now.Sub(t) > uploadMaxAge {
+			_ = s.driver.Delete(ctx, dir)
+		}
+	}
 	slices.SortFunc(content, func(a, b stored) int { return a.lastUsed.Compare(b.lastUsed) })
 
 	for _, c := range content {
@@ -197,16 +283,18 @@ func (s *Store) Sweep(ctx context.Context, o EvictionOptions) (SweepResult, erro
 		if s.inUse(c.d) {
 			continue
 		}
-		if err := s.driver.Delete(ctx, c.dir); err != nil && !isNotFound(err) {
+		err := s.driver.Delete(ctx, c.dir)
+		if err != nil && !isNotFound(err) {
 			errs = append(errs, err)
 			continue
 		}
 		total -= c.size
+		s.usage.forget(c.d)
+		if err != nil {
+			continue // another replica evicted it first, and counts it
+		}
 		res.Evicted++
 		res.EvictedBytes += c.size
-		s.usage.mu.Lock()
-		delete(s.usage.served, c.d)
-		s.usage.mu.Unlock()
 	}
 	res.Bytes = total
 	s.usage.bytes.Store(total)

@@ -17,8 +17,7 @@ import (
 // putBlob stores n bytes of content seeded by i and returns its digest.
 func putBlob(t *testing.T, s *store.Store, i, n int) digest.Digest {
 	t.Helper()
-	b := bytes.Repeat([]byte{byte(i)}, n)
-	copy(b, fmt.Sprint(i))
+	b := blobContent(i, n)
 	d := digest.FromBytes(b)
 	w, err := s.NewBlobWriter(context.Background(), d)
 	if err != nil {
@@ -29,6 +28,13 @@ func putBlob(t *testing.T, s *store.Store, i, n int) digest.Digest {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// blobContent is the content putBlob stores.
+func blobContent(i, n int) []byte {
+	b := bytes.Repeat([]byte{byte(i)}, n)
+	copy(b, fmt.Sprint(i))
+	return b
 }
 
 func stored(t *testing.T, s *store.Store, d digest.Digest) bool {
@@ -44,7 +50,7 @@ func TestSweepKeepsTheStoreUnderItsCap(t *testing.T) {
 	for name, drv := range drivers(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			s := store.New(drv)
+			s := store.New(drv(t))
 			const blob, maxSize = 1000, 10 * 1000
 			var ds []digest.Digest
 			for i := range 30 { // 3× the cap
@@ -91,7 +97,7 @@ func TestSweepMaxAgeAndUploads(t *testing.T) {
 	for name, drv := range drivers(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			s := store.New(drv)
+			s := store.New(drv(t))
 			d := putBlob(t, s, 1, 100)
 			// A download cut by a crash: written, never committed.
 			w, err := s.NewBlobWriter(ctx, digest.FromString("partial"))
@@ -104,9 +110,12 @@ func TestSweepMaxAgeAndUploads(t *testing.T) {
 			if err != nil || res.Evicted != 0 || res.Uploads != 0 || !stored(t, s, d) {
 				t.Fatalf("fresh content: %+v, %v", res, err)
 			}
+			// On s3 an uncommitted write is an incomplete multipart upload, not an object: the
+			// bucket's lifecycle rule (MinIO: its stale upload expiry) removes it.
+			want := map[bool]int{true: 0, false: 1}[name == "s3"]
 			n, err := s.SweepUploads(ctx, time.Now(), true) // at start: nothing can be in progress
-			if err != nil || n != 1 {
-				t.Fatalf("start sweep: %d, %v; want the partial write removed", n, err)
+			if err != nil || n != want {
+				t.Fatalf("start sweep: %d, %v; want %d (the partial write removed)", n, err, want)
 			}
 			opts.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
 			res, err = s.Sweep(ctx, opts)

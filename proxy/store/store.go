@@ -10,7 +10,6 @@ import (
 	"path"
 	"strings"
 	"sync"
-	"time"
 
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/opencontainers/go-digest"
@@ -102,23 +101,26 @@ func (s *Store) Manifest(ctx context.Context, upstream, repo string, d digest.Di
 }
 
 func (s *Store) manifest(ctx context.Context, d digest.Digest) (oci.Manifest, error) {
-	s.usage.touch(d, time.Now())
+	s.touch(ctx, d, manifestDir(d))
 	b, err := s.driver.GetContent(ctx, manifestDir(d)+"/data")
+	if err == nil {
+		var mt []byte
+		// Missing while data is there: another replica is evicting or storing it right now.
+		mt, err = s.driver.GetContent(ctx, manifestDir(d)+"/mediatype")
+		if err == nil {
+			m, err := oci.NewManifest(b, string(mt), d)
+			if err != nil {
+				// Never served: removed, so that the next request fetches and checks it again.
+				_ = s.driver.Delete(ctx, manifestDir(d))
+				return oci.Manifest{}, fmt.Errorf("content store held a corrupt manifest, removed: %v: %w", err, oci.ErrNotFound)
+			}
+			return m, nil
+		}
+	}
 	if isNotFound(err) {
 		return oci.Manifest{}, fmt.Errorf("manifest %s not in store: %w", d, oci.ErrNotFound)
 	}
-	if err != nil {
-		return oci.Manifest{}, fmt.Errorf("content store: %w", err)
-	}
-	mt, err := s.driver.GetContent(ctx, manifestDir(d)+"/mediatype")
-	if err != nil {
-		return oci.Manifest{}, fmt.Errorf("content store: %w", err)
-	}
-	m, err := oci.NewManifest(b, string(mt), d)
-	if err != nil {
-		return oci.Manifest{}, fmt.Errorf("content store holds a corrupt manifest: %w", err)
-	}
-	return m, nil
+	return oci.Manifest{}, fmt.Errorf("content store: %w", err)
 }
 
 // HasManifest reports whether d is stored at all, for any repository.
@@ -226,18 +228,116 @@ func (s *Store) LinkBlob(ctx context.Context, upstream, repo string, d digest.Di
 	return s.link(ctx, upstream, repo, "_blobs", d)
 }
 
-// OpenBlob reads stored blob d from offset.
-// Eviction leaves it alone until the reader is closed.
+// OpenBlob reads stored blob d from offset; a blob that is not stored (any more: another
+// replica may have evicted it since BlobSize) is oci.ErrNotFound. Eviction by this Store
+// leaves it alone until the reader is closed.
+//
+// The content is checked against d as it is read (see verifyingReader): a read from offset 0
+// hashes what it passes on and holds its last byte back until the whole object has been read
+// and matched d, so a corrupt or truncated object ends in an error, never in a complete wrong
+// blob; it is then removed, to be fetched and checked again. A read from a later offset first
+// checks the whole object, unless this Store wrote it or checked it before.
 func (s *Store) OpenBlob(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
-	s.usage.touch(d, time.Now())
+	s.touch(ctx, d, path.Dir(blobPath(d)))
 	release := s.usage.open(d)
-	rc, err := s.driver.Reader(ctx, blobPath(d), offset)
+	if offset > 0 && !s.usage.isVerified(d) {
+		if err := s.verifyBlob(ctx, d); err != nil {
+			release()
+			return nil, err
+		}
+	}
+	rc, err := s.openBlob(ctx, d, offset)
 	if err != nil {
 		release()
-		return nil, fmt.Errorf("content store: %w", err)
+		return nil, err
 	}
 	return &releasingReader{ReadCloser: rc, release: release}, nil
 }
+
+func (s *Store) openBlob(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
+	rc, err := s.driver.Reader(ctx, blobPath(d), offset)
+	if isNotFound(err) {
+		return nil, fmt.Errorf("blob %s not in store: %w", d, oci.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("content store: %w", err)
+	}
+	if offset > 0 {
+		return rc, nil
+	}
+	return &verifyingReader{rc: rc, want: d, digester: d.Algorithm().Digester(), space: make([]byte, 32<<10),
+		verdict: func(ok bool) {
+			if ok {
+				s.usage.verified(d, true)
+				return
+			}
+			s.usage.verified(d, false)
+			_ = s.driver.Delete(context.WithoutCancel(ctx), path.Dir(blobPath(d)))
+		}}, nil
+}
+
+// verifyBlob reads all of stored blob d and checks it.
+func (s *Store) verifyBlob(ctx context.Context, d digest.Digest) error {
+	rc, err := s.openBlob(ctx, d, 0)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	_, err = io.Copy(io.Discard, rc)
+	return err
+}
+
+// ErrCorrupt is returned by a read of a stored blob whose content does not match its digest
+// (or that was cut short, e.g. evicted by another replica while it was read). The blob is
+// removed from the store; the caller may fetch it again.
+var ErrCorrupt = errors.New("stored blob does not match its digest")
+
+// verifyingReader hashes a stored blob as it passes it on and holds back its last byte
+// until the end of the object has been read: then the digest decides between io.EOF and
+// ErrCorrupt, which the caller gets instead of that byte.
+type verifyingReader struct {
+	rc       io.ReadCloser
+	want     digest.Digest
+	digester digest.Digester
+	verdict  func(ok bool)
+	space    []byte
+	buf      []byte // read and hashed, not yet passed on; its last byte is held back
+	end      error  // nil while reading; io.EOF once checked and good; else the failure
+}
+
+func (v *verifyingReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for len(v.buf) <= 1 && v.end == nil {
+		n := copy(v.space, v.buf)
+		m, err := v.rc.Read(v.space[n:])
+		v.digester.Hash().Write(v.space[n : n+m])
+		v.buf = v.space[:n+m]
+		switch {
+		case err == io.EOF && v.digester.Digest() == v.want:
+			v.end = io.EOF
+			v.verdict(true)
+		case err == io.EOF:
+			v.end = fmt.Errorf("%w: %s read as %s", ErrCorrupt, v.want, v.digester.Digest())
+			v.verdict(false)
+		case err != nil:
+			v.end = fmt.Errorf("content store: %w", err)
+		}
+	}
+	avail := len(v.buf)
+	if v.end != io.EOF {
+		avail-- // held back until the digest is known good
+	}
+	if avail <= 0 {
+		return 0, v.end
+	}
+	n := copy(p, v.buf[:avail])
+	v.buf = v.buf[n:]
+	return n, nil
+}
+
+func (v *verifyingReader) Close() error { return v.rc.Close() }
 
 // releasingReader tells eviction when a blob is no longer being read.
 type releasingReader struct {
@@ -307,6 +407,7 @@ func (w *BlobWriter) Commit(ctx context.Context, upstream, repo string) error {
 		_ = w.s.driver.Delete(ctx, w.tmp)
 		return fmt.Errorf("content store: %w", err)
 	}
+	w.s.usage.verified(w.want, true)
 	return w.s.LinkBlob(ctx, upstream, repo, w.want)
 }
 

@@ -9,25 +9,47 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
+	"github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/portcullis/portcullis/internal/testtool"
 	"github.com/portcullis/portcullis/proxy/store"
 	"github.com/portcullis/portcullis/verify/oci"
 )
 
-// drivers are the storage drivers every test runs on.
-func drivers(t *testing.T) map[string]storagedriver.StorageDriver {
-	return map[string]storagedriver.StorageDriver{
-		"inmemory":   inmemory.New(),
-		"filesystem": filesystem.New(filesystem.DriverParameters{RootDirectory: t.TempDir(), MaxThreads: 100}),
+// drivers are the storage drivers every test runs on: each returns a fresh, empty store.
+// s3 is a real MinIO (one per top-level test, a bucket per store).
+func drivers(t *testing.T) map[string]func(t *testing.T) storagedriver.StorageDriver {
+	var minio *testtool.MinIO
+	return map[string]func(t *testing.T) storagedriver.StorageDriver{
+		"inmemory": func(*testing.T) storagedriver.StorageDriver { return inmemory.New() },
+		"filesystem": func(t *testing.T) storagedriver.StorageDriver {
+			return filesystem.New(filesystem.DriverParameters{RootDirectory: t.TempDir(), MaxThreads: 100})
+		},
+		"s3": func(t *testing.T) storagedriver.StorageDriver {
+			if minio == nil {
+				minio = testtool.StartMinIO(t)
+			}
+			return s3Driver(t, minio.Params(minio.NewBucket(t)))
+		},
 	}
 }
 
+// s3Driver is distribution's s3 driver with params.
+func s3Driver(t *testing.T, params map[string]any) storagedriver.StorageDriver {
+	t.Helper()
+	d, err := s3.FromParameters(context.Background(), params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
 func TestManifestsAreLinkedPerRepository(t *testing.T) {
-	for name, d := range drivers(t) {
+	for name, drv := range drivers(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			s := store.New(d)
+			s := store.New(drv(t))
 			m, err := oci.NewManifest([]byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}`), oci.MediaTypeOCIManifest, "")
 			if err != nil {
 				t.Fatal(err)
@@ -55,10 +77,10 @@ func TestManifestsAreLinkedPerRepository(t *testing.T) {
 }
 
 func TestBlobWriterCommitsOnlyVerifiedContent(t *testing.T) {
-	for name, d := range drivers(t) {
+	for name, drv := range drivers(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			s := store.New(d)
+			s := store.New(drv(t))
 			good := []byte("layer content")
 			want := digest.FromBytes(good)
 			for _, tc := range []struct {
