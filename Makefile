@@ -68,7 +68,9 @@ FUZZ_TARGETS := \
 	./verify:FuzzKeylessLegacy \
 	./verify/trustroot:FuzzParse \
 	./verify/trustroot:FuzzReadCertificates \
-	./internal/cosign:FuzzParseSignatureTag
+	./internal/cosign:FuzzParseSignatureTag \
+	./policy/cip:FuzzTranslateGlob \
+	./policy/cip:FuzzConvert
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; name=$${t##*:}; \

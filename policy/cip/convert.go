@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/portcullis/portcullis/internal/cosign"
 	"github.com/portcullis/portcullis/internal/keys"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/verify/trustroot"
@@ -97,7 +99,9 @@ func Convert(files []File, opts ...Option) ([]policy.PolicyConfig, error) {
 				break
 			}
 			if err != nil {
-				errs = append(errs, fmt.Errorf("%s: document %d: %w", f.Name, n, err))
+				// yaml.v3 lists type errors on lines of their own: keep one line per problem.
+				msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", " ;")), " ")
+				errs = append(errs, fmt.Errorf("%s: document %d: %s", f.Name, n, strings.ReplaceAll(msg, ": ;", ":")))
 				break // the decoder cannot resume after a syntax error
 			}
 			if reflect.ValueOf(d).IsZero() {
@@ -245,7 +249,33 @@ func (o *options) convert(d document) (policy.PolicyConfig, []error) {
 		names[ac.Name] = i
 		pc.Authorities = append(pc.Authorities, ac)
 	}
+	if len(p) == 0 {
+		p = append(p, validate(pc)...)
+	}
 	return pc, p
+}
+
+// validate checks a converted policy as portcullis checks its own, a safety net for anything
+// the conversion let through that portcullis would refuse; trust root names were checked
+// against the configured ones.
+func validate(pc policy.PolicyConfig) []error {
+	pc.Authorities = slices.Clone(pc.Authorities)
+	for i, a := range pc.Authorities {
+		if a.Keyless != nil {
+			k := *a.Keyless
+			k.TrustRoot = ""
+			pc.Authorities[i].Keyless = &k
+		}
+	}
+	err := policy.Config{Policies: []policy.PolicyConfig{pc}}.Validate()
+	if err == nil {
+		return nil
+	}
+	var errs []error
+	for line := range strings.Lines(err.Error()) {
+		errs = append(errs, fmt.Errorf("as a portcullis policy: %s", strings.TrimPrefix(strings.TrimSpace(line), "policies[0].")))
+	}
+	return errs
 }
 
 // authority converts one authority; images are the policy's translated globs.
@@ -371,6 +401,11 @@ func (o *options) keyless(at string, a authority, bundle bool, ac *policy.Author
 		if id.Subject == "" && id.SubjectRegExp == "" {
 			p.add(iat, "one of subject or subjectRegExp is required")
 		}
+		for _, re := range []struct{ field, expr string }{{"issuerRegExp", id.IssuerRegExp}, {"subjectRegExp", id.SubjectRegExp}} {
+			if _, err := regexp.Compile(re.expr); err != nil {
+				p.add(iat+"."+re.field, "%v", err)
+			}
+		}
 	}
 	if k.InsecureIgnoreSCT != nil && *k.InsecureIgnoreSCT {
 		ac.CTLog = threshold(0)
@@ -458,6 +493,8 @@ func (o *options) attestation(at string, a attestation, p *problems) policy.Atte
 	}
 	if a.PredicateType == "" {
 		p.add(at+".predicateType", "a predicate type is required")
+	} else if _, err := cosign.PredicateType(a.PredicateType); err != nil {
+		p.add(at+".predicateType", "%v", err)
 	}
 	if a.Policy == nil {
 		return ac
