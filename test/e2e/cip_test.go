@@ -403,3 +403,51 @@ spec:
 		admitted: []string{"release-workflow", "other-workflow"},
 	}})
 }
+
+// TestClusterImagePolicyThroughTheProxy serves with a ClusterImagePolicy from policyFiles,
+// built as serve builds it: crane pulls through portcullis the image cosign v3 signed with the
+// policy's key, and is refused the unsigned one, the denial naming the converted policy.
+func TestClusterImagePolicyThroughTheProxy(t *testing.T) {
+	up := newUpstream(t)
+	cosign3, crane := tool(t, "cosign3"), tool(t, "crane")
+	k := cosignKeys(t, cosign3)
+	pub, err := os.ReadFile(k.pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "cip.yaml")
+	doc := `apiVersion: policy.sigstore.dev/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: image-policy
+spec:
+  images:
+  - glob: "` + upstreamName + `/team/**"
+  authorities:
+  - key:
+      data: |
+        ` + strings.ReplaceAll(strings.TrimSpace(string(pub)), "\n", "\n        ") + "\n"
+	if err := os.WriteFile(file, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	px := startProxy(t, up, "policyFiles: ["+file+"]\ndefaultPolicy: allow\n")
+	signed := up.pushImage(t, "team/signed:v1", testImage(t))
+	cosignSign(t, cosign3, k, up.host+"/team/signed@"+signed.String())
+	up.pushImage(t, "team/unsigned:v1", testImage(t))
+	up.pushImage(t, "other/unsigned:v1", testImage(t))
+
+	for _, tc := range []struct {
+		repo     string
+		admitted bool
+	}{{"team/signed", true}, {"team/unsigned", false}, {"other/unsigned", true}} {
+		out, err := testtool.Run(t, "", crane, nil, "pull", "--insecure", "--format", "oci", px.host+"/"+tc.repo+":v1", filepath.Join(t.TempDir(), "out"))
+		switch {
+		case tc.admitted && err != nil:
+			t.Errorf("%s: not admitted: %v\n%s", tc.repo, err, out)
+		case !tc.admitted && err == nil:
+			t.Errorf("%s: admitted, want DENIED", tc.repo)
+		case !tc.admitted && !strings.Contains(out, `denied by policy "ClusterImagePolicy/image-policy"`):
+			t.Errorf("%s: the denial does not name the converted policy:\n%s", tc.repo, out)
+		}
+	}
+}
