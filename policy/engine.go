@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/verify"
@@ -82,8 +83,10 @@ func (e *DenyError) Error() string {
 type EngineOption func(*engineOptions)
 
 type engineOptions struct {
-	logger *slog.Logger
-	now    func() time.Time
+	logger  *slog.Logger
+	now     func() time.Time
+	observe func(context.Context, Outcome) // see WithObserver
+	tracer  trace.Tracer                   // see WithTracerProvider; nil: no spans
 }
 
 // WithLogger sets where the audit lines go. Default (or nil): discarded.
@@ -133,6 +136,8 @@ type Engine struct {
 	cache    DecisionCache
 	logger   *slog.Logger
 	now      func() time.Time
+	observe  func(context.Context, Outcome)
+	tracer   trace.Tracer
 
 	allowed, exempt, warned, denied, failed, cached atomic.Uint64
 }
@@ -147,7 +152,7 @@ func NewEngine(set *Set, v Verifier, c DecisionCache, opts ...EngineOption) *Eng
 	for _, opt := range opts {
 		opt(&o)
 	}
-	e := &Engine{verifier: v, cache: c, logger: o.logger, now: o.now}
+	e := &Engine{verifier: v, cache: c, logger: o.logger, now: o.now, observe: o.observe, tracer: o.tracer}
 	e.set.Store(set)
 	return e
 }
@@ -182,26 +187,30 @@ func (e *Engine) Stats() Stats {
 // cached. When a verified index is admitted, each manifest it lists is recorded as allowed
 // (AdmittedBy the index), so the platform manifests fetched next are served.
 func (e *Engine) Admit(ctx context.Context, req Request) (Decision, error) {
-	d, cached, err := e.admit(ctx, req)
-	e.audit(ctx, req, d, cached, err)
+	ctx, span := e.startAdmit(ctx, req)
+	d, tier, err := e.admit(ctx, req)
+	outcome := e.audit(ctx, req, d, tier != "", err)
+	e.observeAdmit(ctx, span, Outcome{Decision: outcome, Policy: d.Policy, Tier: tier}, err)
 	return d, err
 }
 
-func (e *Engine) admit(ctx context.Context, req Request) (Decision, bool, error) {
+// admit decides; tier names the decision cache tier the decision came from ("" when it was
+// made now).
+func (e *Engine) admit(ctx context.Context, req Request) (Decision, string, error) {
 	if err := checkRequest(req); err != nil {
-		return Decision{}, false, err
+		return Decision{}, "", err
 	}
 	set := e.set.Load()
 	pol := set.Match(req.Image)
 	key := cache.Key{PolicyVersion: set.Version(), Repository: req.Image, Digest: req.Manifest.Digest}
-	d, cached, err := e.cache.Do(ctx, key, func(ctx context.Context) (Decision, error) {
+	d, tier, err := e.cacheDo(ctx, key, func(ctx context.Context) (Decision, error) {
 		return e.decide(ctx, set, pol, req)
 	})
 	if err != nil {
-		return Decision{}, false, fmt.Errorf("admit %s@%s: %w", req.Image, req.Manifest.Digest, err)
+		return Decision{}, "", fmt.Errorf("admit %s@%s: %w", req.Image, req.Manifest.Digest, err)
 	}
 	if !d.Allowed {
-		return d, cached, &DenyError{
+		return d, tier, &DenyError{
 			Image: req.Image, Digest: req.Manifest.Digest, Policy: d.Policy,
 			Authorities: d.Unsatisfied, Reason: d.Reason,
 		}
@@ -209,7 +218,7 @@ func (e *Engine) admit(ctx context.Context, req Request) (Decision, bool, error)
 	if d.Verified && isIndexContent(req.Manifest) {
 		e.admitChildren(ctx, key, d, req.Manifest)
 	}
-	return d, cached, nil
+	return d, tier, nil
 }
 
 // checkRequest refuses requests the proxy should never make.
@@ -380,8 +389,9 @@ func (e *Engine) admitChildren(ctx context.Context, key cache.Key, parent Decisi
 }
 
 // audit writes the one line every Admit produces and counts its outcome. Clean admissions are
-// logged at INFO, denials and warn-mode admissions at WARN, failures to decide at ERROR.
-func (e *Engine) audit(ctx context.Context, req Request, d Decision, cached bool, err error) {
+// logged at INFO, denials and warn-mode admissions at WARN, failures to decide at ERROR. It
+// returns the line's decision.
+func (e *Engine) audit(ctx context.Context, req Request, d Decision, cached bool, err error) string {
 	level, outcome := slog.LevelInfo, "allow"
 	_, denied := errors.AsType[*DenyError](err)
 	switch {
@@ -406,7 +416,7 @@ func (e *Engine) audit(ctx context.Context, req Request, d Decision, cached bool
 		e.cached.Add(1)
 	}
 	if !e.logger.Enabled(ctx, level) {
-		return
+		return outcome
 	}
 	attrs := []slog.Attr{
 		slog.String("image", req.Image),
@@ -429,4 +439,5 @@ func (e *Engine) audit(ctx context.Context, req Request, d Decision, cached bool
 	r := slog.NewRecord(time.Now(), level, "admission", 0)
 	r.AddAttrs(attrs...)
 	_ = e.logger.Handler().Handle(ctx, r)
+	return outcome
 }

@@ -3,6 +3,8 @@ package verify
 import (
 	"fmt"
 	"log/slog"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults of the Verifier's limits.
@@ -29,6 +31,7 @@ type config struct {
 	maxLayers    int
 	maxBlobSize  int64
 	concurrency  int
+	tracer       trace.Tracer // see WithTracerProvider; nil: no spans
 }
 
 func defaultConfig() config {

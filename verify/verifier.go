@@ -174,6 +174,8 @@ type candidate struct {
 // check decides one authority against the signatures of its repository: every candidate is
 // checked, and each that verifies is listed in the result's Signatures.
 func (v *Verifier) check(ctx context.Context, a Authority, d *discovery, s Subject) AuthorityResult {
+	ctx, end := v.checkSpan(ctx, a.Name)
+	defer end()
 	dgst := s.Digest
 	r := AuthorityResult{Authority: a.Name}
 	var (
@@ -357,6 +359,8 @@ func matchAnnotations(want map[string]string, have strictjson.Object) (string, e
 // discover looks up both formats in repo in parallel. Failures are recorded in the
 // discovery, never returned, so that what one lookup found survives the other's failure.
 func (v *Verifier) discover(ctx context.Context, reg Registry, repo string, dgst digest.Digest) *discovery {
+	ctx, end := v.discoverSpan(ctx, repo)
+	defer end()
 	d := &discovery{repo: repo}
 	var (
 		legacy, bundles       []*candidate

@@ -21,6 +21,7 @@ import (
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
 	"github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/config"
@@ -56,6 +57,7 @@ type App struct {
 	store    *store.Store
 	verifier *verify.Verifier
 	meter    metric.Meter
+	tel      appTelemetry
 	// roots resolves the policies' trust roots; its TUF roots are refreshed until Close.
 	roots       *trustroot.Manager
 	stopRefresh context.CancelFunc
@@ -99,6 +101,10 @@ type Options struct {
 	// LookupEnv reads environment variables named by key sources (key.env). Default: none
 	// are set.
 	LookupEnv func(string) (string, bool)
+	// TracerProvider, when set, traces requests, decisions, signature lookups, upstream
+	// requests and content store reads and writes, and log lines within a sampled span
+	// carry its trace_id (see telemetry.NewTracing). Default: no tracing, at no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // New builds the App for cfg, which must be valid.
@@ -110,20 +116,27 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		opts.LookupEnv = func(string) (string, bool) { return "", false }
 	}
 	log := opts.Logger
+	if opts.TracerProvider != nil {
+		log = slog.New(telemetry.LogHandler(log.Handler()))
+	}
 	driver, err := newDriver(ctx, cfg.Storage)
 	if err != nil {
 		return nil, err
 	}
+	driver = telemetry.TraceDriver(driver, opts.TracerProvider)
 	metrics, err := telemetry.New()
 	if err != nil {
 		return nil, err
 	}
 	a := &App{
 		opts: opts, log: log, driver: driver, store: store.New(driver),
-		verifier: verify.New(verify.WithLogger(log)),
+		verifier: verify.New(verify.WithLogger(log), verify.WithTracerProvider(opts.TracerProvider)),
 		roots:    trustroot.NewManager(trustroot.WithLogger(log)),
 		meter:    metrics.Meter("github.com/portcullis/portcullis"),
 		retired:  map[*generation]struct{}{},
+	}
+	if err := a.startTelemetry(); err != nil {
+		return nil, err
 	}
 	g, err := a.build(ctx, cfg, nil)
 	if err != nil {
@@ -131,10 +144,6 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	}
 	a.cur.Store(g)
 	a.roots.Keep(g.engine.Set().TrustRoots())
-	if err := telemetry.ObserveDecisions(a.meter, func() map[string]uint64 { return a.Stats().Outcomes() },
-		func() int { return a.cur.Load().decisions.Len() }); err != nil {
-		return nil, err
-	}
 	if err := telemetry.ObserveLogins(a.meter, a.loginCounts); err != nil {
 		return nil, err
 	}
@@ -171,7 +180,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	})
 	mux.Handle("GET /metrics", metrics.Handler())
 	// Each request is served by the configuration current when it arrives.
-	v2 := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.cur.Load().proxy.ServeHTTP(w, r) })
+	v2 := a.traceV2(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.cur.Load().proxy.ServeHTTP(w, r) }))
 	mux.Handle("/v2/", v2)
 	mux.Handle("/v2", v2)
 	a.Handler = mux
@@ -215,7 +224,8 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *generation) (
 		cache.WithTTL(cfg.Cache.TTL), cache.WithNegativeTTL(cfg.Cache.NegativeTTL)); err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	g.engine = policy.NewEngine(set, a.verifier, g.decisions, policy.WithLogger(a.log))
+	g.engine = policy.NewEngine(set, a.verifier, g.decisions, policy.WithLogger(a.log),
+		policy.WithObserver(a.tel.observeDecision), policy.WithTracerProvider(a.opts.TracerProvider))
 
 	for i, uc := range cfg.Upstreams {
 		uc, err := readPasswordFile(uc)
@@ -227,7 +237,7 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *generation) (
 			g.upstreams = append(g.upstreams, prev.upstreams[i])
 			continue
 		}
-		up, err := upstream.New(uc, nil)
+		up, err := upstream.New(uc, nil, a.tel.upstreamOption(ctx, uc.Name))
 		if err != nil {
 			return nil, fmt.Errorf("upstreams[%d].%w", i, err)
 		}

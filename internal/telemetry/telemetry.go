@@ -41,29 +41,6 @@ func (m *Metrics) Handler() http.Handler { return m.handler }
 // Shutdown flushes and stops the provider.
 func (m *Metrics) Shutdown(ctx context.Context) error { return m.provider.Shutdown(ctx) }
 
-// ObserveDecisions reports admission decisions by outcome (outcomes returns the counters
-// since the start, by outcome name) and the decision cache's size.
-func ObserveDecisions(meter metric.Meter, outcomes func() map[string]uint64, cacheLen func() int) error {
-	decisions, err := meter.Int64ObservableCounter("portcullis.decisions",
-		metric.WithDescription("Manifest admission decisions, by outcome (warned and exempt ones are also allowed)."))
-	if err != nil {
-		return err
-	}
-	entries, err := meter.Int64ObservableGauge("portcullis.decision_cache.entries",
-		metric.WithDescription("Decisions held in the decision cache."))
-	if err != nil {
-		return err
-	}
-	_, err = meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		for outcome, n := range outcomes() {
-			o.ObserveInt64(decisions, int64(n), metric.WithAttributes(attribute.String("outcome", outcome)))
-		}
-		o.ObserveInt64(entries, int64(cacheLen()))
-		return nil
-	}, decisions, entries)
-	return err
-}
-
 // ObserveStore reports the content store's size (as its last sweep found it) and how many
 // blobs and manifests sweeps evicted.
 func ObserveStore(meter metric.Meter, bytes, evictions func() int64) error {

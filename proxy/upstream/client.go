@@ -166,8 +166,8 @@ const (
 
 // New builds the client for c, which must be valid, with any auth.passwordFile already
 // read into auth.password (and cleared). base is the HTTP transport to dial with; nil means
-// a fresh one.
-func New(c Config, base *http.Transport) (*Client, error) {
+// a fresh one. opts configure what the configuration does not (see Option).
+func New(c Config, base *http.Transport, opts ...Option) (*Client, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -219,7 +219,7 @@ func New(c Config, base *http.Transport) (*Client, error) {
 	// The guard wraps the only *http.Transport the client has: whatever sends a request
 	// (go-containerregistry's ping, token exchange and remote writer, any http.Client's
 	// redirects) goes through it.
-	var inner http.RoundTripper = transport.NewUserAgent(&hostGuard{policy: hosts, next: base}, "portcullis")
+	var inner http.RoundTripper = applyOptions(opts).wrap(transport.NewUserAgent(&hostGuard{policy: hosts, next: base}, "portcullis"))
 	if retries > 0 {
 		inner = transport.NewRetry(inner,
 			transport.WithRetryBackoff(transport.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: retries + 1}),
