@@ -78,16 +78,23 @@ func (c *Config) loadPolicyFiles() error {
 	return nil
 }
 
-// readPolicyFile reads one policy file, at most maxFileSize bytes.
+// readPolicyFile reads one policy file, at most maxFileSize bytes. It must be a regular file
+// (checked before opening it: opening a FIFO would wait for a writer).
 func readPolicyFile(path string) ([]byte, error) {
+	fi, err := os.Stat(path)
+	switch {
+	case err != nil:
+		return nil, err
+	case fi.IsDir():
+		return nil, fmt.Errorf("%s is a directory (use a glob such as %s)", path, filepath.Join(path, "*.yaml"))
+	case !fi.Mode().IsRegular():
+		return nil, fmt.Errorf("%s is not a regular file", path)
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if fi, err := f.Stat(); err == nil && fi.IsDir() {
-		return nil, fmt.Errorf("%s is a directory (use a glob such as %s)", path, filepath.Join(path, "*.yaml"))
-	}
 	b, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
 		return nil, err

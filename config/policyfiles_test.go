@@ -84,6 +84,7 @@ func TestPolicyFilesRefused(t *testing.T) {
 		{"overlaps the inline policy", map[string]string{"p.yaml": cipDoc("x", "index.docker.io/**", "pass")},
 			`["p.yaml"]`, `of the inline policy "inline"`},
 		{"directory", map[string]string{"d/p.yaml": cipDoc("x", "quay.io/**", "pass")}, `["d"]`, "is a directory"},
+		{"not a regular file", nil, `["/dev/null"]`, "is not a regular file"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
