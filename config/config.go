@@ -16,6 +16,7 @@ import (
 	"github.com/go-viper/mapstructure/v2"
 
 	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/cache/redistier"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy/pushauth"
 	"github.com/portcullis/portcullis/proxy/store"
@@ -123,6 +124,9 @@ type Cache struct {
 	NegativeTTL time.Duration `mapstructure:"negativeTTL"`
 	// TagTTL is how long a tag's digest is used without asking the upstream. Default 0.
 	TagTTL time.Duration `mapstructure:"tagTTL"`
+	// Redis, when set, shares decisions between replicas through Redis: a second tier
+	// behind the in-process one (see package cache/redistier). Default: none.
+	Redis *redistier.Config `mapstructure:"redis"`
 }
 
 // defaults returns the default values of the keys that have one.
@@ -249,6 +253,11 @@ func (c *Config) Validate() error {
 	}
 	if c.Cache.NegativeTTL <= 0 || c.Cache.NegativeTTL > c.Cache.TTL {
 		errs = append(errs, errors.New("cache.negativeTTL: must be positive and not longer than cache.ttl"))
+	}
+	if c.Cache.Redis != nil {
+		if err := c.Cache.Redis.Validate(); err != nil {
+			errs = append(errs, prefixLines("cache.redis.", err))
+		}
 	}
 	if err := c.Policy().Validate(); err != nil {
 		errs = append(errs, err)

@@ -15,7 +15,7 @@ import (
 // upstreams[].auth.passwordFile, policies[].authorities[].key.path, the certificate
 // authorities' roots and intermediates (when files, not PEM data), the cueFile and regoFile of
 // attestation requirements (policies[].attestations[] and policies[].authorities[].attestations[]),
-// trustRoots[].trustedRootFile,
+// cache.redis.passwordFile and .tls.caFile, trustRoots[].trustedRootFile,
 // trustRoots[].tuf.root (unless "embedded") and trustRoots[].tuf.cacheDir.
 func (c *Config) resolvePaths(dir string) {
 	ps := c.paths()
@@ -44,6 +44,9 @@ func (c *Config) resolvePaths(dir string) {
 // paths returns pointers to every file path of the configuration but the storage root.
 func (c *Config) paths() []*string {
 	ps := []*string{&c.TLS.Cert, &c.TLS.Key, &c.Push.Htpasswd}
+	if r := c.Cache.Redis; r != nil {
+		ps = append(ps, &r.PasswordFile, &r.TLS.CAFile)
+	}
 	for i := range c.Upstreams {
 		if a := c.Upstreams[i].Auth; a != nil {
 			ps = append(ps, &a.PasswordFile)

@@ -107,7 +107,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if modes != 1 {
-		errs = append(errs, fmt.Errorf("exactly one of addr, sentinel and cluster must be set, got %d", modes))
+		errs = append(errs, fmt.Errorf("addr: set exactly one of addr, sentinel and cluster (%d are set)", modes))
 	}
 	if c.DB < 0 {
 		errs = append(errs, fmt.Errorf("db: %d is negative", c.DB))

@@ -172,26 +172,41 @@ type envelope[V any] struct {
 	Value V         `json:"value"`
 }
 
+// Tiers, as DoTier names them.
+const (
+	TierLocal = "local" // this replica's memory
+	TierRedis = "redis" // Redis: another replica's verification
+)
+
 // Do returns the decision under key: from the local tier, else from Redis, else from
 // fill, whose result is stored in both. Concurrent misses in this process share one fill;
 // across replicas, the first to miss takes a short lock and the others wait (at most
 // LockWait) for its result before verifying on their own. cached reports a decision that
 // fill did not make. Redis failures never fail Do: it decides locally.
 func (t *Tier[V]) Do(ctx context.Context, key cache.Key, fill func(ctx context.Context) (V, error)) (V, bool, error) {
+	d, tier, err := t.DoTier(ctx, key, fill)
+	return d, tier != "", err
+}
+
+// DoTier is Do, naming the tier the decision came from: TierLocal, TierRedis, or "" when
+// fill made it (the policy engine labels its metrics with it).
+func (t *Tier[V]) DoTier(ctx context.Context, key cache.Key, fill func(ctx context.Context) (V, error)) (V, string, error) {
 	d, src, err := t.local.Fill(ctx, key, func(ctx context.Context) (V, cache.Source, error) {
 		return t.fill(ctx, key, fill)
 	})
-	if err == nil {
-		switch src {
-		case cache.Local:
-			t.nLocal.Add(1)
-		case cache.Shared:
-			t.nShared.Add(1)
-		default:
-			t.nFresh.Add(1)
-		}
+	if err != nil {
+		return d, "", err
 	}
-	return d, src != cache.Fresh, err
+	switch src {
+	case cache.Local:
+		t.nLocal.Add(1)
+		return d, TierLocal, nil
+	case cache.Shared:
+		t.nShared.Add(1)
+		return d, TierRedis, nil
+	}
+	t.nFresh.Add(1)
+	return d, "", nil
 }
 
 // Get returns the decision under key from the local tier, else from Redis (storing it

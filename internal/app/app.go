@@ -23,7 +23,6 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/config"
 	"github.com/portcullis/portcullis/internal/keys"
 	"github.com/portcullis/portcullis/internal/telemetry"
@@ -72,6 +71,7 @@ type App struct {
 	// past holds the counters of retired generations, so that metrics never go backwards.
 	pastDecisions policy.Stats
 	pastLogins    telemetry.LoginCounts
+	pastRedis     telemetry.RedisCounts
 	// stopSweeps ends the store's periodic sweeps; sweeps counts them for Close.
 	stopSweeps context.CancelFunc
 	sweeps     sync.WaitGroup
@@ -83,13 +83,18 @@ type App struct {
 type generation struct {
 	cfg       *config.Config
 	engine    *policy.Engine
-	decisions *cache.Memory[policy.Decision]
+	decisions decisionCache
 	proxy     *proxy.Handler
 	upstreams []*upstream.Client
 	upConfigs []upstream.Config // as built, password files read
 	pushers   *pushauth.Pushers
 	htpasswd  []byte
 	cert      *tls.Certificate
+
+	// redis is the Redis tier (also decisions); nil without cache.redis.
+	redis *sharedTier
+	// redisPassword is cache.redis.passwordFile's content as built.
+	redisPassword string
 }
 
 // Options are what the App takes from its environment.
@@ -158,6 +163,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 	if err := telemetry.ObserveStore(a.meter, a.store.Bytes, a.store.Evictions); err != nil {
 		return nil, err
 	}
+	if err := telemetry.ObserveRedis(a.meter, a.redisCounts); err != nil {
+		return nil, err
+	}
 	a.startSweeps(ctx, cfg.Storage)
 	a.startTrustRootRefresh(ctx)
 	if opts.LogLevel != nil {
@@ -191,8 +199,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 // since prev are reused: upstream clients keep their connections, the push users their
 // login throttle, the decision cache its decisions (which are keyed by policy version, so
 // none made under other policies is served).
-func (a *App) build(ctx context.Context, cfg *config.Config, prev *generation) (*generation, error) {
+func (a *App) build(ctx context.Context, cfg *config.Config, prev *generation) (_ *generation, err error) {
 	g := &generation{cfg: cfg}
+	defer func() {
+		if err != nil && g.redis != nil && (prev == nil || g.redis != prev.redis) {
+			_ = g.redis.Close()
+		}
+	}()
 	timeout := cfg.Keys.Timeout
 	if timeout == 0 {
 		timeout = DefaultKeyTimeout
@@ -218,11 +231,8 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *generation) (
 		g.cert = &cert
 	}
 
-	if prev != nil && prev.cfg.Cache == cfg.Cache {
-		g.decisions = prev.decisions
-	} else if g.decisions, err = cache.NewMemory[policy.Decision](cache.WithSize(cfg.Cache.Size),
-		cache.WithTTL(cfg.Cache.TTL), cache.WithNegativeTTL(cfg.Cache.NegativeTTL)); err != nil {
-		return nil, fmt.Errorf("cache: %w", err)
+	if err := a.buildDecisions(g, prev); err != nil {
+		return nil, err
 	}
 	g.engine = policy.NewEngine(set, a.verifier, g.decisions, policy.WithLogger(a.log),
 		policy.WithObserver(a.tel.observeDecision), policy.WithTracerProvider(a.opts.TracerProvider))
@@ -374,8 +384,14 @@ func (a *App) retire(old *generation) {
 		a.pastLogins.Failures += ls.Failures
 		a.pastLogins.Throttled += ls.Throttled
 	}
-	a.retired[old] = struct{}{}
 	cur := a.cur.Load()
+	closeRedis := old.redis != nil && old.redis != cur.redis
+	if closeRedis {
+		rs := old.redis.Stats()
+		a.pastRedis.Errors += rs.Errors
+		a.pastRedis.Invalid += rs.Corrupt
+	}
+	a.retired[old] = struct{}{}
 	a.closing.Go(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), retiredCloseTimeout)
 		defer cancel()
@@ -387,6 +403,9 @@ func (a *App) retire(old *generation) {
 			if !slices.Contains(cur.upstreams, up) {
 				up.CloseIdleConnections()
 			}
+		}
+		if closeRedis {
+			_ = old.redis.Close()
 		}
 		a.mu.Lock()
 		delete(a.retired, old)
@@ -479,6 +498,11 @@ func (a *App) Close(ctx context.Context) error {
 	var errs []error
 	for _, g := range gens {
 		errs = append(errs, g.proxy.Close(ctx))
+	}
+	for _, g := range gens {
+		if g.redis != nil {
+			_ = g.redis.Close() // once per tier, however many generations share it
+		}
 	}
 	return errors.Join(errs...)
 }
