@@ -29,12 +29,25 @@ import (
 // inTotoStatementTypes are the statement _type values accepted.
 var inTotoStatementTypes = []string{cosign.StatementTypeInToto, cosign.StatementTypeInTotoV01}
 
-// bundleCandidate is a parsed bundle holding a DSSE envelope with cosign's signing predicate.
+// bundleCandidate is a signed DSSE envelope holding an in-toto statement: a sigstore bundle
+// (a signature with cosign's signing predicate, or an attestation), or the layer of a legacy
+// ".att" manifest with the material of its annotations.
 type bundleCandidate struct {
-	b *bundle.Bundle
-	// statement is the DSSE payload read strictly, before verification; it is only trusted
-	// once the envelope is verified, and the envelope signs exactly these bytes.
+	// key is the entity a key authority verifies, cert the one a keyless authority verifies;
+	// for a bundle both are the bundle. cert is nil when the material holds no certificate,
+	// certErr then says why.
+	key, cert sgverify.SignedEntity
+	certErr   string
+	// payload is the DSSE payload, the statement as signed.
+	payload []byte
+	// statement is payload read strictly, before verification; it is only trusted once the
+	// envelope is verified, and the envelope signs exactly these bytes.
 	statement strictjson.Object
+}
+
+// newBundleCandidate is a bundle holding a DSSE envelope whose payload is statement.
+func newBundleCandidate(b *bundle.Bundle, statement strictjson.Object) *bundleCandidate {
+	return &bundleCandidate{key: b, cert: b, payload: b.GetDsseEnvelope().GetPayload(), statement: statement}
 }
 
 // isCandidateArtifactType reports whether a listed referrer may be a sigstore bundle: listed
@@ -45,14 +58,16 @@ func isCandidateArtifactType(t string) bool {
 }
 
 // discoverBundles lists the referrers of dgst in repo and reads each sigstore bundle among
-// them. It returns the signatures, notes about ignored referrers and lookup failures.
-func (v *Verifier) discoverBundles(ctx context.Context, reg Registry, repo string, dgst digest.Digest) ([]*candidate, []string, []error) {
+// them. It returns the signatures, the attestations (bundles whose statement has another
+// predicate than cosign's signing one), notes about what is not a signature and lookup
+// failures.
+func (v *Verifier) discoverBundles(ctx context.Context, reg Registry, repo string, dgst digest.Digest) (sigs, atts []*candidate, notes []string, errs []error) {
 	descs, err := reg.Referrers(ctx, repo, dgst)
 	if errors.Is(err, oci.ErrNotFound) {
-		return nil, nil, nil
+		return nil, nil, nil, nil
 	}
 	if err != nil {
-		return nil, nil, []error{&LookupError{Repository: repo, What: "referrers of " + dgst.String(), Err: err}}
+		return nil, nil, nil, []error{&LookupError{Repository: repo, What: "referrers of " + dgst.String(), Err: err}}
 	}
 	var todo []ocispec.Descriptor
 	for _, d := range descs {
@@ -60,7 +75,6 @@ func (v *Verifier) discoverBundles(ctx context.Context, reg Registry, repo strin
 			todo = append(todo, d)
 		}
 	}
-	var notes []string
 	if len(todo) > v.cfg.maxReferrers {
 		notes = append(notes, fmt.Sprintf("only the first %d of %d bundle referrers were inspected", v.cfg.maxReferrers, len(todo)))
 		todo = todo[:v.cfg.maxReferrers]
@@ -83,14 +97,16 @@ func (v *Verifier) discoverBundles(ctx context.Context, reg Registry, repo strin
 	_ = g.Wait()
 
 	var cands []*candidate
-	var errs []error
 	attestations := map[string]int{}
 	var order []string
 	for _, o := range out {
 		if o.err != nil {
 			errs = append(errs, o.err)
 		}
-		if o.c != nil {
+		switch {
+		case o.c != nil && o.attestation != "":
+			atts = append(atts, o.c)
+		case o.c != nil:
 			cands = append(cands, o.c)
 		}
 		if o.attestation != "" {
@@ -103,13 +119,13 @@ func (v *Verifier) discoverBundles(ctx context.Context, reg Registry, repo strin
 	for _, p := range order {
 		notes = append(notes, fmt.Sprintf("ignored %d attestation(s) with predicate type %s (not a signature)", attestations[p], p))
 	}
-	return cands, notes, errs
+	return cands, atts, notes, errs
 }
 
 // inspectReferrer reads one listed referrer. It returns a candidate when the referrer is a
-// sigstore bundle meant as a signature, the predicate type when it is an attestation, and
-// nothing when it is some other artifact.
-func (v *Verifier) inspectReferrer(ctx context.Context, reg Registry, repo string, dgst digest.Digest, d ocispec.Descriptor) (*candidate, string, error) {
+// sigstore bundle, with its predicate type too when it is an attestation, and nothing when it
+// is some other artifact.
+func (v *Verifier) inspectReferrer(ctx context.Context, reg Registry, repo string, dgst digest.Digest, d ocispec.Descriptor) (rc *candidate, rpt string, rerr error) {
 	log := v.cfg.logger.With(slog.String("repository", repo), slog.String("referrer", d.Digest.String()))
 	if err := d.Digest.Validate(); err != nil {
 		log.DebugContext(ctx, "skip referrer with invalid digest", slog.Any("error", err))
@@ -137,6 +153,15 @@ func (v *Verifier) inspectReferrer(ctx context.Context, reg Registry, repo strin
 		log.DebugContext(ctx, "skip referrer that is not a sigstore bundle",
 			slog.String("artifactType", man.ArtifactType), slog.String("config", man.Config.MediaType))
 		return nil, "", nil
+	}
+	// A bundle that cannot be read is reported where its manifest says it belongs: the
+	// predicate type annotation is only a hint, used for nothing but that.
+	if hint := man.Annotations[cosign.AnnotationBundlePredicateType]; hint != "" && hint != cosign.PredicateTypeSign {
+		defer func() {
+			if rc != nil && rc.broken != "" && rpt == "" {
+				rc.predicateType, rpt = hint, hint
+			}
+		}()
 	}
 
 	if man.Subject == nil || man.Subject.Digest != dgst {
@@ -205,11 +230,12 @@ func (v *Verifier) inspectReferrer(ctx context.Context, reg Registry, repo strin
 		c.broken = "invalid statement: " + err.Error()
 		return c, "", nil
 	}
+	c.bundle = newBundleCandidate(b, st)
 	if pt != cosign.PredicateTypeSign {
-		// An attestation, not a signature, whoever signed it; say so without counting it.
-		return nil, pt, nil
+		// An attestation, not a signature, whoever signed it: never counted as a signature.
+		c.predicateType = pt
+		return c, pt, nil
 	}
-	c.bundle = &bundleCandidate{b: b, statement: st}
 	return c, "", nil
 }
 
@@ -230,7 +256,7 @@ func parseBundle(raw []byte) (*bundle.Bundle, error) {
 
 // checkBundle checks one bundle against a key authority; "" means verified.
 func checkBundle(keys []signature.Verifier, want map[string]string, bc *bundleCandidate, dgst digest.Digest) string {
-	vc, err := bc.b.VerificationContent()
+	vc, err := bc.key.VerificationContent()
 	if err != nil {
 		return "invalid bundle: " + err.Error()
 	}
@@ -252,12 +278,12 @@ func checkBundle(keys []signature.Verifier, want map[string]string, bc *bundleCa
 			return "cannot build bundle verifier: " + err.Error()
 		}
 		pol := sgverify.NewPolicy(sgverify.WithArtifactDigest(dgst.Algorithm().String(), rawDigest), sgverify.WithKey())
-		if _, err := sv.Verify(bc.b, pol); err == nil {
+		if _, err := sv.Verify(bc.key, pol); err == nil {
 			verified = true
 			break
 		}
 		// Tell "someone else's key" from "this key, another image" for the reason.
-		if _, err := sv.Verify(bc.b, sgverify.NewPolicy(sgverify.WithoutArtifactUnsafe(), sgverify.WithKey())); err == nil {
+		if _, err := sv.Verify(bc.key, sgverify.NewPolicy(sgverify.WithoutArtifactUnsafe(), sgverify.WithKey())); err == nil {
 			signatureOnly = true
 		}
 	}
@@ -277,7 +303,10 @@ func checkBundleKeyless(k *Keyless, want map[string]string, bc *bundleCandidate,
 	if err != nil {
 		return "", "invalid digest"
 	}
-	signer, reason := checkCertificate(k, bc.b, sgverify.WithArtifactDigest(dgst.Algorithm().String(), rawDigest))
+	if bc.cert == nil {
+		return "", bc.certErr
+	}
+	signer, reason := checkCertificate(k, bc.cert, sgverify.WithArtifactDigest(dgst.Algorithm().String(), rawDigest))
 	if reason != "" {
 		return signer, reason
 	}

@@ -83,7 +83,15 @@ func (v *Verifier) discoverLegacy(ctx context.Context, reg Registry, repo string
 		}
 	}
 
-	// Fetch the payloads, a few at a time.
+	errs := v.fetchBlobs(ctx, reg, repo, cands, "payload", "signature payload", func(c *candidate, b []byte) { c.payload = b })
+	return cands, errs
+}
+
+// fetchBlobs fetches the blob of every candidate that is not broken, a few at a time, and
+// hands it to use; noun names the blob in reasons ("payload"), what in errors ("signature
+// payload"). A missing blob breaks the candidate, a failed fetch too and is returned as a
+// *LookupError.
+func (v *Verifier) fetchBlobs(ctx context.Context, reg Registry, repo string, cands []*candidate, noun, what string, use func(c *candidate, b []byte)) []error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(v.cfg.concurrency)
 	errs := make([]error, len(cands))
@@ -95,20 +103,20 @@ func (v *Verifier) discoverLegacy(ctx context.Context, reg Registry, repo string
 			b, err := reg.Blob(gctx, repo, c.blob, v.cfg.maxBlobSize)
 			switch {
 			case errors.Is(err, oci.ErrNotFound):
-				c.broken = "payload blob missing"
+				c.broken = noun + " blob missing"
 			case err != nil:
-				c.broken = "payload could not be fetched"
-				errs[i] = &LookupError{Repository: repo, What: "signature payload " + c.blob.String(), Err: err}
-				v.cfg.logger.DebugContext(ctx, "fetch signature payload", slog.String("repository", repo),
+				c.broken = noun + " could not be fetched"
+				errs[i] = &LookupError{Repository: repo, What: what + " " + c.blob.String(), Err: err}
+				v.cfg.logger.DebugContext(ctx, "fetch "+what, slog.String("repository", repo),
 					slog.String("digest", c.blob.String()), slog.Any("error", err))
 			default:
-				c.payload = b
+				use(c, b)
 			}
 			return nil
 		})
 	}
 	_ = g.Wait()
-	return cands, compact(errs)
+	return compact(errs)
 }
 
 func compact(errs []error) []error {

@@ -33,8 +33,8 @@ const maxChain = 10
 // over the simple signing payload, with its certificate, tlog entries and timestamps. It is
 // what a v0.1 bundle would hold (inclusion promise, no proof).
 type legacyEntity struct {
-	content    *legacyCertificate
-	sig        *bundle.MessageSignature
+	content    sgverify.VerificationContent
+	sig        sgverify.SignatureContent
 	entries    []*tlog.Entry
 	timestamps [][]byte
 }
@@ -76,7 +76,14 @@ func (c *legacyCertificate) PublicKey() sgverify.PublicKeyProvider { return nil 
 // newLegacyEntity reads the annotations of a legacy signature. An error is the reason the
 // signature cannot satisfy a keyless authority.
 func newLegacyEntity(c *candidate) (*legacyEntity, error) {
-	m := c.legacy
+	sum := sha256.Sum256(c.payload)
+	return newCertEntity(c.legacy, bundle.NewMessageSignature(sum[:], "SHA2_256", c.sig))
+}
+
+// newCertEntity is the certificate-signed entity of a legacy layer: sig (a message signature
+// or a DSSE envelope) with the certificate, chain, Rekor bundle and timestamp of its
+// annotations m. An error is the reason it cannot satisfy a keyless authority.
+func newCertEntity(m legacyMaterial, sig sgverify.SignatureContent) (*legacyEntity, error) {
 	if m.cert == "" {
 		return nil, errors.New("signed with a key, not a certificate")
 	}
@@ -84,7 +91,8 @@ func newLegacyEntity(c *candidate) (*legacyEntity, error) {
 	if err != nil || len(certs) != 1 {
 		return nil, errors.New("certificate annotation is not one PEM certificate")
 	}
-	e := &legacyEntity{content: &legacyCertificate{leaf: certs[0]}}
+	lc := &legacyCertificate{leaf: certs[0]}
+	e := &legacyEntity{content: lc, sig: sig}
 	if m.chain != "" {
 		chain, err := cryptoutils.UnmarshalCertificatesFromPEMLimited([]byte(m.chain), maxChain)
 		if err != nil {
@@ -93,12 +101,10 @@ func newLegacyEntity(c *candidate) (*legacyEntity, error) {
 		for _, ca := range chain {
 			// Self-signed certificates are roots: only the trusted material provides those.
 			if ca.IsCA && !bytes.Equal(ca.RawIssuer, ca.RawSubject) {
-				e.content.intermediates = append(e.content.intermediates, ca)
+				lc.intermediates = append(lc.intermediates, ca)
 			}
 		}
 	}
-	sum := sha256.Sum256(c.payload)
-	e.sig = bundle.NewMessageSignature(sum[:], "SHA2_256", c.sig)
 	if m.rekorBundle != "" {
 		entry, err := parseRekorBundle(m.rekorBundle)
 		if err != nil {

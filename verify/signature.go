@@ -64,7 +64,7 @@ func verifiedSignature(c *candidate, repo string, s Subject, signer string) (Sig
 		return Signature{}, err
 	}
 	sig.Payload = payload
-	sig.Statement = c.bundle.b.GetDsseEnvelope().GetPayload()
+	sig.Statement = c.bundle.payload
 	return sig, nil
 }
 

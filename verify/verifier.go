@@ -77,7 +77,9 @@ func New(opts ...Option) *Verifier {
 // (so that the failure, which might have hidden its signature, is not taken for a verdict); it
 // then wraps a *LookupError (and the context's error when ctx ended). The Result returned with
 // an error still describes what was found, for logging; the digest must be treated as not
-// verified.
+// verified. An authority that wants attestations counts as satisfied here only when it also
+// has a verified attestation of each predicate type it wants, so that a failed lookup is
+// never taken for "no attestation".
 func (v *Verifier) Verify(ctx context.Context, reg Registry, s Subject, auths []Authority) (Result, error) {
 	if err := s.Digest.Validate(); err != nil {
 		return Result{}, fmt.Errorf("verify %s@%s: invalid digest: %w", s.Repository, s.Digest, err)
@@ -89,10 +91,13 @@ func (v *Verifier) Verify(ctx context.Context, reg Registry, s Subject, auths []
 	// One discovery per distinct signatures repository the authorities use (the image's own
 	// when there are no authorities, to count its signatures), all in parallel.
 	var repos []string
+	wantAtt := map[string]bool{}
 	for _, a := range auths {
-		if r := signaturesRepository(s, a); !slices.Contains(repos, r) {
+		r := signaturesRepository(s, a)
+		if !slices.Contains(repos, r) {
 			repos = append(repos, r)
 		}
+		wantAtt[r] = wantAtt[r] || len(a.Attestations) > 0
 	}
 	if len(repos) == 0 {
 		repos = []string{s.Repository}
@@ -102,7 +107,7 @@ func (v *Verifier) Verify(ctx context.Context, reg Registry, s Subject, auths []
 	var g errgroup.Group
 	for _, repo := range repos {
 		g.Go(func() error {
-			d := v.discover(ctx, reg, repo, s.Digest)
+			d := v.discover(ctx, reg, repo, s.Digest, wantAtt[repo])
 			mu.Lock()
 			found[repo] = d
 			mu.Unlock()
@@ -114,12 +119,13 @@ func (v *Verifier) Verify(ctx context.Context, reg Registry, s Subject, auths []
 	res := Result{Authorities: make([]AuthorityResult, len(auths))}
 	for _, repo := range repos {
 		res.Signatures += len(found[repo].candidates)
+		res.Attestations += len(found[repo].attestations)
 	}
 	allSatisfied := true
 	for i, a := range auths {
 		d := found[signaturesRepository(s, a)]
 		res.Authorities[i] = v.check(ctx, a, d, s)
-		allSatisfied = allSatisfied && res.Authorities[i].Verified
+		allSatisfied = allSatisfied && res.Authorities[i].Verified && hasAttestations(res.Authorities[i], a.Attestations)
 	}
 
 	if !allSatisfied {
@@ -134,6 +140,16 @@ func (v *Verifier) Verify(ctx context.Context, reg Registry, s Subject, auths []
 	return res, nil
 }
 
+// hasAttestations reports whether r has a verified attestation of each predicate type.
+func hasAttestations(r AuthorityResult, types []string) bool {
+	for _, t := range types {
+		if !slices.ContainsFunc(r.Attestations, func(a Attestation) bool { return a.PredicateType == t }) {
+			return false
+		}
+	}
+	return true
+}
+
 func signaturesRepository(s Subject, a Authority) string {
 	if a.SignaturesRepository != "" {
 		return a.SignaturesRepository
@@ -146,6 +162,10 @@ type discovery struct {
 	repo string
 	// candidates are the signatures found, legacy first, each in registry order.
 	candidates []*candidate
+	// attestations are the attestations found (legacy ".att" layers first, then bundles),
+	// looked for only when an authority of the repository wants some; bundle attestations
+	// are kept whenever the referrers listing finds them.
+	attestations []*candidate
 	// notes are facts about things that are not signatures, for the reasons: ignored
 	// attestations, truncated lists.
 	notes []string
@@ -159,15 +179,17 @@ type candidate struct {
 	format string
 	where  string
 	broken string
-	// blob is the payload or bundle blob.
+	// blob is the payload, bundle or envelope blob.
 	blob digest.Digest
+	// predicateType is the predicate type an attestation's statement claims (unverified).
+	predicateType string
 
 	// legacy
 	payload []byte
 	sig     []byte
 	legacy  legacyMaterial
 
-	// bundle
+	// bundle, and every attestation
 	bundle *bundleCandidate
 }
 
@@ -197,6 +219,9 @@ func (v *Verifier) check(ctx context.Context, a Authority, d *discovery, s Subje
 		return r
 	}
 
+	if len(a.Attestations) > 0 {
+		checkAttestations(a, keys, keySigner, d, dgst, &r)
+	}
 	var reasons []string
 	for _, c := range d.candidates {
 		var reason string
@@ -222,6 +247,7 @@ func (v *Verifier) check(ctx context.Context, a Authority, d *discovery, s Subje
 					r.Verified, r.Signer, r.Format = true, signer, c.format
 				}
 				r.Signatures = append(r.Signatures, sig)
+				r.Examined = append(r.Examined, Examined{Kind: KindSignature, Format: c.format, Where: c.where, Signer: signer, Counted: true})
 				v.cfg.logger.DebugContext(ctx, "signature verified",
 					slog.String("authority", a.Name), slog.String("repository", d.repo),
 					slog.String("signature", c.where), slog.String("digest", dgst.String()))
@@ -232,6 +258,11 @@ func (v *Verifier) check(ctx context.Context, a Authority, d *discovery, s Subje
 			slog.String("authority", a.Name), slog.String("repository", d.repo),
 			slog.String("signature", c.where), slog.String("reason", reason))
 		reasons = append(reasons, reason)
+		e := Examined{Kind: KindSignature, Format: c.format, Where: c.where, Reason: reason}
+		if a.Keyless != nil {
+			e.Signer = signer // the certificate's identity, when it could be read
+		}
+		r.Examined = append(r.Examined, e)
 	}
 	if !r.Verified {
 		r.Reason = summarize(reasons, d)
@@ -356,16 +387,17 @@ func matchAnnotations(want map[string]string, have strictjson.Object) (string, e
 	return "", nil
 }
 
-// discover looks up both formats in repo in parallel. Failures are recorded in the
-// discovery, never returned, so that what one lookup found survives the other's failure.
-func (v *Verifier) discover(ctx context.Context, reg Registry, repo string, dgst digest.Digest) *discovery {
+// discover looks up both formats in repo in parallel: the ".sig" tag, the referrers and,
+// when attestations are wanted, the ".att" tag. Failures are recorded in the discovery, never
+// returned, so that what one lookup found survives the other's failure.
+func (v *Verifier) discover(ctx context.Context, reg Registry, repo string, dgst digest.Digest, attestations bool) *discovery {
 	ctx, end := v.discoverSpan(ctx, repo)
 	defer end()
 	d := &discovery{repo: repo}
 	var (
-		legacy, bundles       []*candidate
-		notes                 []string
-		legacyErrs, bundleErr []error
+		legacy, bundles, legacyAtt, bundleAtt []*candidate
+		notes, attNotes                       []string
+		legacyErrs, bundleErr, attErrs        []error
 	)
 	var g errgroup.Group
 	g.Go(func() error {
@@ -373,13 +405,20 @@ func (v *Verifier) discover(ctx context.Context, reg Registry, repo string, dgst
 		return nil
 	})
 	g.Go(func() error {
-		bundles, notes, bundleErr = v.discoverBundles(ctx, reg, repo, dgst)
+		bundles, bundleAtt, notes, bundleErr = v.discoverBundles(ctx, reg, repo, dgst)
 		return nil
 	})
+	if attestations {
+		g.Go(func() error {
+			legacyAtt, attNotes, attErrs = v.discoverAttestations(ctx, reg, repo, dgst)
+			return nil
+		})
+	}
 	_ = g.Wait()
 	d.candidates = append(legacy, bundles...)
-	d.notes = notes
-	d.errs = append(legacyErrs, bundleErr...)
+	d.attestations = append(legacyAtt, bundleAtt...)
+	d.notes = append(notes, attNotes...)
+	d.errs = append(append(legacyErrs, bundleErr...), attErrs...)
 	for _, err := range d.errs {
 		v.cfg.logger.WarnContext(ctx, "signature lookup failed", slog.String("repository", repo),
 			slog.String("digest", dgst.String()), slog.Any("error", err))

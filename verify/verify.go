@@ -44,7 +44,14 @@ type Authority struct {
 	Annotations map[string]string
 	// SignaturesRepository is where signatures are stored (cosign's COSIGN_REPOSITORY), a
 	// repository path in the same registry; empty means the image's own repository.
+	// Attestations are looked up there too.
 	SignaturesRepository string
+	// Attestations are the predicate types (URIs) of the attestations wanted from this
+	// authority. When an authority of a repository wants some, its discovery also reads the
+	// legacy ".att" tag; every attestation whose statement claims a wanted type is checked
+	// against the authority and reported in AuthorityResult.Attestations when it verifies.
+	// Annotations are not matched against attestations.
+	Attestations []string
 }
 
 // Keyless is what a certificate signature must satisfy: the certificate chains to a CA of
@@ -114,6 +121,9 @@ type Result struct {
 	// attestations with other predicates are not signatures and are not counted).
 	// Only the repositories the authorities read are looked up.
 	Signatures int
+	// Attestations is the number of attestations found: the bundle attestations among the
+	// referrers and, when an authority wants attestations, the layers of the ".att" tag.
+	Attestations int
 	// Authorities has one entry per requested authority, in the order given.
 	Authorities []AuthorityResult
 }
@@ -134,4 +144,10 @@ type AuthorityResult struct {
 	// Reason says, for a person, why the authority is not satisfied, e.g.
 	// "found 2 signatures: wrong key, payload digest mismatch".
 	Reason string
+	// Attestations lists the attestations that verified for the authority, only of the
+	// predicate types it wants (Authority.Attestations), legacy first.
+	Attestations []Attestation
+	// Examined lists every signature and attestation examined for the authority, counted or
+	// not and why: attestations first (when the authority wants some), then signatures.
+	Examined []Examined
 }
