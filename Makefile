@@ -69,6 +69,7 @@ FUZZ_TARGETS := \
 	./verify/trustroot:FuzzParse \
 	./verify/trustroot:FuzzReadCertificates \
 	./internal/cosign:FuzzParseSignatureTag \
+	./policy/predicate:FuzzEval \
 	./policy/cip:FuzzTranslateGlob \
 	./policy/cip:FuzzConvert
 fuzz:
