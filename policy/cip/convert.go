@@ -144,6 +144,9 @@ func (o *options) overlaps(docs []converted) []error {
 	var errs []error
 	for i, a := range docs {
 		for _, in := range o.inline {
+			if in.Name == a.policy.Name {
+				errs = append(errs, fmt.Errorf("%s: metadata.name: %q is also the name of an inline policy", a.where, in.Name))
+			}
 			if g, h, ok := overlap(a.policy.Images, in.Images); ok {
 				errs = append(errs, fmt.Errorf("%s: spec.images: %q can match the same images as %q of the inline policy %q, which portcullis would apply instead (it applies the first matching policy; policy-controller would require both): make the globs disjoint", a.where, g, h, in.Name))
 			}

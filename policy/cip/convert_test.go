@@ -230,6 +230,8 @@ func TestConvertRefuses(t *testing.T) {
 		{"attestation name", doc(keyAuth + "    attestations: [{predicateType: vuln}]\n"), nil, "spec.authorities[0].attestations[0].name: a name is required"},
 		{"static with attestations", doc("  images: [{glob: \"**\"}]\n  authorities: [{static: {action: pass}, attestations: [{name: a, predicateType: vuln}]}]\n"), nil, "spec.authorities[0].attestations: a static authority"},
 		{"duplicate authority names", doc("  images: [{glob: \"**\"}]\n  authorities: [{name: a, static: {action: pass}}, {name: a, static: {action: fail}}]\n"), nil, `spec.authorities[1].name: "a" is already the name of spec.authorities[0]`},
+		{"name of an inline policy", doc(keyAuth), []policy.PolicyConfig{{Name: "ClusterImagePolicy/image-policy", Images: []string{"quay.io/x"}}},
+			`metadata.name: "ClusterImagePolicy/image-policy" is also the name of an inline policy`},
 		{"overlaps an inline policy", doc(keyAuth), []policy.PolicyConfig{{Name: "prod", Images: []string{"ghcr.io/org/app"}}},
 			`spec.images: "ghcr.io/org/*/**" can match the same images as "ghcr.io/org/app" of the inline policy "prod"`},
 	} {
