@@ -18,6 +18,12 @@
 //     the empty-config type (GHCR, cosign v2 --new-bundle-format) are fetched and the manifest
 //     itself decides (artifactType or config media type is the bundle type, exactly one bundle
 //     layer, subject digest D).
+//   - only when an authority of the repository wants attestations (Authority.Attestations),
+//     the legacy tag "<alg>-<hex>.att" (cosign v2's attest, v3's with
+//     --new-bundle-format=false): an image manifest whose layers of media type
+//     cosign.MediaTypeDSSEEnvelope each hold a DSSE envelope (the signature is in the
+//     envelope; a certificate-signed one has the certificate, chain, Rekor bundle and
+//     timestamp annotations of a legacy signature layer).
 //
 // # What counts as a signature
 //
@@ -30,8 +36,9 @@
 //   - Bundle: sigstore-go verifies the DSSE envelope with the authority's key and the statement
 //     subject against D; the statement's predicateType must be https://sigstore.dev/cosign/sign/v1
 //     (what cosign sign writes). Attestations (SBOM, provenance, any other predicate) are not
-//     signatures: they are not counted and never satisfy an authority (GHSA-w6c6-c85g-mmv6). The
-//     authority's Annotations are matched against the annotations of the subject naming D.
+//     signatures: they are not counted and never satisfy an authority's signature requirement
+//     (GHSA-w6c6-c85g-mmv6). The authority's Annotations are matched against the annotations
+//     of the subject naming D.
 //   - Bundles holding a messageSignature instead of a DSSE envelope are rejected with a reason:
 //     a bare signature over the manifest bytes carries no statement of intent (no type, no
 //     predicate) and cannot be told apart from cosign sign-blob over the same bytes, and an
@@ -43,6 +50,21 @@
 //     material and thresholds; the identities are then matched so that a reason can say what
 //     did not match. Key authorities never accept certificate-signed bundles and keyless ones
 //     never accept key-signed signatures.
+//
+// # What counts as an attestation
+//
+// A DSSE envelope of payload type in-toto, from a ".att" layer or a bundle referrer, whose
+// statement (read strictly) claims a predicate type the authority wants, is checked with the
+// same code as a bundle signature of that authority: key authorities verify the envelope with
+// their key, keyless and certificate ones the certificate, logs and timestamps with
+// sigstore-go; the statement's _type must be in-toto's and exactly one subject must name D.
+// Those that verify are reported per authority (AuthorityResult.Attestations, with the
+// statement as signed, at most the blob size limit); the others show, with their reason, in
+// AuthorityResult.Examined, which lists every signature and attestation examined for the
+// authority. A statement with cosign's signing predicate is never an attestation, and the
+// bundle manifest's dev.sigstore.bundle.predicateType annotation is only a hint (it decides
+// nothing but where a bundle that cannot be read is reported). Authority Annotations apply to
+// signatures only. Evaluating the statements (CUE, Rego) is the policy package's job.
 //
 // # Signature artifacts
 //
@@ -68,7 +90,8 @@
 //   - Absent signatures are a normal result (Signatures 0, each authority's Reason "no
 //     signatures found"), not an error.
 //   - A lookup failure (upstream 5xx, timeout, cancelled context) is returned as an error,
-//     wrapping a *LookupError, only when no authority ended up satisfied: verification fails
+//     wrapping a *LookupError, only when some authority ended up unsatisfied, or without a
+//     verified attestation of a type it wants: verification fails
 //     closed, and the caller must not cache that outcome for long. When one authority is
 //     satisfied the failure only shows in the other authorities' reasons.
 //   - Verification is offline: transparency log entries and timestamps are checked from what
