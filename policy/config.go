@@ -392,8 +392,10 @@ func validateAttestations(at string, list []AttestationConfig, auths []Authority
 		}
 		if strings.TrimSpace(ac.PredicateType) == "" {
 			add(aat+".predicateType", "a predicate type is required (a URI or a cosign short name such as slsaprovenance1)")
-		} else if _, err := cosign.PredicateType(ac.PredicateType); err != nil {
+		} else if uri, err := cosign.PredicateType(ac.PredicateType); err != nil {
 			add(aat+".predicateType", "%v", err)
+		} else if uri == cosign.PredicateTypeSign {
+			add(aat+".predicateType", "%s is cosign's signature predicate: a signature is not an attestation (require it through the authorities)", uri)
 		}
 		switch {
 		case auths == nil && ac.Authority != "":

@@ -4,7 +4,8 @@
 // cache package's.
 //
 // It owns the policy configuration types (Config, PolicyConfig, AuthorityConfig, KeyConfig,
-// KeylessConfig, IdentityConfig, CertificateConfig, ThresholdConfig; trust roots are
+// KeylessConfig, IdentityConfig, CertificateConfig, ThresholdConfig, AttestationConfig,
+// PredicatePolicyConfig; trust roots are
 // verify/trustroot.Config), mapped from the configuration file by the config package through
 // their mapstructure tags, their validation, the compiled and immutable Set, and the Engine
 // that admits manifests.
@@ -37,6 +38,19 @@
 //   - Packages read no environment: key env sources go through WithLookupEnv. Keys are
 //     loaded by internal/keys, the CLI's loader too; KMS keys go through sigstore's kms.Get,
 //     whose providers are linked by main, never imported here.
+//
+// Attestations. A policy may require in-toto attestations (AttestationConfig): each names a
+// predicate type (a URI or a cosign short name, resolved by internal/cosign), the authority of
+// the policy that must have signed it, and an optional CUE or Rego policy over the statement,
+// compiled at Compile by policy/predicate (from inline text or cueFile/regoFile; the text is part
+// of the version). An authority with attestations of its own is satisfied by all of them instead
+// of a signature; a static authority ("pass" or "fail") by nothing at all. An image is admitted
+// when Require authorities are satisfied and every policy-level attestation requirement holds:
+// a verified attestation of the type (verify reports those) whose statement the policy accepts
+// (predicate.Policy.Eval, bounded in time and size; an error denies; a cancelled context is no
+// verdict). Denials name the requirement, what was found and the CUE or Rego message. Explain
+// runs the same decision without the cache and returns every detail (Explanation, whose JSON
+// field names are a documented schema).
 //
 // Keyless and certificate authorities. An authority is exactly one of key, keyless (a Fulcio
 // certificate of a trust root naming one of its identities) or certificate (your own PKI's

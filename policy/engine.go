@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -238,6 +237,12 @@ func checkRequest(req Request) error {
 
 // decide makes a fresh decision; it runs inside the cache's fill.
 func (e *Engine) decide(ctx context.Context, set *Set, pol *Policy, req Request) (Decision, error) {
+	return e.decideInto(ctx, set, pol, req, nil)
+}
+
+// decideInto makes a fresh decision. Explain passes x, which it fills with the details of
+// every authority and attestation requirement; Admit passes nil.
+func (e *Engine) decideInto(ctx context.Context, set *Set, pol *Policy, req Request, x *Explanation) (Decision, error) {
 	d := Decision{DecidedAt: e.now()}
 	if pol == nil {
 		d.Mode = "default"
@@ -266,11 +271,7 @@ func (e *Engine) decide(ctx context.Context, set *Set, pol *Policy, req Request)
 		// Shaped like a signature, but its content is not one: an image like any other.
 		notExempt = err.Error()
 	}
-	res, verr := e.verifier.Verify(ctx, req.Registry, verify.Subject{Repository: req.Repository, Digest: req.Manifest.Digest}, pol.authorities)
-	if verr != nil && len(res.Authorities) != len(pol.authorities) {
-		return Decision{}, fmt.Errorf("verify signatures: %w", verr)
-	}
-	ev, err := evaluate(pol, res)
+	ev, verr, err := e.evaluateRequest(ctx, pol, req, x)
 	if err != nil {
 		return Decision{}, err
 	}
@@ -294,70 +295,6 @@ func (e *Engine) decide(ctx context.Context, set *Set, pol *Policy, req Request)
 		d.Unsatisfied = ev.unsatisfied
 	}
 	return d, nil
-}
-
-// evaluation is a policy's requirement applied to a verification result.
-type evaluation struct {
-	satisfied   bool
-	signers     []string
-	unsatisfied []string
-	reason      string
-}
-
-// evaluate applies pol's requirement to res, which has one result per authority, in order.
-func evaluate(pol *Policy, res verify.Result) (evaluation, error) {
-	if len(res.Authorities) != len(pol.authorities) {
-		return evaluation{}, fmt.Errorf("verifier returned %d results for %d authorities", len(res.Authorities), len(pol.authorities))
-	}
-	var (
-		ev       evaluation
-		verified []string
-		failures []string
-	)
-	for i, ar := range res.Authorities {
-		name := pol.authorities[i].Name
-		if ar.Authority != name {
-			return evaluation{}, fmt.Errorf("verifier returned result %d for authority %q, want %q", i, ar.Authority, name)
-		}
-		if ar.Verified {
-			verified = append(verified, fmt.Sprintf("%q", name))
-			signer := name
-			if ar.Signer != "" {
-				signer = fmt.Sprintf("%s (%s)", name, ar.Signer)
-			}
-			ev.signers = append(ev.signers, signer)
-			continue
-		}
-		why := ar.Reason
-		if why == "" {
-			why = fmt.Sprintf("found %d signature%s", res.Signatures, plural(res.Signatures))
-		}
-		ev.unsatisfied = append(ev.unsatisfied, name)
-		failures = append(failures, fmt.Sprintf("no signature verified by authority %q (%s)", name, why))
-	}
-	ev.satisfied = len(verified) >= pol.require
-	switch {
-	case ev.satisfied:
-		noun := "authorities"
-		if len(verified) == 1 {
-			noun = "authority"
-		}
-		ev.reason = fmt.Sprintf("verified by %s %s", noun, strings.Join(verified, ", "))
-		ev.unsatisfied = nil
-	case len(pol.authorities) == 1:
-		ev.reason = failures[0]
-	default:
-		ev.reason = fmt.Sprintf("%d of %d authorities verified, %d required: %s",
-			len(verified), len(pol.authorities), pol.require, strings.Join(failures, "; "))
-	}
-	return ev, nil
-}
-
-func plural(n int) string {
-	if n == 1 {
-		return ""
-	}
-	return "s"
 }
 
 // admitChildren records every manifest the verified index m lists as allowed by it, unless

@@ -8,9 +8,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
+	"os"
 	"slices"
 
+	"github.com/portcullis/portcullis/internal/cosign"
+	"github.com/portcullis/portcullis/policy/predicate"
 	"github.com/portcullis/portcullis/verify"
 	"github.com/portcullis/portcullis/verify/trustroot"
 )
@@ -41,12 +45,43 @@ type Set struct {
 
 // Policy is one compiled policy. It is immutable.
 type Policy struct {
-	name        string
-	globs       []glob
-	mode        Mode
-	require     int
-	indexes     IndexMode
+	name    string
+	globs   []glob
+	mode    Mode
+	require int
+	indexes IndexMode
+	// authorities are the authorities signatures and attestations are verified against (not
+	// the static ones), in configuration order.
 	authorities []verify.Authority
+	// rules are all the authorities, in configuration order, with how each is satisfied.
+	rules []authorityRule
+	// attestations are the policy-level attestation requirements.
+	attestations []attestationRule
+}
+
+// authorityRule is how one authority of a policy is satisfied: statically, by its
+// attestations (all of them) when it has some, else by a signature.
+type authorityRule struct {
+	name string
+	// static is StaticPass or StaticFail for a static authority, else "".
+	static string
+	// verify is the index of the authority in Policy.authorities; -1 when static.
+	verify int
+	// attestations, when set, satisfy the authority instead of a signature.
+	attestations []attestationRule
+}
+
+// attestationRule is one compiled attestation requirement.
+type attestationRule struct {
+	name          string
+	predicateType string
+	authority     string
+	// verify is the index of the signing authority in Policy.authorities.
+	verify int
+	// policy is evaluated over the statement; nil: a verified attestation is enough.
+	policy *predicate.Policy
+	// language is "cue" or "rego" when policy is set.
+	language string
 }
 
 // Compile validates cfg (see Config.Validate), applies the defaults and loads every key: PEM
@@ -81,7 +116,41 @@ func Compile(ctx context.Context, cfg Config, opts ...Option) (*Set, error) {
 			p.globs = append(p.globs, cg)
 		}
 		pd := versionPolicy{Name: p.name, Images: pc.Images, Mode: p.mode, Require: p.require, Indexes: p.indexes}
+		// Which predicate types each authority must be asked for: its own requirements' and
+		// those of the policy-level requirements naming it.
+		wanted := map[string][]string{}
+		for j, ac := range pc.Attestations {
+			at := fmt.Sprintf("policies[%d].attestations[%d]", i, j)
+			r, vr, err := compileAttestation(at, ac)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			p.attestations = append(p.attestations, r)
+			pd.Attestations = append(pd.Attestations, vr)
+			wanted[ac.Authority] = appendNew(wanted[ac.Authority], r.predicateType)
+		}
 		for j, ac := range pc.Authorities {
+			rule := authorityRule{name: ac.Name, static: ac.Static, verify: -1}
+			if ac.Static != "" {
+				p.rules = append(p.rules, rule)
+				pd.Authorities = append(pd.Authorities, versionAuthority{Name: ac.Name, Static: ac.Static})
+				continue
+			}
+			var va []versionAttestation
+			for k, atc := range ac.Attestations {
+				r, vr, err := compileAttestation(fmt.Sprintf("policies[%d].authorities[%d].attestations[%d]", i, j, k), atc)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				r.authority = ac.Name
+				rule.attestations = append(rule.attestations, r)
+				va = append(va, vr)
+				wanted[ac.Name] = appendNew(wanted[ac.Name], r.predicateType)
+			}
+			rule.verify = len(p.authorities)
+			p.rules = append(p.rules, rule)
 			if ac.Keyless != nil || ac.Certificate != nil {
 				kl, vk, err := o.keylessAuthority(ctx, fmt.Sprintf("policies[%d].authorities[%d]", i, j), ac, roots)
 				if err != nil {
@@ -92,7 +161,7 @@ func Compile(ctx context.Context, cfg Config, opts ...Option) (*Set, error) {
 					Name: ac.Name, Keyless: kl, Annotations: maps.Clone(ac.Annotations), SignaturesRepository: ac.SignaturesRepository,
 				})
 				pd.Authorities = append(pd.Authorities, versionAuthority{
-					Name: ac.Name, Keyless: vk, Annotations: ac.Annotations, SignaturesRepository: ac.SignaturesRepository,
+					Name: ac.Name, Keyless: vk, Annotations: ac.Annotations, SignaturesRepository: ac.SignaturesRepository, Attestations: va,
 				})
 				continue
 			}
@@ -108,8 +177,14 @@ func Compile(ctx context.Context, cfg Config, opts ...Option) (*Set, error) {
 				SignaturesRepository: ac.SignaturesRepository,
 			})
 			pd.Authorities = append(pd.Authorities, versionAuthority{
-				Name: ac.Name, PublicKey: k.DER, Annotations: ac.Annotations, SignaturesRepository: ac.SignaturesRepository,
+				Name: ac.Name, PublicKey: k.DER, Annotations: ac.Annotations, SignaturesRepository: ac.SignaturesRepository, Attestations: va,
 			})
+		}
+		for k := range p.authorities {
+			p.authorities[k].Attestations = wanted[p.authorities[k].Name]
+		}
+		for k := range p.attestations {
+			p.attestations[k].verify = slices.IndexFunc(p.authorities, func(a verify.Authority) bool { return a.Name == p.attestations[k].authority })
 		}
 		s.policies = append(s.policies, p)
 		doc.Policies = append(doc.Policies, pd)
@@ -141,12 +216,13 @@ type versionDoc struct {
 }
 
 type versionPolicy struct {
-	Name        string
-	Images      []string
-	Mode        Mode
-	Require     int
-	Indexes     IndexMode
-	Authorities []versionAuthority
+	Name         string
+	Images       []string
+	Mode         Mode
+	Require      int
+	Indexes      IndexMode
+	Authorities  []versionAuthority
+	Attestations []versionAttestation `json:",omitempty"`
 }
 
 type versionAuthority struct {
@@ -155,6 +231,18 @@ type versionAuthority struct {
 	Keyless              *versionKeyless `json:",omitempty"`
 	Annotations          map[string]string
 	SignaturesRepository string
+	Static               string               `json:",omitempty"`
+	Attestations         []versionAttestation `json:",omitempty"`
+}
+
+// versionAttestation is an attestation requirement as the version hashes it: the predicate
+// type resolved, the predicate policy by its source text (a file's content, not its path).
+type versionAttestation struct {
+	Name          string
+	PredicateType string
+	Authority     string `json:",omitempty"`
+	Language      string `json:",omitempty"`
+	Source        string `json:",omitempty"`
 }
 
 // Version identifies the set: a SHA-256 (hex) of the normalised configuration and the loaded
@@ -200,3 +288,80 @@ func (p *Policy) Required() int { return p.require }
 
 // Authorities returns the policy's authorities in configuration order, keys loaded.
 func (p *Policy) Authorities() []verify.Authority { return slices.Clone(p.authorities) }
+
+// maxPredicatePolicyFile bounds the cueFile and regoFile read.
+const maxPredicatePolicyFile = 1 << 20
+
+// compileAttestation resolves the predicate type of one requirement, validated, at config
+// path at, and compiles its predicate policy (reading cueFile or regoFile). Errors name
+// at.policy.
+func compileAttestation(at string, ac AttestationConfig) (attestationRule, versionAttestation, error) {
+	pt, err := cosign.PredicateType(ac.PredicateType)
+	if err != nil {
+		return attestationRule{}, versionAttestation{}, fmt.Errorf("%s.predicateType: %w", at, err)
+	}
+	r := attestationRule{name: ac.Name, predicateType: pt, authority: ac.Authority}
+	vr := versionAttestation{Name: ac.Name, PredicateType: pt, Authority: ac.Authority}
+	pc := ac.Policy
+	if pc == nil {
+		return r, vr, nil
+	}
+	src := predicate.Source{CUE: pc.CUE, Rego: pc.Rego, Name: at + ".policy"}
+	for _, f := range []struct {
+		path  string
+		field string
+		into  *string
+	}{{pc.CUEFile, "cueFile", &src.CUE}, {pc.RegoFile, "regoFile", &src.Rego}} {
+		if f.path == "" {
+			continue
+		}
+		b, err := readFileLimited(f.path, maxPredicatePolicyFile)
+		if err != nil {
+			return attestationRule{}, versionAttestation{}, fmt.Errorf("%s.policy.%s: %w", at, f.field, err)
+		}
+		*f.into, src.Name = string(b), f.path
+	}
+	r.language, vr.Source = "cue", src.CUE
+	if src.Rego != "" {
+		r.language, vr.Source = "rego", src.Rego
+	}
+	vr.Language = r.language
+	if r.policy, err = predicate.Compile(src); err != nil {
+		return attestationRule{}, versionAttestation{}, fmt.Errorf("%s.policy: %w", at, err)
+	}
+	return r, vr, nil
+}
+
+// readFileLimited reads a file of at most limit bytes.
+func readFileLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
+	}
+	return b, nil
+}
+
+func appendNew(list []string, s string) []string {
+	if slices.Contains(list, s) {
+		return list
+	}
+	return append(list, s)
+}
+
+// WantsAttestations reports whether the policy asks any authority for attestations.
+func (p *Policy) WantsAttestations() bool {
+	for _, a := range p.authorities {
+		if len(a.Attestations) > 0 {
+			return true
+		}
+	}
+	return false
+}

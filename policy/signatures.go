@@ -9,3 +9,11 @@ func (e *Engine) WantsSignatures(image string) bool {
 	pol := e.set.Load().Match(image)
 	return pol != nil && pol.mode != ModeOff
 }
+
+// WantsAttestations reports whether a decision about image, under the policy set in use now,
+// looks up attestations: its policy wants signatures and asks an authority for attestations.
+// The proxy then starts the legacy ".att" lookup ahead of the decision too.
+func (e *Engine) WantsAttestations(image string) bool {
+	pol := e.set.Load().Match(image)
+	return pol != nil && pol.mode != ModeOff && pol.WantsAttestations()
+}

@@ -424,7 +424,7 @@ func (h *Handler) resolveManifest(ctx context.Context, rt route, info *requestIn
 // deciding on rt's image looks up no signatures.
 func (h *Handler) prefetch(ctx context.Context, rt route, d digest.Digest, info *requestInfo) {
 	if sg, ok := h.opts.Gate.(signatureGate); !ok || sg.WantsSignatures(rt.image()) {
-		info.pre = startPrefetch(ctx, rt, d)
+		info.pre = startPrefetch(ctx, rt, d, wantsAttestations(h.opts.Gate, rt.image()))
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/portcullis/portcullis/internal/cosign"
+	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/verify"
 	"github.com/portcullis/portcullis/verify/oci"
 )
@@ -26,6 +27,24 @@ type prefetch struct {
 	d    digest.Digest
 	sig  *call[oci.Manifest]
 	refs *call[[]ocispec.Descriptor]
+	// att is the legacy ".att" lookup, started only when the policy wants attestations.
+	att *call[oci.Manifest]
+}
+
+// attestationGate is a Gate that can tell whether deciding on an image looks up its
+// attestations too. *policy.Engine implements it.
+type attestationGate interface {
+	WantsAttestations(image string) bool
+}
+
+var _ attestationGate = (*policy.Engine)(nil)
+
+// wantsAttestations reports whether g says that deciding on image reads attestations; a Gate
+// that cannot tell is assumed not to (the ".att" lookup then happens with the others, in
+// the decision).
+func wantsAttestations(g Gate, image string) bool {
+	ag, ok := g.(attestationGate)
+	return ok && ag.WantsAttestations(image)
 }
 
 // call is one upstream request started ahead of its caller.
@@ -54,10 +73,10 @@ func (c *call[T]) wait(ctx context.Context) (T, error) {
 	}
 }
 
-// startPrefetch starts the first signature lookups of d in rt's repository, detached from
-// ctx's cancellation and bounded by the upstream's timeout. The lookups end on their own;
-// wait for them with their results.
-func startPrefetch(ctx context.Context, rt route, d digest.Digest) *prefetch {
+// startPrefetch starts the first signature lookups of d in rt's repository, and the legacy
+// attestation lookup when attestations is set, detached from ctx's cancellation and bounded by
+// the upstream's timeout. The lookups end on their own; wait for them with their results.
+func startPrefetch(ctx context.Context, rt route, d digest.Digest, attestations bool) *prefetch {
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*rt.upstream.Timeout())
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -70,15 +89,25 @@ func startPrefetch(ctx context.Context, rt route, d digest.Digest) *prefetch {
 		defer wg.Done()
 		return rt.upstream.Referrers(pctx, rt.repo, d)
 	})
+	if attestations {
+		wg.Add(1)
+		p.att = startCall(func() (oci.Manifest, error) {
+			defer wg.Done()
+			return rt.upstream.Manifest(pctx, rt.repo, cosign.AttachmentTag(d, cosign.SuffixAttestation))
+		})
+	}
 	go func() { wg.Wait(); cancel() }()
 	return p
 }
 
-// Manifest answers the legacy signature tag of the prefetched digest from the lookup in
-// flight.
+// Manifest answers the legacy signature (and attestation) tag of the prefetched digest from
+// the lookup in flight.
 func (p *prefetch) Manifest(ctx context.Context, repo, ref string) (oci.Manifest, error) {
 	if repo == p.repo && ref == cosign.SignatureTag(p.d) {
 		return p.sig.wait(ctx)
+	}
+	if p.att != nil && repo == p.repo && ref == cosign.AttachmentTag(p.d, cosign.SuffixAttestation) {
+		return p.att.wait(ctx)
 	}
 	return p.Registry.Manifest(ctx, repo, ref)
 }
