@@ -56,7 +56,9 @@ func Route(path string) string {
 // Metrics: portcullis.upstream.request.duration (seconds until the response headers, by
 // upstream, method and status class: 2xx…5xx, or "error" when no response came) and
 // portcullis.upstream.errors (by upstream and reason: "transport" when no response came,
-// "429" and "5xx" answers). Each attempt of a retried request counts.
+// "429" and "5xx" answers; a request portcullis cancelled is not an error). Each attempt of
+// a retried request counts, and so does go-containerregistry's https-first probe of an
+// insecure upstream that speaks only http.
 type Upstreams struct {
 	tp       trace.TracerProvider
 	duration metric.Float64Histogram
@@ -170,7 +172,7 @@ func (m *measured) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	ctx := r.Context()
 	m.u.duration.Record(ctx, elapsed, m.u.recordOption(m.upstream, method, status))
-	if reason != "" {
+	if reason != "" && ctx.Err() == nil { // portcullis cancelling its own request is no upstream error
 		m.u.errors.Add(ctx, 1, m.u.errOption(m.upstream, reason))
 	}
 	return resp, err
