@@ -47,6 +47,8 @@ type Config struct {
 	Push pushauth.Config `mapstructure:"push"`
 	// Keys says how the policies' keys are loaded.
 	Keys Keys `mapstructure:"keys"`
+	// Server configures the overload limit and the shutdown of serve.
+	Server Server `mapstructure:"server"`
 
 	// filePolicies are the policies read from PolicyFiles, policyFileNames the files read.
 	filePolicies    []policy.PolicyConfig
@@ -124,6 +126,10 @@ type Cache struct {
 	NegativeTTL time.Duration `mapstructure:"negativeTTL"`
 	// TagTTL is how long a tag's digest is used without asking the upstream. Default 0.
 	TagTTL time.Duration `mapstructure:"tagTTL"`
+	// MaxStale is how long, while an upstream fails (unreachable, 5xx, 429), a tag keeps
+	// resolving to the digest it last had and a stored manifest is served on its last
+	// admission (stale-if-error). Default 24h; 0 turns it off.
+	MaxStale time.Duration `mapstructure:"maxStale"`
 	// Redis, when set, shares decisions between replicas through Redis: a second tier
 	// behind the in-process one (see package cache/redistier). Default: none.
 	Redis *redistier.Config `mapstructure:"redis"`
@@ -138,9 +144,10 @@ func defaults() map[string]any {
 		"storage": map[string]any{"driver": "filesystem", "maxSize": "20GiB",
 			"maxAge": store.DefaultMaxAge.String(), "sweepInterval": store.DefaultSweepInterval.String()},
 		"cache": map[string]any{"size": cache.DefaultSize, "ttl": cache.DefaultTTL.String(),
-			"negativeTTL": cache.DefaultNegativeTTL.String(), "tagTTL": "0s"},
+			"negativeTTL": cache.DefaultNegativeTTL.String(), "tagTTL": "0s", "maxStale": "24h"},
 		"defaultPolicy": string(policy.DefaultDeny),
 		"keys":          map[string]any{"timeout": "30s"},
+		"server":        serverDefaults(),
 	}
 }
 
@@ -245,6 +252,10 @@ func (c *Config) Validate() error {
 	if c.Cache.TagTTL < 0 {
 		errs = append(errs, errors.New("cache.tagTTL: must not be negative"))
 	}
+	if c.Cache.MaxStale < 0 {
+		errs = append(errs, errors.New("cache.maxStale: must not be negative"))
+	}
+	errs = append(errs, c.Server.validate()...)
 	if c.Cache.Size <= 0 {
 		errs = append(errs, errors.New("cache.size: must be positive"))
 	}

@@ -31,9 +31,21 @@
 //     references is nothing but signatures (ArtifactChecker).
 //   - A denied HEAD over HTTP/1 carries the reason in its status line (containerd shows only
 //     that).
-//   - Errors become OCI error responses (distribution's errcode) in one place, writeError.
+//   - Errors become OCI error responses (distribution's errcode) in one place, writeError; a
+//     503 or 429 carries Retry-After.
+//   - Stale-if-error (stale.go, with MaxStale): while an upstream fails, a tag resolves to
+//     the digest it last had and a stored manifest whose decision cannot be made again is
+//     served on its last admission under the same policies, for MaxStale; a denial is never
+//     overridden, and what was never verified is refused with 503 UNAVAILABLE. The records
+//     live in the Store, so replicas sharing it share them.
+//   - Overload (limits.go): at most MaxInFlight requests are served at once (a manifest
+//     answered from memory does not count), each upstream client caps its own requests;
+//     beyond a limit the answer is 503 with Retry-After at once, never an unbounded queue.
+//     An upstream's 429 is passed on with its Retry-After, and the upstream is left alone
+//     until then.
 //
 // Defaults: tag answers are re-checked with the upstream on every request (TagTTL 0, a HEAD
-// and, only when the digest moved, a GET); upstream requests time out after 30s and are
-// retried 3 times with backoff.
+// and, only when the digest moved, a GET); upstream requests time out after 30s and GETs and
+// HEADs are retried 3 times with backoff; MaxStale 0 (off; the configuration's default is
+// 24h); MaxInFlight 1024.
 package proxy

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -25,6 +26,9 @@ func writeError(w http.ResponseWriter, r *http.Request, kind string, err error) 
 	hd.Set("Content-Length", strconv.Itoa(len(b)))
 	hd.Del("Docker-Content-Digest")
 	hd.Del("Etag")
+	if ra := retryAfter(err); ra > 0 && (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) {
+		hd.Set("Retry-After", strconv.Itoa(int(max(1, math.Ceil(ra.Seconds())))))
+	}
 	if r.Method == http.MethodHead && e.Code == errcode.ErrorCodeDenied && writeStatusReason(w, r, status, e.Message) {
 		return
 	}
@@ -84,6 +88,7 @@ const (
 	classUpstreamUnavailable = "upstream_unavailable" // unreachable, timed out, or rate limiting
 	classUpstreamError       = "upstream_error"       // an upstream error answer or invalid content
 	classInternal            = "internal"             // portcullis itself
+	classOverloaded          = "overloaded"           // refused by portcullis's own overload limits
 )
 
 // errorClass is the class of err for the request metrics.
@@ -117,6 +122,21 @@ func classify(kind string, err error) (int, errcode.Error, string) {
 	var den *policy.DenyError
 	if errors.As(err, &den) {
 		return http.StatusForbidden, errcode.ErrorCodeDenied.WithMessage(err.Error()), classDenied
+	}
+	var se *staleError
+	if errors.As(err, &se) {
+		// The upstream fails and nothing verified may stand in: whatever the upstream's
+		// failure (a 500, a 429, a timeout), 503 with the reason.
+		_, inner, _ := classify(kind, se.err)
+		return http.StatusServiceUnavailable, errcode.ErrorCodeUnavailable.WithMessage(capped(inner.Message + "; " + se.reason)), classUpstreamUnavailable
+	}
+	var oe *overloadedError
+	if errors.As(err, &oe) {
+		return http.StatusServiceUnavailable, errcode.ErrorCodeUnavailable.WithMessage(err.Error()), classOverloaded
+	}
+	var ov *upstream.OverloadError
+	if errors.As(err, &ov) {
+		return http.StatusServiceUnavailable, errcode.ErrorCodeUnavailable.WithMessage(capped(err.Error() + "; retry shortly")), classOverloaded
 	}
 	if errors.Is(err, errRangeNotSatisfiable) {
 		return http.StatusRequestedRangeNotSatisfiable, errcode.ErrorCodeRangeInvalid.WithMessage(capped(err.Error())), classClient

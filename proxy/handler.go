@@ -79,6 +79,16 @@ type Options struct {
 	// memory, so that a GET by digest of one is answered without reading the store.
 	// Default (0) DefaultManifestMemory; negative keeps none.
 	ManifestMemory int64
+	// MaxStale is how long, while an upstream fails, a tag keeps resolving to the digest the
+	// upstream last gave it, and a stored manifest whose decision cannot be made again is
+	// served on its last admission (see stale.go). Default 0: off, an upstream failure is
+	// the answer.
+	MaxStale time.Duration
+	// MaxInFlight caps the requests served at once (see limits.go). Default (0)
+	// DefaultMaxInFlight.
+	MaxInFlight int
+	// Now is the clock of tag ages and stale answers. Default time.Now.
+	Now func() time.Time
 }
 
 // ArtifactChecker checks what a manifest shaped like a signature artifact references: nil
@@ -117,6 +127,10 @@ type Handler struct {
 	metrics requestMetrics
 	// apiVersion is the Docker-Distribution-API-Version header, built once (see memManifest).
 	apiVersion []string
+	// stale holds the stale-if-error state (see stale.go); nil when MaxStale is 0.
+	stale *staleState
+	// inFlight enforces MaxInFlight (see limits.go).
+	inFlight *inFlight
 }
 
 type tagEntry struct {
@@ -134,6 +148,15 @@ func New(opts Options) (*Handler, error) {
 	}
 	if opts.TagTTL < 0 {
 		return nil, errors.New("proxy: tag TTL must not be negative")
+	}
+	if opts.MaxStale < 0 || opts.MaxInFlight < 0 {
+		return nil, errors.New("proxy: max stale and max in flight must not be negative")
+	}
+	if opts.MaxInFlight == 0 {
+		opts.MaxInFlight = DefaultMaxInFlight
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	if opts.FillTimeout == 0 {
 		opts.FillTimeout = 30 * time.Minute
@@ -163,6 +186,14 @@ func New(opts Options) (*Handler, error) {
 		metric.WithDescription("Time to answer a distribution API request.")); err != nil {
 		return nil, err
 	}
+	if h.inFlight, err = newInFlight(opts.MaxInFlight, opts.Meter); err != nil {
+		return nil, err
+	}
+	if opts.MaxStale > 0 {
+		if h.stale, err = newStaleState(opts.MaxStale, opts.Meter); err != nil {
+			return nil, err
+		}
+	}
 	return h, nil
 }
 
@@ -180,6 +211,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		mo := h.metrics.options(r.Method, info.rt.kind, rec.status, info.source, errorClass(info.rt.kind, info.err))
 		h.requests.Add(ctx, 1, mo.add...)
 		h.duration.Record(ctx, elapsed.Seconds(), mo.record...)
+		if info.err != nil {
+			h.inFlight.count(ctx, info.err)
+		}
 	}()
 	if err := h.serve(rec, r, info); err != nil {
 		info.err = err
@@ -275,6 +309,11 @@ type requestInfo struct {
 	err    error
 	// pre is the signature lookup started with a cold manifest's fetch (see prefetch).
 	pre *prefetch
+	// tagAt is, for a manifest by tag, when the upstream last confirmed the tag's digest.
+	tagAt time.Time
+	// mm is the manifest by digest found in memory before the request was admitted to the
+	// in-flight limit.
+	mm *memManifest
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *requestInfo) error {
@@ -309,6 +348,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, info *requestInf
 		return err
 	}
 	read := r.Method == http.MethodGet || r.Method == http.MethodHead
+	if rt.kind == kindManifests && read && strings.Contains(rt.ref, ":") { // a digest (parseRoute checked it)
+		info.mm = h.memory.get(rt, digest.Digest(rt.ref))
+	}
+	if info.mm == nil {
+		// Everything but a manifest answered from memory counts against MaxInFlight.
+		if err := h.inFlight.acquire(); err != nil {
+			return err
+		}
+		defer h.inFlight.release()
+	}
 	switch {
 	case rt.kind == kindManifests && read:
 		return h.serveManifest(w, r, rt, info)
@@ -338,13 +387,14 @@ func (h *Handler) resolveShared(ctx context.Context, rt route, info *requestInfo
 		m      oci.Manifest
 		source string
 		pre    *prefetch
+		tagAt  time.Time
 	}
 	ch := h.flights.DoChan(rt.upstream.Name()+"/"+rt.repo+":"+rt.ref, func() (any, error) {
 		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*rt.upstream.Timeout())
 		defer cancel()
 		var ri requestInfo
 		m, err := h.resolveManifest(fctx, rt, &ri)
-		return resolved{m, ri.source, ri.pre}, err
+		return resolved{m, ri.source, ri.pre, ri.tagAt}, err
 	})
 	select {
 	case <-ctx.Done():
@@ -354,7 +404,7 @@ func (h *Handler) resolveShared(ctx context.Context, rt route, info *requestInfo
 			return oci.Manifest{}, res.Err
 		}
 		r := res.Val.(resolved)
-		info.source, info.pre = r.source, r.pre
+		info.source, info.pre, info.tagAt = r.source, r.pre, r.tagAt
 		info.shared = res.Shared
 		return r.m, nil
 	}
@@ -384,12 +434,16 @@ func (h *Handler) resolveManifest(ctx context.Context, rt route, info *requestIn
 				}
 			}
 		}
-		return h.fetchManifest(ctx, rt, info)
+		m, err = h.fetchManifest(ctx, rt, info)
+		if err != nil {
+			return m, h.staleManifest(ctx, rt, err)
+		}
+		return m, nil
 	}
 
 	key := up.Name() + "/" + rt.repo + ":" + rt.ref
 	if e, ok := h.tags.Get(key); ok {
-		fresh := h.opts.TagTTL > 0 && time.Since(e.at) < h.opts.TagTTL
+		fresh := h.opts.TagTTL > 0 && h.now().Sub(e.at) < h.opts.TagTTL
 		if !fresh {
 			// The HEAD answer only tells whether the tag still points where it did; the
 			// bytes served are always the stored ones whose digest was computed here.
@@ -397,7 +451,11 @@ func (h *Handler) resolveManifest(ctx context.Context, rt route, info *requestIn
 			switch {
 			case err == nil && hd == e.d:
 				fresh = true
-				h.tags.Add(key, tagEntry{d: e.d, at: time.Now()})
+				e.at = h.now()
+				h.tags.Add(key, e)
+			case err != nil && h.stale != nil && upstreamFailing(err):
+				// No GET: it would fail the same way, after as long a wait.
+				return h.staleTag(ctx, rt, key, err, info)
 			case err == nil && hd.Validate() == nil:
 				// The tag moved: the upstream's digest is a hint to start the new digest's
 				// signature lookup with the GET; the decision is about the digest of the bytes
@@ -407,16 +465,17 @@ func (h *Handler) resolveManifest(ctx context.Context, rt route, info *requestIn
 		}
 		if fresh {
 			if m, err := h.storedManifest(ctx, rt, e.d); err == nil {
-				info.source = "store"
+				info.source, info.tagAt = "store", e.at
 				return m, nil
 			}
 		}
 	}
 	m, err := h.fetchManifest(ctx, rt, info)
 	if err != nil {
-		return m, err
+		return h.staleTag(ctx, rt, key, err, info)
 	}
-	h.tags.Add(key, tagEntry{d: m.Digest, at: time.Now()})
+	info.tagAt = h.now()
+	h.tags.Add(key, tagEntry{d: m.Digest, at: info.tagAt})
 	return m, nil
 }
 
@@ -477,10 +536,7 @@ func (h *Handler) Close(ctx context.Context) error {
 // response headers ready; it is decided all the same.
 func (h *Handler) serveManifest(w http.ResponseWriter, r *http.Request, rt route, info *requestInfo) error {
 	ctx := r.Context()
-	var mm *memManifest
-	if strings.Contains(rt.ref, ":") { // a digest (parseRoute checked it)
-		mm = h.memory.get(rt, digest.Digest(rt.ref))
-	}
+	mm := info.mm
 	var m oci.Manifest
 	if mm != nil {
 		m = mm.m
@@ -503,7 +559,29 @@ func (h *Handler) serveManifest(w http.ResponseWriter, r *http.Request, rt route
 	if info.pre != nil && info.pre.d == m.Digest {
 		reg = info.pre
 	}
-	if _, err := h.opts.Gate.Admit(ctx, policy.Request{Image: image, Repository: rt.repo, Manifest: m, Registry: reg}); err != nil {
+	dec, err := h.opts.Gate.Admit(ctx, policy.Request{Image: image, Repository: rt.repo, Manifest: m, Registry: reg})
+	staleDecision, staleTag := false, info.source == staleSource
+	if err != nil && h.stale != nil {
+		// The decision could not be made (a denial is never overridden): its last admission?
+		if err = h.staleDecision(ctx, rt, m, err); err == nil {
+			staleDecision, info.source = true, staleSource
+		}
+	}
+	if err == nil && staleTag {
+		h.stale.count(ctx, "tag", "served")
+	}
+	if err == nil && !staleDecision && h.stale != nil {
+		grant := ""
+		if mm != nil {
+			grant = mm.grantKey
+		}
+		tagAt := info.tagAt
+		if staleTag {
+			tagAt = time.Time{}
+		}
+		h.remember(ctx, rt, m, dec, tagAt, grant)
+	}
+	if err != nil {
 		if !h.pusherMaySee(r, rt, err, info) {
 			return err
 		}

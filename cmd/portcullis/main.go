@@ -59,7 +59,12 @@ func newServe() *cobra.Command {
 			defer stop()
 			level := new(slog.LevelVar)
 			log := newLogger(cmd.ErrOrStderr(), cfg.Log, level)
-			a, err := app.New(ctx, cfg, app.Options{Logger: log, LogLevel: level, LookupEnv: os.LookupEnv})
+			tp, stopTracing, err := startTracing(ctx, log)
+			if err != nil {
+				return err
+			}
+			defer stopTracing()
+			a, err := app.New(ctx, cfg, app.Options{Logger: log, LogLevel: level, LookupEnv: os.LookupEnv, TracerProvider: tp})
 			if err != nil {
 				return err
 			}

@@ -64,6 +64,8 @@ type App struct {
 
 	// cur is the configuration serving requests; Reload replaces it whole.
 	cur atomic.Pointer[generation]
+	// draining is set by Drain: /readyz answers 503 from then on.
+	draining atomic.Bool
 
 	mu sync.Mutex // serialises Reload and Close; guards the fields below
 	// retired are generations replaced by Reload whose store writes may still run.
@@ -270,15 +272,17 @@ func (a *App) build(ctx context.Context, cfg *config.Config, prev *generation) (
 	}
 
 	g.proxy, err = proxy.New(proxy.Options{
-		Meter:     a.meter,
-		Store:     a.store,
-		Upstreams: routes,
-		Gate:      g.engine,
-		Pushers:   g.pushers,
-		Artifacts: a.verifier,
-		Decisions: g.decisions,
-		TagTTL:    cfg.Cache.TagTTL,
-		Logger:    a.log,
+		Meter:       a.meter,
+		Store:       a.store,
+		Upstreams:   routes,
+		Gate:        g.engine,
+		Pushers:     g.pushers,
+		Artifacts:   a.verifier,
+		Decisions:   g.decisions,
+		TagTTL:      cfg.Cache.TagTTL,
+		MaxStale:    cfg.Cache.MaxStale,
+		MaxInFlight: cfg.Server.MaxInFlight,
+		Logger:      a.log,
 	})
 	if err != nil {
 		return nil, err
@@ -548,8 +552,16 @@ func logLevel(s string) slog.Level {
 	return l
 }
 
-// ready checks that the content store answers.
+// Drain makes /readyz answer 503 from now on, while requests are still served: the first
+// step of a graceful shutdown, so that load balancers stop sending requests before the
+// server stops taking them.
+func (a *App) Drain() { a.draining.Store(true) }
+
+// ready checks that the App is not draining and that the content store answers.
 func (a *App) ready(ctx context.Context) error {
+	if a.draining.Load() {
+		return errors.New("shutting down")
+	}
 	if _, err := a.driver.List(ctx, "/"); err != nil {
 		var pnf storagedriver.PathNotFoundError
 		if !errors.As(err, &pnf) {

@@ -47,8 +47,19 @@ type Config struct {
 	// Timeout bounds a manifest, tag or referrers request, and the wait for a blob's first
 	// byte and between two reads of its body. Default 30s.
 	Timeout time.Duration `mapstructure:"timeout"`
-	// Retries is how many times a failed idempotent request is retried with backoff. Default 3.
+	// Retries is how many times a failed GET or HEAD is retried with backoff (on a network
+	// error or a 500, 502, 503 or 504; never on a 429, whose Retry-After is honoured
+	// instead). Requests that are not idempotent (upload POST, PATCH, PUT) are never
+	// retried. Default 3.
 	Retries *int `mapstructure:"retries"`
+	// MaxConcurrent caps the requests to this upstream in flight at once (blob downloads
+	// until their body is read, token fetches and signature lookups included). Default (and
+	// 0) DefaultMaxConcurrent.
+	MaxConcurrent int `mapstructure:"maxConcurrent"`
+	// QueueWait is how long a request waits for one of the MaxConcurrent slots before it
+	// fails as overloaded (the client gets 503 with Retry-After). Default (and 0)
+	// DefaultQueueWait.
+	QueueWait time.Duration `mapstructure:"queueWait"`
 	// AllowedHosts are the hosts besides the URL's own that portcullis may connect to for
 	// this upstream: where it redirects blob downloads (a CDN) and where its token realm
 	// is. Each entry is host[:port] (a DNS name, an IPv4 address or a bracketed IPv6
@@ -124,6 +135,12 @@ func (c Config) Validate() error {
 	if c.Retries != nil && (*c.Retries < 0 || *c.Retries > 10) {
 		return errors.New("retries: must be between 0 and 10")
 	}
+	if c.MaxConcurrent < 0 {
+		return errors.New("maxConcurrent: must not be negative")
+	}
+	if c.QueueWait < 0 {
+		return errors.New("queueWait: must not be negative")
+	}
 	for i, h := range c.AllowedHosts {
 		if _, err := parseHostPattern(h); err != nil {
 			return fmt.Errorf("allowedHosts[%d]: %w", i, err)
@@ -145,6 +162,8 @@ type Client struct {
 	inner     http.RoundTripper
 	dialer    *http.Transport // the transport inner dials with
 	hosts     *hostPolicy
+	limit     *limiter
+	rate      *rateGuard
 
 	mu          sync.Mutex
 	transports  *expirable.LRU[string, http.RoundTripper] // authenticated transports by repository
@@ -219,11 +238,22 @@ func New(c Config, base *http.Transport, opts ...Option) (*Client, error) {
 	// The guard wraps the only *http.Transport the client has: whatever sends a request
 	// (go-containerregistry's ping, token exchange and remote writer, any http.Client's
 	// redirects) goes through it.
-	var inner http.RoundTripper = applyOptions(opts).wrap(transport.NewUserAgent(&hostGuard{policy: hosts, next: base}, "portcullis"))
+	// Below the retries: the concurrency limit (per attempt, so a retry's backoff holds no
+	// slot) and, above it, the guard that keeps a rate-limited upstream alone.
+	maxConc, queueWait := c.MaxConcurrent, c.QueueWait
+	if maxConc == 0 {
+		maxConc = DefaultMaxConcurrent
+	}
+	if queueWait == 0 {
+		queueWait = DefaultQueueWait
+	}
+	limit := newLimiter(c.Name, maxConc, queueWait, applyOptions(opts).wrap(transport.NewUserAgent(&hostGuard{policy: hosts, next: base}, "portcullis")))
+	rate := &rateGuard{name: c.Name, next: limit, now: time.Now}
+	var inner http.RoundTripper = rate
 	if retries > 0 {
-		inner = transport.NewRetry(inner,
+		inner = idempotentOnly{once: rate, retry: transport.NewRetry(rate,
 			transport.WithRetryBackoff(transport.Backoff{Duration: 200 * time.Millisecond, Factor: 2, Jitter: 0.1, Steps: retries + 1}),
-			transport.WithRetryStatusCodes(http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, http.StatusTooManyRequests))
+			transport.WithRetryStatusCodes(http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout))}
 	}
 	up := &Client{
 		name:       c.Name,
@@ -235,6 +265,8 @@ func New(c Config, base *http.Transport, opts ...Option) (*Client, error) {
 		inner:      inner,
 		dialer:     base,
 		hosts:      hosts,
+		limit:      limit,
+		rate:       rate,
 		transports: expirable.NewLRU[string, http.RoundTripper](1024, nil, 10*time.Minute),
 	}
 	switch {
@@ -386,6 +418,9 @@ type Error struct {
 	// Codes are the OCI error codes in the upstream's answer, if any.
 	Codes   []string
 	Message string
+	// RetryAfter is, for a 429, how long the upstream asked to be left alone (its
+	// Retry-After, bounded); portcullis sends it no request meanwhile.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -470,9 +505,16 @@ func (u *Client) wrapErr(err error) error {
 	if errors.As(err, &fh) {
 		return fh
 	}
+	var oe *OverloadError
+	if errors.As(err, &oe) {
+		return oe
+	}
 	var te *transport.Error
 	if errors.As(err, &te) {
 		ue := &Error{Upstream: u.name, Status: te.StatusCode}
+		if te.StatusCode == http.StatusTooManyRequests {
+			ue.RetryAfter = max(u.rate.remaining(), time.Second)
+		}
 		for _, d := range te.Errors {
 			ue.Codes = append(ue.Codes, string(d.Code))
 			if ue.Message == "" {

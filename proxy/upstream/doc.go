@@ -29,7 +29,14 @@
 //     AuthFailed); transport failures and timeouts are *UnavailableError; hosts refused by
 //     the guard are *ForeignHostError. Brief() spells the first two without the upstream's
 //     free text or URLs, for clients.
+//   - Overload: at most MaxConcurrent requests are in flight to the upstream (a blob until
+//     its body is read or closed); another waits at most QueueWait, then fails unsent with
+//     *OverloadError. After a 429 the upstream is sent nothing until its Retry-After
+//     (bounded to 10 minutes) has passed: requests fail at once with the 429 *Error, whose
+//     RetryAfter says how long remains. A 429 is never retried.
+//   - Only GET and HEAD are retried; POST, PATCH, PUT and DELETE (uploads, pushes) are sent
+//     once.
 //
-// Defaults: 30s timeout per request, 3 retries with backoff for idempotent requests, no
-// allowed hosts.
+// Defaults: 30s timeout per request, 3 retries with backoff for GET and HEAD, 64 concurrent
+// requests with a 1s queue wait, no allowed hosts.
 package upstream
