@@ -241,6 +241,150 @@ spec:
 	}})
 }
 
+// TestClusterImagePolicyAttestationsDecideAsPortcullis is TestClusterImagePolicyDecidesAsPortcullis
+// for the documentation's static and attestation examples: authorities satisfied statically,
+// or by attestations (SPDX, SLSA provenance checked with CUE and with Rego) signed by them.
+func TestClusterImagePolicyAttestationsDecideAsPortcullis(t *testing.T) {
+	w := newCIPWorld(t)
+	key, _ := w.keyBlocks()
+	w.check(t, t.TempDir(), "", cipImages, []cipCase{{
+		name: "static pass (docs: static authority)",
+		cip: `apiVersion: policy.sigstore.dev/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: allow-cip
+spec:
+  images:
+  - glob: "` + upstreamName + `/cip/*"
+  authorities:
+  - static:
+      action: pass
+`,
+		inline: `policies:
+  - name: ClusterImagePolicy/allow-cip
+    images: ["` + upstreamName + `/cip/*"]
+    authorities: [{name: authority-0, static: pass}]
+`,
+		admitted: cipImages,
+	}, {
+		name: "static fail or key",
+		cip: `apiVersion: policy.sigstore.dev/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: deny-cip
+spec:
+  images:
+  - glob: "` + upstreamName + `/cip/**"
+  authorities:
+  - name: never
+    static:
+      action: fail
+` + key(""),
+		inline: `policies:
+  - name: ClusterImagePolicy/deny-cip
+    images: ["` + upstreamName + `/cip/**"]
+    authorities:
+      - {name: never, static: fail}
+      - name: authority-1
+        key: {path: ` + w.trusted.pub + `}
+`,
+		admitted: []string{"signed-bundle", "signed-legacy"},
+	}, {
+		name: "attestation (docs sample: custom-key-attestation-sbom-spdxjson)",
+		cip: `apiVersion: policy.sigstore.dev/v1alpha1
+kind: ClusterImagePolicy
+metadata:
+  name: custom-key-attestation-sbom-spdxjson
+spec:
+  images:
+  - glob: "**"
+  authorities:
+  - name: custom-key
+    key:
+      data: |
+` + w.pemBlock + `
+    attestations:
+    - name: must-have-spdxjson
+      predicateType: spdxjson
+      policy:
+        type: cue
+        data: |
+          predicateType: "https://spdx.dev/Document"
+`,
+		inline: `policies:
+  - name: ClusterImagePolicy/custom-key-attestation-sbom-spdxjson
+    images: ["**"]
+    authorities:
+      - name: custom-key
+        key: {path: ` + w.trusted.pub + `}
+        attestations:
+          - name: must-have-spdxjson
+            predicateType: spdxjson
+            policy:
+              cue: |
+                predicateType: "https://spdx.dev/Document"
+`,
+		admitted: []string{"spdx-attested"},
+	}, {
+		name: "attestations with CUE and Rego (docs: attestations with policies) or a signature",
+		cip: `apiVersion: policy.sigstore.dev/v1beta1
+kind: ClusterImagePolicy
+metadata:
+  name: provenance
+spec:
+  images:
+  - glob: "` + upstreamName + `/cip/*"
+  authorities:
+  - name: keyatt
+    key:
+      data: |
+` + w.pemBlock + `
+    attestations:
+    - name: builder-cue
+      predicateType: slsaprovenance
+      policy:
+        type: cue
+        data: |
+          predicate: builder: id: "https://ci.example.com/builder@v1"
+    - name: builder-rego
+      predicateType: https://slsa.dev/provenance/v0.2
+      policy:
+        type: rego
+        data: |
+          package sigstore
+          default isCompliant := false
+          isCompliant := input.predicate.builder.id == "https://ci.example.com/builder@v1"
+  - name: signed
+    key:
+      data: |
+` + w.pemBlock + `
+`,
+		inline: `policies:
+  - name: ClusterImagePolicy/provenance
+    images: ["` + upstreamName + `/cip/*"]
+    authorities:
+      - name: keyatt
+        key: {path: ` + w.trusted.pub + `}
+        attestations:
+          - name: builder-cue
+            predicateType: slsaprovenance
+            policy:
+              cue: |
+                predicate: builder: id: "https://ci.example.com/builder@v1"
+          - name: builder-rego
+            predicateType: https://slsa.dev/provenance/v0.2
+            policy:
+              rego: |
+                package sigstore
+                default isCompliant := false
+                isCompliant := input.predicate.builder.id == "https://ci.example.com/builder@v1"
+      - name: signed
+        key: {path: ` + w.trusted.pub + `}
+`,
+		admitted: []string{"signed-bundle", "signed-legacy", "slsa-good"},
+	}})
+}
+
 // pushKeylessBundle stores, as cosign v3 does, a keyless signature of the image repo:v1 by
 // subject: a sigstore bundle (a DSSE envelope of cosign's signing statement, the Fulcio
 // certificate of vs and an RFC 3161 timestamp) in a referrer manifest, which the registry
