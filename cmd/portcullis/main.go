@@ -37,7 +37,7 @@ func newRoot() *cobra.Command {
 	}
 	root.AddCommand(newServe(), newGC(), newDemo())
 	addCosignCommands(root)
-	root.AddCommand(newAttest())
+	root.AddCommand(newAttest(), newVerifyAttestation())
 	return root
 }
 
