@@ -66,7 +66,6 @@ FUZZ_TARGETS := \
 	./proxy:FuzzSubject \
 	./verify:FuzzKeylessBundle \
 	./verify:FuzzKeylessLegacy \
-	./verify:FuzzLegacyAttestation \
 	./verify/trustroot:FuzzParse \
 	./verify/trustroot:FuzzReadCertificates \
 	./internal/cosign:FuzzParseSignatureTag \

@@ -96,25 +96,22 @@ func (u *Upstreams) parseRoute(r *http.Request) (route, error) {
 		return rt, errcode.ErrorCodeNameInvalid.WithMessage("repository name is empty")
 	}
 
-	repo := rt.name
 	if ns := r.URL.Query().Get("ns"); ns != "" {
 		up, ok := u.byName[ns]
 		if !ok {
 			return rt, errcode.ErrorCodeNameUnknown.WithMessage(fmt.Sprintf("upstream %q (from ns=) is not configured", ns))
 		}
 		rt.upstream, rt.ns = up, ns
-	} else if first, rest, ok := strings.Cut(rt.name, "/"); ok && u.byName[first] != nil {
-		rt.upstream, repo = u.byName[first], rest
-	} else if looksLikeHost(first) && ok {
-		return rt, errcode.ErrorCodeNameUnknown.WithMessage(fmt.Sprintf("upstream %q is not configured", first))
-	} else if u.def != nil {
-		rt.upstream = u.def
+		rt.repo = up.Normalize(rt.name)
+		if _, err := reference.WithName(rt.repo); err != nil {
+			return rt, errcode.ErrorCodeNameInvalid.WithMessage(fmt.Sprintf("invalid repository name %q: %v", rt.repo, err))
+		}
 	} else {
-		return rt, errcode.ErrorCodeNameUnknown.WithMessage(fmt.Sprintf("repository %q names no configured upstream and there is no default upstream", rt.name))
-	}
-	rt.repo = rt.upstream.Normalize(repo)
-	if _, err := reference.WithName(rt.repo); err != nil {
-		return rt, errcode.ErrorCodeNameInvalid.WithMessage(fmt.Sprintf("invalid repository name %q: %v", rt.repo, err))
+		up, repo, err := u.Resolve(rt.name)
+		if err != nil {
+			return rt, err
+		}
+		rt.upstream, rt.repo = up, repo
 	}
 
 	switch rt.kind {
@@ -137,6 +134,28 @@ func (u *Upstreams) parseRoute(r *http.Request) (route, error) {
 // looksLikeHost reports whether a first path component is a registry host in Docker's sense
 // (has a dot or a port, or is localhost): such a name is never a repository on the default
 // upstream, so an unknown one is refused rather than forwarded.
+// Resolve picks the upstream of a repository name as a client names it ("<upstream>/<repo>",
+// or "<repo>" of the default upstream) and returns it with the repository path in it,
+// normalised. Errors are OCI errors (NAME_UNKNOWN, NAME_INVALID).
+func (u *Upstreams) Resolve(name string) (*upstream.Client, string, error) {
+	var up *upstream.Client
+	repo := name
+	if first, rest, ok := strings.Cut(name, "/"); ok && u.byName[first] != nil {
+		up, repo = u.byName[first], rest
+	} else if looksLikeHost(first) && ok {
+		return nil, "", errcode.ErrorCodeNameUnknown.WithMessage(fmt.Sprintf("upstream %q is not configured", first))
+	} else if u.def != nil {
+		up = u.def
+	} else {
+		return nil, "", errcode.ErrorCodeNameUnknown.WithMessage(fmt.Sprintf("repository %q names no configured upstream and there is no default upstream", name))
+	}
+	repo = up.Normalize(repo)
+	if _, err := reference.WithName(repo); err != nil {
+		return nil, "", errcode.ErrorCodeNameInvalid.WithMessage(fmt.Sprintf("invalid repository name %q: %v", repo, err))
+	}
+	return up, repo, nil
+}
+
 func looksLikeHost(s string) bool {
 	return strings.ContainsAny(s, ".:") || s == "localhost"
 }

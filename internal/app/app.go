@@ -47,7 +47,7 @@ const retiredCloseTimeout = 35 * time.Minute
 
 // App is a configured portcullis.
 type App struct {
-	// Handler serves the distribution API, /healthz, /readyz and /metrics.
+	// Handler serves the distribution API, /healthz, /readyz, /metrics and /debug/decision.
 	Handler http.Handler
 
 	opts     Options
@@ -189,6 +189,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*App, error) {
 		}
 	})
 	mux.Handle("GET /metrics", metrics.Handler())
+	mux.HandleFunc("GET /debug/decision", a.serveDecision)
 	// Each request is served by the configuration current when it arrives.
 	v2 := a.traceV2(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.cur.Load().proxy.ServeHTTP(w, r) }))
 	mux.Handle("/v2/", v2)
