@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"fmt"
 
 	"github.com/secure-systems-lab/go-securesystemslib/dsse"
 	sgsign "github.com/sigstore/sigstore-go/pkg/sign"
@@ -36,9 +35,11 @@ type LegacyAttestation struct {
 }
 
 // AttestationEnvelope signs att keylessly for the legacy ".att" layout: the DSSE envelope,
-// and the Fulcio certificate and an RFC 3161 timestamp for the layer's annotations. The
-// timestamp is over the envelope's JSON (the layer), not over the signature: a legacy
-// attestation has no signature annotation, and cosign verifies its timestamp over the layer.
+// and the Fulcio certificate and an RFC 3161 timestamp of the envelope's signature for the
+// layer's annotations, as cosign v3 attest --new-bundle-format=false writes them and as
+// portcullis's verifier checks them. (cosign's verify-attestation checks a legacy
+// attestation's timestamp over the layer instead, so it refuses these with
+// --use-signed-timestamps, as it refuses cosign's own: the bundle format has no such gap.)
 // As for Legacy, a Rekor log cannot be used.
 func (k *Keyless) AttestationEnvelope(ctx context.Context, att Attestation) (LegacyAttestation, error) {
 	if len(k.services.Rekor) > 0 {
@@ -63,11 +64,7 @@ func (k *Keyless) AttestationEnvelope(ctx context.Context, att Attestation) (Leg
 	if err != nil {
 		return LegacyAttestation{}, err
 	}
-	signed, err := k.timestampPayload(ctx, envJSON)
-	if err != nil {
-		return LegacyAttestation{}, err
-	}
-	ts, err := json.Marshal(struct{ SignedRFC3161Timestamp []byte }{signed})
+	ts, err := json.Marshal(struct{ SignedRFC3161Timestamp []byte }{tss[0].GetSignedTimestamp()})
 	if err != nil {
 		return LegacyAttestation{}, err
 	}
@@ -76,29 +73,4 @@ func (k *Keyless) AttestationEnvelope(ctx context.Context, att Attestation) (Leg
 		return LegacyAttestation{}, err
 	}
 	return LegacyAttestation{Envelope: envJSON, Cert: cert}, nil
-}
-
-// timestampPayload gets an RFC 3161 timestamp of payload from the first TSA of the services,
-// checked against the trusted root's TSAs when there is a trusted root.
-func (k *Keyless) timestampPayload(ctx context.Context, payload []byte) ([]byte, error) {
-	if len(k.services.TSA) == 0 {
-		return nil, errors.New("a keyless attestation in the legacy layout needs a timestamp authority")
-	}
-	tsa := sgsign.NewTimestampAuthority(&sgsign.TimestampAuthorityOptions{URL: k.services.TSA[0], Transport: k.transport, Retries: 1})
-	signed, err := tsa.GetTimestamp(ctx, payload)
-	if err != nil {
-		return nil, fmt.Errorf("timestamp of the attestation: %w", err)
-	}
-	if k.trusted == nil {
-		return signed, nil
-	}
-	var errs []error
-	for _, ta := range k.trusted.TimestampingAuthorities() {
-		_, err := ta.Verify(signed, payload)
-		if err == nil {
-			return signed, nil
-		}
-		errs = append(errs, err)
-	}
-	return nil, fmt.Errorf("timestamp of the attestation does not verify against the trusted root: %w", errors.Join(errs...))
 }

@@ -20,9 +20,18 @@ func (s *stack) portcullisAttestArgs(token string, bundle bool, predicate, typ s
 }
 
 // cosignVerifyAttestationArgs are the arguments of a real `cosign verify-attestation` of a
-// keyless attestation of typ made on this stack by identity of issuer.
+// keyless attestation of typ made on this stack by identity of issuer. For the legacy layout
+// it checks no timestamp: cosign's verify-attestation checks a legacy attestation's RFC 3161
+// timestamp over the layer, while cosign's (and portcullis's) attest timestamps the
+// signature, so cosign refuses both with --use-signed-timestamps; the certificate is checked
+// at the present time, within its 10 minutes.
 func (s *stack) cosignVerifyAttestationArgs(identity, issuer, typ string, bundle bool) []string {
-	args := s.cosignVerifyArgs(identity, issuer, bundle)
+	var args []string
+	for _, a := range s.cosignVerifyArgs(identity, issuer, bundle) {
+		if a != "--use-signed-timestamps" {
+			args = append(args, a)
+		}
+	}
 	args[0] = "verify-attestation"
 	return append(args, "--type", typ)
 }
@@ -60,6 +69,62 @@ func TestPortcullisAttestsKeylessCosignVerifies(t *testing.T) {
 				if out, err := s.run(t, s.cosign3, append(s.cosignVerifyAttestationArgs(wrong.identity, email, wrong.typ, tc.bundle), img)...); err == nil {
 					t.Errorf("cosign verify-attestation accepted %s:\n%s", wrong.what, out)
 				}
+			}
+		})
+	}
+}
+
+// TestPortcullisVerifiesKeylessAttestations: `portcullis verify-attestation` with the
+// certificate flags accepts the keyless attestations the real cosign v3 attest made on the
+// stack (bundle: Fulcio, Rekor v2, TSA; legacy .att: Fulcio and the TSA) and those portcullis
+// attest made, for the signer's identity, and refuses another identity.
+func TestPortcullisVerifiesKeylessAttestations(t *testing.T) {
+	s := needStack(t)
+	pc := portcullisBin(t)
+	up := newUpstream(t)
+	predicate := filepath.Join(t.TempDir(), "provenance.json")
+	if err := os.WriteFile(predicate, []byte(slsaProvenance), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const alice = "alice@example.com"
+	email := s.oidc.url("email")
+	for _, tc := range []struct {
+		name   string
+		bundle bool
+		cosign bool // attested by cosign v3, else by portcullis
+	}{{"cosign bundle", true, true}, {"cosign legacy", false, true}, {"portcullis bundle", true, false}, {"portcullis legacy", false, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			img := up.push(t, "verified-attestations/"+strings.ReplaceAll(tc.name, " ", "-"))
+			tok := s.oidc.emailToken(alice)
+			if tc.cosign {
+				args := []string{"attest", "--yes", "--allow-http-registry", "--identity-token", tok, "--trusted-root", s.trustedRoot,
+					"--predicate", predicate, "--type", "slsaprovenance1"}
+				if tc.bundle {
+					args = append(args, "--signing-config", s.signingConfig)
+				} else {
+					args = append(args, "--new-bundle-format=false", "--use-signing-config=false", "--fulcio-url", s.fulcio,
+						"--timestamp-server-url", s.tsa, "--tlog-upload=false")
+				}
+				s.must(t, s.cosign3, append(args, img)...)
+			} else {
+				s.must(t, pc, append(s.portcullisAttestArgs(tok, tc.bundle, predicate, "slsaprovenance1"), img)...)
+			}
+			verify := func(identity string) []string {
+				args := []string{"verify-attestation", "--allow-http-registry", "--trusted-root", s.trustedRoot,
+					"--certificate-identity", identity, "--certificate-oidc-issuer", email, "--type", "slsaprovenance1"}
+				if !tc.bundle { // no Rekor entry: the TSA's timestamp proves the signing time
+					args = append(args, "--insecure-ignore-tlog", "--use-signed-timestamps")
+				}
+				return append(args, img)
+			}
+			out := s.must(t, pc, verify(alice)...)
+			if !strings.Contains(out, `"payloadType":"application/vnd.in-toto+json"`) || !strings.Contains(out, "Signed by "+alice) {
+				t.Errorf("portcullis verify-attestation printed no envelope or signer:\n%s", out)
+			}
+			if out, err := s.run(t, pc, verify("mallory@example.com")...); err == nil {
+				t.Errorf("portcullis verify-attestation accepted another identity:\n%s", out)
+			} else if !strings.Contains(out, "no matching attestations") {
+				t.Errorf("refused, but not for the identity:\n%s", out)
 			}
 		})
 	}
