@@ -66,6 +66,7 @@ FUZZ_TARGETS := \
 	./proxy:FuzzSubject \
 	./verify:FuzzKeylessBundle \
 	./verify:FuzzKeylessLegacy \
+	./verify:FuzzLegacyAttestation \
 	./verify/trustroot:FuzzParse \
 	./verify/trustroot:FuzzReadCertificates \
 	./internal/cosign:FuzzParseSignatureTag \

@@ -290,3 +290,32 @@ func TestCompilePredicatePolicyErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestWantsAttestations: the proxy prefetches signatures for policies with authorities to
+// verify, and the .att tag only for those that want attestations.
+func TestWantsAttestations(t *testing.T) {
+	pem := newKeyPEM(t)
+	set := compile(t, policy.Config{Policies: []policy.PolicyConfig{
+		{Name: "attested", Images: []string{"docker.io/attested/**"}, Authorities: []policy.AuthorityConfig{{Name: "ci", Key: policy.KeyConfig{Data: pem}}},
+			Attestations: []policy.AttestationConfig{{Name: "sbom", PredicateType: "spdxjson", Authority: "ci"}}},
+		{Name: "own", Images: []string{"docker.io/own/**"}, Authorities: []policy.AuthorityConfig{{Name: "ci", Key: policy.KeyConfig{Data: pem},
+			Attestations: []policy.AttestationConfig{{Name: "sbom", PredicateType: "spdxjson"}}}}},
+		{Name: "signed", Images: []string{"docker.io/signed/**"}, Authorities: []policy.AuthorityConfig{{Name: "ci", Key: policy.KeyConfig{Data: pem}}}},
+		{Name: "static", Images: []string{"docker.io/static/**"}, Authorities: []policy.AuthorityConfig{{Name: "ok", Static: policy.StaticPass}}},
+		{Name: "off", Images: []string{"docker.io/off/**"}, Mode: policy.ModeOff, Authorities: []policy.AuthorityConfig{{Name: "ci", Key: policy.KeyConfig{Data: pem},
+			Attestations: []policy.AttestationConfig{{Name: "sbom", PredicateType: "spdxjson"}}}}},
+	}})
+	e := policy.NewEngine(set, verify.New(), newCache(t))
+	for image, want := range map[string][2]bool{
+		"docker.io/attested/app": {true, true},
+		"docker.io/own/app":      {true, true},
+		"docker.io/signed/app":   {true, false},
+		"docker.io/static/app":   {false, false},
+		"docker.io/off/app":      {false, false},
+		"docker.io/none/app":     {false, false},
+	} {
+		if got := [2]bool{e.WantsSignatures(image), e.WantsAttestations(image)}; got != want {
+			t.Errorf("%s: WantsSignatures, WantsAttestations = %v, want %v", image, got, want)
+		}
+	}
+}

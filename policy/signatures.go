@@ -1,13 +1,14 @@
 package policy
 
 // WantsSignatures reports whether a decision about image, under the policy set in use now,
-// may look up its signatures: a policy covers it and is not off. The proxy asks before
+// may look up its signatures: a policy covers it, is not off and has an authority that is not
+// static. The proxy asks before
 // starting a signature lookup ahead of the decision, so that images no policy checks cost
 // the upstream nothing more. A signature artifact is checked rather than verified, so it may
 // want none all the same.
 func (e *Engine) WantsSignatures(image string) bool {
 	pol := e.set.Load().Match(image)
-	return pol != nil && pol.mode != ModeOff
+	return pol != nil && pol.mode != ModeOff && len(pol.authorities) > 0
 }
 
 // WantsAttestations reports whether a decision about image, under the policy set in use now,

@@ -337,3 +337,29 @@ func TestKeylessAttestation(t *testing.T) {
 		})
 	}
 }
+
+// FuzzLegacyAttestation feeds hostile bytes as the envelope of a ".att" layer: Verify never
+// panics or errors, and an attestation counts only when its statement names D.
+func FuzzLegacyAttestation(f *testing.F) {
+	key := newKey(f, "p256")
+	d := digest.FromString("image D")
+	f.Add(envelope(f, key, statement(d, provenance, "")))
+	f.Add(envelope(f, key, statement(digest.FromString("image E"), provenance, "")))
+	f.Add(envelope(f, key, statement(d, cosign.PredicateTypeSign, "")))
+	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"sig":""}]}`))
+	f.Add([]byte(`{"payloadType":"application/vnd.in-toto+json","payload":"!!","signatures":[]}`))
+	f.Fuzz(func(t *testing.T, env []byte) {
+		w := &attWorld{reg: &memRegistry{manifests: map[string][]byte{}, blobs: map[digest.Digest][]byte{}}, d: d, key: key}
+		w.pushAtt(env, provenance)
+		a := verify.Authority{Name: "ci", Key: key.verifier, Attestations: []string{provenance}}
+		res, err := verify.New().Verify(context.Background(), w.reg, verify.Subject{Repository: "app", Digest: d}, []verify.Authority{a})
+		if err != nil && !strings.Contains(err.Error(), "look up") {
+			t.Fatalf("Verify: %v", err)
+		}
+		for _, at := range res.Authorities[0].Attestations {
+			if !strings.Contains(string(at.Statement), d.Encoded()) || at.PredicateType != provenance {
+				t.Fatalf("counted an attestation about something else: %s", at.Statement)
+			}
+		}
+	})
+}

@@ -41,3 +41,36 @@ attestation is keyless, with the flags of "portcullis sign".`,
 	fs.BoolP("yes", "y", false, "skip confirmation prompts (there are none)")
 	return cmd
 }
+
+func newVerifyAttestation() *cobra.Command {
+	var o cli.VerifyAttestationOptions
+	cmd := &cobra.Command{
+		Use:   "verify-attestation [--type NAME|URI] [--policy FILE.cue|FILE.rego]... (--key REF --insecure-ignore-tlog | --certificate-identity[-regexp] X --certificate-oidc-issuer[-regexp] Y) IMAGE...",
+		Short: "Verify the in-toto attestations of images and check them against CUE or Rego policies (as cosign verify-attestation, offline)",
+		Long: `Resolves each IMAGE to a digest and checks its attestations of the --type given (cosign's
+names or a URI; default custom) in both cosign formats (legacy .att and sigstore bundle
+referrers) with portcullis's verifier, the one the mirror enforces: the DSSE signature, the
+signer (--key, or the certificate flags of "portcullis verify"), and a statement whose subject
+is exactly the image's digest. Each verified statement must then satisfy every --policy: CUE
+(.cue) or Rego (.rego), over the whole statement, with sigstore policy-controller's
+conventions (Rego: package sigstore, isCompliant). Prints each verified attestation as a
+DSSE envelope JSON line on stdout (the statement base64 in "payload"), as cosign does, and a
+summary on stderr. Exits non-zero, with the policy's message, unless every IMAGE has a
+verified attestation of the type and all of them satisfy the policies.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return cli.VerifyAttestation(cmd.Context(), env(cmd), o, args)
+		},
+	}
+	fs := cmd.Flags()
+	addRegistryFlags(fs, &o.Verify.Registry)
+	fs.StringVar(&o.Verify.Key, "key", "", "public key: a PEM file, env://VAR holding the PEM, or awskms:// gcpkms:// azurekms:// hashivault:// URI")
+	fs.BoolVar(&o.Verify.IgnoreTlog, "insecure-ignore-tlog", false, "do not require a transparency log entry (required with --key: key attestations are checked against the key alone)")
+	addKeylessVerifyFlags(fs, &o.Verify.Keyless)
+	fs.StringVar(&o.Type, "type", "custom", "predicate type (slsaprovenance|slsaprovenance02|slsaprovenance1|link|spdx|spdxjson|cyclonedx|vuln|openvex|custom) or a URI")
+	fs.StringSliceVar(&o.Policies, "policy", nil, "CUE (.cue) or Rego (.rego) policy file every verified statement must satisfy (repeatable)")
+	fs.StringP("output", "o", "json", "accepted for cosign compatibility; attestations are always printed as JSON envelopes")
+	fs.Bool("new-bundle-format", false, "accepted for cosign compatibility; both formats are always read")
+	fs.Bool("check-claims", true, "accepted for cosign compatibility; claims are always checked")
+	return cmd
+}

@@ -96,12 +96,22 @@ func (m *MinIO) NewBucket(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := s3.New(sess).CreateBucketWithContext(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
-		t.Fatalf("create bucket %s: %v", name, err)
+	// Ready for health checks is not always ready for requests yet (nor, on a loaded
+	// machine, quick): each attempt is bounded, and retried for a minute.
+	client := s3.New(sess)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err := client.CreateBucketWithContext(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)})
+		cancel()
+		if err == nil {
+			return name
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("create bucket %s: %v", name, err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
-	return name
 }
 
 // Params returns the storage.params of portcullis's s3 driver (distribution's s3 parameters)

@@ -8,13 +8,21 @@
 //
 // Layout under the driver's root:
 //
-//	/blobs/<alg>/<hex[:2]>/<hex>/data
-//	/manifests/<alg>/<hex>/data, .../mediatype
+//	/blobs/<alg>/<hex[:2]>/<hex>/data, .../used
+//	/manifests/<alg>/<hex>/data, .../mediatype, .../used
 //	/repositories/<upstream>/<repo>/_blobs/<alg>/<hex>, /_manifests/<alg>/<hex>   (links)
 //	/repositories/<upstream>/<repo>/_grants/<alg>/<hex>      (blobs the repository may serve)
 //	/uploads/<random>                                         (in progress, upload sessions)
 //
 // Invariants: everything is written under /uploads first and moved into place once its
 // digest is checked, so a reader never sees partial or unverified content; stored manifests
-// are checked against their digest on every read.
+// are checked against their digest on every read, and stored blobs as they are read (the
+// last byte held back until the digest matches), so that content changed or cut in the
+// store is never served whole: it is removed, to be fetched and checked again.
+//
+// One store may be shared by several processes (replicas on one s3 bucket). Each writes
+// "used" (at most hourly per blob or manifest) when it serves content, so that every
+// process's sweep evicts by what the whole fleet served; each protects from its own
+// eviction only the reads it runs itself, and a read whose blob another process removed
+// ends in an error or oci.ErrNotFound, never short.
 package store

@@ -331,3 +331,143 @@ func TestAttestInputs(t *testing.T) {
 		t.Errorf("%d custom attestations after the refused runs, want 1", n)
 	}
 }
+
+// TestAttestAdmitsAtOnce: an image whose policy requires a SLSA provenance attestation signed
+// by the CI key (and whose builder a CUE policy checks) is denied until `portcullis attest`
+// pushes one through portcullis, and admitted right after, in both formats; an attestation
+// whose predicate fails the CUE policy, or of another predicate type, admits nothing.
+func TestAttestAdmitsAtOnce(t *testing.T) {
+	pc := portcullis(t)
+	crane := testtool.Path(t, "crane")
+	dir := attestKeyDir(t, pc)
+	if err := os.WriteFile(filepath.Join(dir, "other-builder.json"), []byte(strings.Replace(provenance, "actions/runner", "evil/runner", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	px := startAttestProxy(t, fmt.Sprintf(`{name: provenance, images: ["upstream.invalid/attest/**"],
+    authorities: [{name: ci, key: {path: %s}, attestations: [{name: built-by-actions, predicateType: slsaprovenance1,
+      policy: {cue: 'predicate: runDetails: builder: id: "https://github.com/actions/runner"'}}]}]}`, filepath.Join(dir, "cosign.pub")))
+	for _, tc := range []struct {
+		name   string
+		legacy bool
+	}{{"bundle", false}, {"legacy", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, viaProxy := px.push(t, "attest/admit-"+tc.name)
+			pull := func() result {
+				return run(t, dir, crane, nil, "pull", "--insecure", "--format", "oci", viaProxy, filepath.Join(t.TempDir(), "out"))
+			}
+			attest := func(typ, file string) {
+				t.Helper()
+				must(t, dir, pc, px.ci(), "attest", "--key", "cosign.key", "--type", typ, "--predicate", file,
+					"--new-bundle-format="+fmt.Sprint(!tc.legacy), viaProxy)
+			}
+			if r := pull(); r.err == nil {
+				t.Fatalf("unattested image admitted:\n%s", r.stderr)
+			}
+			attest("slsaprovenance02", "provenance.json")
+			if r := pull(); r.err == nil {
+				t.Fatalf("admitted with an attestation of another predicate type:\n%s", r.stderr)
+			}
+			attest("slsaprovenance1", "other-builder.json")
+			if r := pull(); r.err == nil {
+				t.Fatalf("admitted with a provenance whose builder the policy refuses:\n%s", r.stderr)
+			} else if !strings.Contains(r.stderr, "built-by-actions") {
+				t.Errorf("the denial does not name the attestation requirement:\n%s", r.stderr)
+			}
+			attest("slsaprovenance1", "provenance.json")
+			if r := pull(); r.err != nil {
+				t.Fatalf("attested through portcullis but denied: %v\n%s", r.err, r.stderr)
+			}
+		})
+	}
+}
+
+// Predicate policies over the provenance statement: CUE and Rego (policy-controller's
+// conventions: package sigstore, isCompliant as a boolean or a {result, error, warning}).
+var predicatePolicies = map[string]string{
+	"good.cue": `predicateType: "https://slsa.dev/provenance/v1"
+predicate: runDetails: builder: id: "https://github.com/actions/runner"
+`,
+	"bad.cue": `predicate: runDetails: builder: id: "https://ci.example.com/trusted"
+`,
+	"good.rego": `package sigstore
+isCompliant {
+  input.predicate.runDetails.builder.id == "https://github.com/actions/runner"
+}
+`,
+	"bad.rego": `package sigstore
+isCompliant = {"result": input.predicate.runDetails.builder.id == "https://ci.example.com/trusted", "error": "the builder is not the trusted CI", "warning": ""}
+`,
+	"policy.txt": `anything`,
+}
+
+// TestVerifyAttestationCosignAttested: attestations made by the real cosign v3 attest (a
+// bundle referrer and a legacy .att layer on the same image) are verified by `portcullis
+// verify-attestation`, which prints each as cosign does (a DSSE envelope JSON line whose
+// payload is the statement) and holds them to CUE and Rego policies, failing with the
+// policy's message; another predicate type, another key, an image with only a signature, or
+// a policy of an unknown format fail with a message that says so.
+func TestVerifyAttestationCosignAttested(t *testing.T) {
+	pc := portcullis(t)
+	cosign3 := testtool.Path(t, "cosign3")
+	dir := attestKeyDir(t, pc)
+	must(t, dir, pc, nil, "generate-key-pair", "--output-key-prefix", "other")
+	for f, src := range predicatePolicies {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte(src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	host := newRegistry(t)
+	img := pushImage(t, host, "demo/attested")
+	for _, format := range []string{"--new-bundle-format=true", "--new-bundle-format=false"} {
+		must(t, dir, cosign3, nil, append(testtool.CosignAttestArgs(3, "cosign.key"), "--predicate", "provenance.json", "--type", "slsaprovenance1", format, img)...)
+	}
+	signedOnly := pushImage(t, host, "demo/signed")
+	must(t, dir, cosign3, nil, append(testtool.CosignSignArgs(3, "cosign.key"), signedOnly)...)
+	digest := img[strings.Index(img, "@")+1:]
+
+	verifyArgs := func(extra ...string) []string {
+		return append([]string{"verify-attestation", "--key", "cosign.pub", "--insecure-ignore-tlog", "--type", "slsaprovenance1"}, extra...)
+	}
+	r := must(t, dir, pc, nil, append(verifyArgs(), img)...)
+	sts := statements(t, r.stdout)
+	if len(sts) != 2 {
+		t.Fatalf("verified %d attestations, want 2 (the bundle and the .att layer):\n%s", len(sts), r.stdout)
+	}
+	for _, st := range sts {
+		subj := st["subject"].([]any)[0].(map[string]any)
+		if st["predicateType"] != "https://slsa.dev/provenance/v1" || "sha256:"+fmt.Sprint(subj["digest"].(map[string]any)["sha256"]) != digest {
+			t.Errorf("printed statement of type %v about %v, want slsa v1 about %s", st["predicateType"], subj["digest"], digest)
+		}
+	}
+	if !strings.Contains(r.stderr, "The signatures were verified against the specified public key") {
+		t.Errorf("no cosign summary on stderr:\n%s", r.stderr)
+	}
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // "" when it must pass
+	}{
+		{"cue and rego policies hold", []string{"--policy", "good.cue", "--policy", "good.rego", img}, ""},
+		{"cue policy fails", []string{"--policy", "good.rego", "--policy", "bad.cue", img}, "conflicting values"},
+		{"rego policy fails", []string{"--policy", "bad.rego", img}, "the builder is not the trusted CI"},
+		{"unknown policy format", []string{"--policy", "policy.txt", img}, "expected .cue or .rego"},
+		{"another predicate type", []string{"--type", "slsaprovenance02", img}, "none of the attestations matched the predicate type: slsaprovenance02, found: https://slsa.dev/provenance/v1"},
+		{"another key", []string{"--key", "other.pub", img}, "no matching attestations"},
+		{"a signature is not an attestation", []string{signedOnly}, "no attestations found"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := verifyArgs(tc.args...)
+			if tc.want == "" {
+				if n := len(statements(t, must(t, dir, pc, nil, args...).stdout)); n != 2 {
+					t.Errorf("verified %d attestations, want 2", n)
+				}
+				return
+			}
+			r := mustFail(t, dir, pc, nil, tc.want, args...)
+			if r.stdout != "" {
+				t.Errorf("printed attestations although it failed:\n%s", r.stdout)
+			}
+		})
+	}
+}
