@@ -37,7 +37,7 @@ func newRoot() *cobra.Command {
 	}
 	root.AddCommand(newServe(), newGC(), newDemo())
 	addCosignCommands(root)
-	root.AddCommand(newAttest())
+	root.AddCommand(newAttest(), newVerifyAttestation())
 	root.AddCommand(newPolicy())
 	return root
 }
@@ -114,8 +114,8 @@ func newLogger(w io.Writer, c config.Log, level *slog.LevelVar) *slog.Logger {
 	return slog.New(slog.NewJSONHandler(w, opts))
 }
 
-// serve runs the proxy until ctx ends, then lets in-flight requests finish. If ready is not
-// nil it receives the listening address.
+// serve runs the proxy until ctx ends, then shuts down gracefully (see shutdown). If ready is
+// not nil it receives the listening address.
 func serve(ctx context.Context, cfg *config.Config, a *app.App, log *slog.Logger, ready chan<- string) error {
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -149,14 +149,39 @@ func serve(ctx context.Context, cfg *config.Config, a *app.App, log *slog.Logger
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down: waiting for in-flight requests")
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	return shutdown(ctx, cfg.Server, srv, errc, a, log)
+}
+
+// shutdown stops serving without failing a request a load balancer sends: /readyz turns
+// unready while requests are still served for s.ShutdownDelay (keep-alives off, so that
+// clients reconnect elsewhere); then the server stops taking requests and those in flight
+// have s.ShutdownGrace to finish (those still running are cut); then the content still being
+// written to the store (blob fills) has s.ShutdownGrace again.
+func shutdown(ctx context.Context, s config.Server, srv *http.Server, errc <-chan error, a *app.App, log *slog.Logger) error {
+	a.Drain()
+	srv.SetKeepAlivesEnabled(false)
+	log.Info("shutting down: unready, still serving until load balancers notice", slog.Duration("shutdownDelay", s.ShutdownDelay))
+	time.Sleep(s.ShutdownDelay)
+
+	log.Info("shutting down: no new requests, waiting for those in flight", slog.Duration("shutdownGrace", s.ShutdownGrace))
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.ShutdownGrace)
 	defer cancel()
+	var errs []error
 	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+		log.Warn("requests still in flight after shutdownGrace are cut", slog.String("error", err.Error()))
+		errs = append(errs, srv.Close())
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		errs = append(errs, err)
+	}
+	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), s.ShutdownGrace)
+	defer wcancel()
+	if err := a.Close(wctx); err != nil {
+		errs = append(errs, fmt.Errorf("shutdown: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return a.Close(sctx)
+	log.Info("shut down")
+	return nil
 }
