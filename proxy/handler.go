@@ -482,6 +482,9 @@ func (h *Handler) resolveManifest(ctx context.Context, rt route, info *requestIn
 // prefetch starts the signature lookup of d (see prefetch.go), unless the Gate says that
 // deciding on rt's image looks up no signatures.
 func (h *Handler) prefetch(ctx context.Context, rt route, d digest.Digest, info *requestInfo) {
+	if dg, ok := h.opts.Gate.(decidedGate); ok && dg.Decided(ctx, rt.image(), d) {
+		return // decided, here or by another replica: the decision looks nothing up
+	}
 	if sg, ok := h.opts.Gate.(signatureGate); !ok || sg.WantsSignatures(rt.image()) {
 		info.pre = startPrefetch(ctx, rt, d, wantsAttestations(h.opts.Gate, rt.image()))
 	}

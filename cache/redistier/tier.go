@@ -77,6 +77,10 @@ type Tier[V cache.Value] struct {
 	lastLog    atomic.Int64
 	suppressed atomic.Uint64
 
+	// held maps the lock keys this process holds (taken by Decided ahead of the fill that
+	// will use them) to their token and when they were taken.
+	held sync.Map // string → heldLock
+
 	subscribed atomic.Bool
 	stop       context.CancelFunc
 	done       sync.WaitGroup
@@ -222,6 +226,52 @@ func (t *Tier[V]) Get(ctx context.Context, key cache.Key) (V, bool) {
 	}
 	t.local.Put(ctx, key, r.v)
 	return r.v, true
+}
+
+// Decided reports whether a decision under key is known — in the local tier or in Redis
+// (then kept locally) — or is being made by another replica (its lock is held): the proxy
+// then starts no signature lookup ahead of the decision. With Redis unavailable it reports
+// only the local tier.
+func (t *Tier[V]) Decided(ctx context.Context, key cache.Key) bool {
+	if _, ok := t.local.Get(ctx, key); ok {
+		return true
+	}
+	if !t.available() {
+		return false
+	}
+	cctx, cancel := context.WithTimeout(ctx, t.o.Timeout)
+	defer cancel()
+	vals, err := t.client.MGet(cctx, t.valueKey(key), t.invKey(key.Digest), t.lockKey(key)).Result()
+	if err != nil || len(vals) != 3 {
+		if err == nil {
+			err = fmt.Errorf("MGET returned %d values for 3 keys", len(vals))
+		}
+		t.failure("decided", err)
+		return false
+	}
+	var inv int64
+	if s, isStr := vals[1].(string); isStr {
+		if inv, err = strconv.ParseInt(s, 10, 64); err != nil {
+			t.nCorrupt.Add(1)
+			return false
+		}
+	}
+	if s, isStr := vals[0].(string); isStr {
+		if v, err := decode[V](s, key, inv); err == nil {
+			t.local.Put(ctx, key, v)
+			return true
+		}
+	}
+	if vals[2] != nil {
+		_, ours := t.heldToken(t.lockKey(key))
+		return !ours // another replica verifies: its result will be shared
+	}
+	// Nobody verifies yet: claim the verification now, so that replicas asking from now on
+	// start no lookup of their own; the fill that follows here uses the claim.
+	if _, ok := t.lock(ctx, key); ok {
+		return false
+	}
+	return t.available() // another replica claimed it first (unless Redis failed just now)
 }
 
 // Put stores d under key in both tiers.
@@ -411,6 +461,9 @@ func (t *Tier[V]) fill(ctx context.Context, key cache.Key, verify func(context.C
 // lock takes the verification lock on key: SET NX PX with a random token, returned when
 // taken.
 func (t *Tier[V]) lock(ctx context.Context, key cache.Key) (string, bool) {
+	if token, ok := t.heldToken(t.lockKey(key)); ok {
+		return token, true
+	}
 	if !t.available() {
 		return "", false
 	}
@@ -425,7 +478,29 @@ func (t *Tier[V]) lock(ctx context.Context, key cache.Key) (string, bool) {
 	if !ok {
 		return "", false
 	}
+	t.held.Store(t.lockKey(key), heldLock{token: token, at: time.Now()})
 	return token, true
+}
+
+// heldLock is a lock this process took.
+type heldLock struct {
+	token string
+	at    time.Time
+}
+
+// heldToken returns the token of the lock on lockKey this process holds, unless it has
+// expired in Redis by now.
+func (t *Tier[V]) heldToken(lockKey string) (string, bool) {
+	v, ok := t.held.Load(lockKey)
+	if !ok {
+		return "", false
+	}
+	h := v.(heldLock)
+	if time.Since(h.at) >= t.o.LockTTL {
+		t.held.CompareAndDelete(lockKey, v)
+		return "", false
+	}
+	return h.token, true
 }
 
 // tokenSeq makes lock tokens unique within the process (with the time, across processes in
@@ -433,6 +508,7 @@ func (t *Tier[V]) lock(ctx context.Context, key cache.Key) (string, bool) {
 var tokenSeq atomic.Uint64
 
 func (t *Tier[V]) release(ctx context.Context, key cache.Key, token string) {
+	t.held.Delete(t.lockKey(key))
 	if !t.available() {
 		return
 	}

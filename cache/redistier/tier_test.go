@@ -405,3 +405,32 @@ func blackhole(t *testing.T) string {
 	})
 	return l.Addr().String()
 }
+
+func TestDecidedClaimsTheVerification(t *testing.T) {
+	r := testtool.StartRedis(t)
+	a, b := replica(t, r.Addr, redistier.Options{}), replica(t, r.Addr, redistier.Options{})
+	ctx, k := context.Background(), key(5)
+	if a.Decided(ctx, k) {
+		t.Fatal("A: Decided before anything was decided")
+	}
+	if !b.Decided(ctx, k) {
+		t.Fatal("B: not Decided while A holds the verification (B would look signatures up for nothing)")
+	}
+	if a.Decided(ctx, k) {
+		t.Fatal("A: Decided reports A's own claim as another replica's")
+	}
+	v := &verifier{}
+	v.allow.Store(true)
+	if _, cached, err := a.Do(ctx, k, v.fill); err != nil || cached {
+		t.Fatalf("A: cached %v err %v; want A's own verification (under its claim)", cached, err)
+	}
+	if _, cached, err := b.Do(ctx, k, v.fill); err != nil || !cached || v.runs.Load() != 1 {
+		t.Fatalf("B: cached %v err %v runs %d; want A's decision", cached, err, v.runs.Load())
+	}
+	if got, _ := r.Do("EXISTS", "portcullis:l:{"+string(k.Digest)+"}:2:v1:upstream/repo"); got != ":0" {
+		t.Fatalf("the lock is still there after A's verification: EXISTS answered %q", got)
+	}
+	if !b.Decided(ctx, key(5)) || b.Decided(ctx, key(6)) {
+		t.Fatal("B: Decided wrong once the decision is in redis")
+	}
+}

@@ -1,0 +1,371 @@
+package fleet
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/portcullis/portcullis/internal/testtool"
+)
+
+// logBuffer collects a process's output; safe for one writer and concurrent readers.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) add(s string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.WriteString(s)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// process is a running `portcullis serve`.
+type process struct {
+	name, host string
+	logs       *logBuffer
+}
+
+// serve runs `portcullis serve --config cfg` and waits until it listens.
+func serve(t *testing.T, bin, cfg, label string) *process {
+	t.Helper()
+	cmd := exec.Command(bin, "serve", "--config", cfg)
+	cmd.Env = testtool.OfflineEnv(t)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = cmd.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	p := &process{name: label, logs: &logBuffer{}}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		sent := false
+		for sc.Scan() {
+			line := sc.Text()
+			p.logs.add(line + "\n")
+			if i := strings.Index(line, `"addr":"`); i >= 0 && strings.Contains(line, "listening") && !sent {
+				addr <- strings.SplitN(line[i+8:], `"`, 2)[0]
+				sent = true
+			}
+		}
+		close(addr)
+	}()
+	select {
+	case host, ok := <-addr:
+		if !ok {
+			t.Fatalf("portcullis %s exited:\n%s", label, p.logs)
+		}
+		p.host = host
+		return p
+	case <-time.After(60 * time.Second):
+		t.Fatalf("portcullis %s did not start:\n%s", label, p.logs)
+	}
+	return nil
+}
+
+// manifest GETs repo@digest through p as a runtime would and returns the status and body.
+func (p *process) manifest(t *testing.T, repo, digest string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, "http://"+p.host+"/v2/"+repo+"/manifests/"+digest, nil)
+	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s@%s through %s: %v", repo, digest, p.name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(b)
+}
+
+// metric returns the sum of the samples of the Prometheus series whose line starts with
+// prefix (name and, optionally, the start of its labels).
+func (p *process) metric(t *testing.T, re *regexp.Regexp) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + p.host + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics on %s: %v", p.name, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var sum float64
+	for line := range strings.Lines(string(b)) {
+		if re.MatchString(line) {
+			f := strings.Fields(line)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			sum += v
+		}
+	}
+	return sum
+}
+
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	root, err := testtool.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "portcullis")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/portcullis")
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	return out
+}
+
+// registry runs distribution's registry binary on a free port of 127.0.0.1.
+func registry(t *testing.T) string {
+	t.Helper()
+	bin := testtool.Path(t, "registry")
+	host := fmt.Sprintf("127.0.0.1:%d", testtool.FreePort(t))
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "config.yml")
+	err := os.WriteFile(cfg, []byte(fmt.Sprintf("version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\n"+
+		"storage:\n  filesystem: {rootdirectory: %s}\n  delete: {enabled: true}\nhttp: {addr: %s}\n", filepath.Join(dir, "data"), host)), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", cfg)
+	cmd.Env = testtool.OfflineEnv(t)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + host + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			return host
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("registry did not come up: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// counting is a reverse proxy in front of the registry that counts signature lookups:
+// requests for cosign's signature tags (sha256-<hex>.sig and friends) and for referrers.
+type counting struct {
+	srv     *httptest.Server
+	lookups atomic.Int64
+	mu      sync.Mutex
+	paths   map[string]int // lookups by path
+}
+
+func newCounting(t *testing.T, registryHost string) *counting {
+	t.Helper()
+	c := &counting{paths: map[string]int{}}
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: registryHost})
+	c.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/referrers/") || strings.Contains(r.URL.Path, "/manifests/sha256-") {
+			c.lookups.Add(1)
+			c.mu.Lock()
+			c.paths[r.URL.Path]++
+			c.mu.Unlock()
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(c.srv.Close)
+	return c
+}
+
+func (c *counting) host() string { return strings.TrimPrefix(c.srv.URL, "http://") }
+
+// TestFleetSharesDecisions: two `portcullis serve` processes sharing one redis-server, in
+// front of distribution's registry (behind a reverse proxy that counts signature lookups)
+// with images signed by cosign v3. A decision made through A is served by B without any
+// signature lookup; 20 concurrent cold requests spread over A and B verify once; a signature
+// pushed through B unblocks, on A, an image A had just denied (the negative TTL is an hour:
+// only the invalidation can do it); with Redis killed both keep deciding, denials stay
+// denials, and the failures are counted.
+func TestFleetSharesDecisions(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and runs redis-server, distribution's registry and cosign")
+	}
+	redis := testtool.StartRedis(t)
+	cosign := testtool.Path(t, "cosign3")
+	regHost := registry(t)
+	up := newCounting(t, regHost)
+	bin := buildBinary(t)
+
+	push := func(repo string, size int64) string {
+		t.Helper()
+		img := testtool.RandomImage(t, size, 1)
+		ref, err := name.ParseReference(regHost+"/"+repo+":v1", name.Insecure)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := remote.Write(ref, img); err != nil {
+			t.Fatal(err)
+		}
+		return digestOf(t, img)
+	}
+	dir := t.TempDir()
+	priv, pub := testtool.CosignKeyPair(t, cosign, dir)
+	sign := func(registry, repo, digest string, extra ...string) {
+		t.Helper()
+		args := append(testtool.CosignSignArgs(3, priv), extra...)
+		testtool.Cosign(t, cosign, nil, append(args, registry+"/"+repo+"@"+digest)...)
+	}
+	// Signed at the upstream before the fleet starts: app (decided through A, then B), burst
+	// (the concurrent cold requests), after (decided with Redis down). Unsigned: later
+	// (signed through B during the test), unsigned.
+	app, burst, after := push("team/app", 2000), push("team/burst", 2100), push("team/after", 2200)
+	later, unsigned := push("team/later", 2300), push("team/unsigned", 2400)
+	for repo, d := range map[string]string{"team/app": app, "team/burst": burst, "team/after": after} {
+		sign(regHost, repo, d)
+	}
+
+	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	htpasswd := filepath.Join(dir, "htpasswd")
+	if err := os.WriteFile(htpasswd, []byte("ci:"+string(hash)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgFor := func(label string) string {
+		yml := fmt.Sprintf(`listen: 127.0.0.1:0
+log: {format: json, level: info}
+storage: {driver: filesystem, params: {rootdirectory: %[4]s}}
+upstreams:
+  - {name: "%[1]s", url: "http://%[1]s", insecure: true, default: true}
+cache:
+  ttl: 1h
+  negativeTTL: 1h
+  redis: {addr: "%[2]s", timeout: 200ms}
+policies:
+  - name: team
+    images: ["%[1]s/team/**"]
+    authorities:
+      - {name: release, key: {path: %[3]s}}
+defaultPolicy: deny
+push:
+  htpasswd: %[5]s
+  users: [{name: ci, images: ["%[1]s/team/**"]}]
+`, up.host(), redis.Addr, pub, filepath.Join(dir, "store-"+label), htpasswd)
+		p := filepath.Join(dir, label+".yaml")
+		if err := os.WriteFile(p, []byte(yml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a, b := serve(t, bin, cfgFor("a"), "A"), serve(t, bin, cfgFor("b"), "B")
+	both := []*process{a, b}
+	expect := func(p *process, repo, digest string, want int) {
+		t.Helper()
+		if code, body := p.manifest(t, repo, digest); code != want {
+			t.Fatalf("GET %s@%s through %s: %d %s, want %d\n%s", repo, digest, p.name, code, body, want, p.logs)
+		}
+	}
+
+	// A decides; B serves A's decision with no signature lookup upstream.
+	expect(a, "team/app", app, http.StatusOK)
+	perVerification := up.lookups.Load()
+	if perVerification == 0 {
+		t.Fatal("A's verification made no signature lookup at the upstream: the count measures nothing")
+	}
+	expect(b, "team/app", app, http.StatusOK)
+	if n := up.lookups.Load() - perVerification; n != 0 {
+		t.Fatalf("B made %d signature lookups for the decision A had made, want 0\n%s", n, b.logs)
+	}
+
+	// 20 concurrent cold requests for one digest over A and B: one verification.
+	before := up.lookups.Load()
+	var wg sync.WaitGroup
+	codes := make(chan int, 20)
+	for i := range 20 {
+		p := both[i%2]
+		wg.Go(func() {
+			code, _ := p.manifest(t, "team/burst", burst)
+			codes <- code
+		})
+	}
+	wg.Wait()
+	close(codes)
+	for code := range codes {
+		if code != http.StatusOK {
+			t.Fatalf("a concurrent cold request got %d, want 200", code)
+		}
+	}
+	// One verification: some lookups (at most as many as the first one made), none twice.
+	if n := up.lookups.Load() - before; n == 0 || n > perVerification {
+		t.Fatalf("20 concurrent cold requests over A and B made %d signature lookups; one verification makes %d", n, perVerification)
+	}
+	up.mu.Lock()
+	for p, n := range up.paths {
+		if strings.Contains(p, "/team/burst/") && n != 1 {
+			t.Errorf("%s looked up %d times by 20 concurrent cold requests over A and B; one verification looks it up once", p, n)
+		}
+	}
+	up.mu.Unlock()
+
+	// A denies an unsigned image (and keeps the denial for an hour); signed through B, it is
+	// admitted on A at once.
+	expect(a, "team/later", later, http.StatusForbidden)
+	expect(b, "team/later", later, http.StatusForbidden)
+	creds := []string{"--registry-username", "ci", "--registry-password", "s3cret"}
+	sign(b.host, "team/later", later, creds...)
+	expect(a, "team/later", later, http.StatusOK)
+	expect(b, "team/later", later, http.StatusOK)
+
+	// Redis killed: both keep deciding, on their own; denials stay denials.
+	redis.Stop()
+	for _, p := range both {
+		expect(p, "team/app", app, http.StatusOK)
+		expect(p, "team/unsigned", unsigned, http.StatusForbidden)
+		expect(p, "team/after", after, http.StatusOK)
+		expect(p, "team/unsigned", unsigned, http.StatusForbidden)
+	}
+	unavailable := regexp.MustCompile(`^portcullis_cache_redis_errors_total\{.*reason="unavailable"`)
+	for _, p := range both {
+		if n := p.metric(t, unavailable); n == 0 {
+			t.Errorf("%s: portcullis_cache_redis_errors_total{reason=\"unavailable\"} is 0 with redis killed", p.name)
+		}
+	}
+}
+
+func digestOf(t *testing.T, img v1.Image) string {
+	t.Helper()
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d.String()
+}
