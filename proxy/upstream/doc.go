@@ -31,7 +31,7 @@
 //     free text or URLs, for clients.
 //   - Overload: at most MaxConcurrent requests are in flight to the upstream (a blob until
 //     its body is read or closed); another waits at most QueueWait, then fails unsent with
-//     *OverloadError. After a 429 the upstream is sent nothing until its Retry-After
+//     *OverloadError. After a 429 with a Retry-After the upstream is sent nothing until it
 //     (bounded to 10 minutes) has passed: requests fail at once with the 429 *Error, whose
 //     RetryAfter says how long remains. A 429 is never retried.
 //   - Only GET and HEAD are retried; POST, PATCH, PUT and DELETE (uploads, pushes) are sent

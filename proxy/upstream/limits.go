@@ -18,8 +18,8 @@ const (
 	// maxRetryAfter bounds how long an upstream's Retry-After keeps requests from it: an
 	// absurd value (or a date far ahead) must not silence an upstream for days.
 	maxRetryAfter = 10 * time.Minute
-	// defaultRetryAfter is the wait after a 429 without a usable Retry-After.
-	defaultRetryAfter = time.Second
+	// minRetryAfter is the shortest wait a Retry-After sets (it counts in seconds).
+	minRetryAfter = time.Second
 )
 
 // OverloadError means the upstream's concurrency limit (Config.MaxConcurrent) was full for
@@ -113,8 +113,8 @@ func (b *slotBody) Close() error {
 }
 
 // rateGuard honours an upstream's 429 Too Many Requests: after one, requests to the
-// upstream fail at once, without being sent, until its Retry-After (at most maxRetryAfter;
-// 1s when absent) has passed, so that a rate-limited upstream (Docker Hub) is not hammered by
+// upstream fail at once, without being sent, until its Retry-After (at most maxRetryAfter)
+// has passed (a 429 without one holds nothing back: the next request asks again), so that a rate-limited upstream (Docker Hub) is not hammered by
 // every client and every retry. It sits above the limiter, so refused requests take no slot.
 type rateGuard struct {
 	name  string
@@ -130,8 +130,9 @@ func (g *rateGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp, err := g.next.RoundTrip(req)
 	if err == nil && resp.StatusCode == http.StatusTooManyRequests {
-		wait := parseRetryAfter(resp.Header.Get("Retry-After"), g.now())
-		g.until.Store(g.now().Add(wait).UnixNano())
+		if wait := parseRetryAfter(resp.Header.Get("Retry-After"), g.now()); wait > 0 {
+			g.until.Store(g.now().Add(wait).UnixNano())
+		}
 	}
 	return resp, err
 }
@@ -146,15 +147,18 @@ func (g *rateGuard) remaining() time.Duration {
 }
 
 // parseRetryAfter reads a Retry-After value (RFC 9110: delay-seconds or an HTTP-date),
-// bounded to (0, maxRetryAfter]; absent or unreadable is defaultRetryAfter.
+// bounded to [minRetryAfter, maxRetryAfter]; absent, unreadable, 0 or past is 0 (no wait).
 func parseRetryAfter(v string, now time.Time) time.Duration {
-	d := defaultRetryAfter
+	var d time.Duration
 	if s, err := strconv.ParseUint(v, 10, 32); err == nil {
 		d = time.Duration(s) * time.Second
 	} else if t, err := http.ParseTime(v); err == nil {
 		d = t.Sub(now)
 	}
-	return min(max(d, defaultRetryAfter), maxRetryAfter)
+	if d <= 0 {
+		return 0
+	}
+	return min(max(d, minRetryAfter), maxRetryAfter)
 }
 
 // idempotentOnly sends requests that are not GET or HEAD around the retries: a POST that

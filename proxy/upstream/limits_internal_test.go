@@ -148,13 +148,13 @@ func TestParseRetryAfter(t *testing.T) {
 		in   string
 		want time.Duration
 	}{
-		{"", defaultRetryAfter},
-		{"junk", defaultRetryAfter},
-		{"0", defaultRetryAfter},
+		{"", 0},
+		{"junk", 0},
+		{"0", 0},
 		{"7", 7 * time.Second},
 		{"99999999", maxRetryAfter},
 		{now.Add(30 * time.Second).Format(http.TimeFormat), 30 * time.Second},
-		{now.Add(-time.Hour).Format(http.TimeFormat), defaultRetryAfter},
+		{now.Add(-time.Hour).Format(http.TimeFormat), 0},
 	} {
 		if got := parseRetryAfter(tc.in, now); got != tc.want {
 			t.Errorf("parseRetryAfter(%q) = %s, want %s", tc.in, got, tc.want)
