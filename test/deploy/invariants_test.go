@@ -4,6 +4,7 @@ import (
 	"net"
 	"strconv"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -78,35 +79,41 @@ func TestWorkloadsAreHardened(t *testing.T) {
 				pods["DaemonSet "+ds.Name] = ds.Spec.Template.Spec
 			}
 			for pod, spec := range pods {
-				if sc := spec.SecurityContext; sc == nil || sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
-					t.Errorf("%s: pod seccompProfile is not RuntimeDefault", pod)
-				}
-				if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
-					t.Errorf("%s: mounts a service account token it does not use", pod)
-				}
-				for _, c := range append(append([]corev1.Container{}, spec.InitContainers...), spec.Containers...) {
-					sc := c.SecurityContext
-					switch {
-					case sc == nil:
-						t.Errorf("%s/%s: no securityContext", pod, c.Name)
-						continue
-					case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
-						t.Errorf("%s/%s: allowPrivilegeEscalation is not false", pod, c.Name)
-					case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
-						t.Errorf("%s/%s: root filesystem is not read-only", pod, c.Name)
-					case sc.Capabilities == nil || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" || len(sc.Capabilities.Add) > 0:
-						t.Errorf("%s/%s: capabilities are not drop [ALL]", pod, c.Name)
-					}
-					if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
-						t.Errorf("%s/%s: resources %v lack a cpu or memory request or a memory limit", pod, c.Name, c.Resources)
-					}
-				}
+				checkHardened(t, pod, spec)
 			}
 			psc := d.deployment.Spec.Template.Spec.SecurityContext
 			if psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0 {
 				t.Errorf("portcullis does not run as non-root: %+v", psc)
 			}
 		})
+	}
+}
+
+// checkHardened reports what pod's spec lacks of the hardening TestWorkloadsAreHardened names.
+func checkHardened(t *testing.T, pod string, spec corev1.PodSpec) {
+	t.Helper()
+	if sc := spec.SecurityContext; sc == nil || sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("%s: pod seccompProfile is not RuntimeDefault", pod)
+	}
+	if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+		t.Errorf("%s: mounts a service account token it does not use", pod)
+	}
+	for _, c := range append(append([]corev1.Container{}, spec.InitContainers...), spec.Containers...) {
+		sc := c.SecurityContext
+		switch {
+		case sc == nil:
+			t.Errorf("%s/%s: no securityContext", pod, c.Name)
+			continue
+		case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
+			t.Errorf("%s/%s: allowPrivilegeEscalation is not false", pod, c.Name)
+		case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
+			t.Errorf("%s/%s: root filesystem is not read-only", pod, c.Name)
+		case sc.Capabilities == nil || len(sc.Capabilities.Drop) != 1 || sc.Capabilities.Drop[0] != "ALL" || len(sc.Capabilities.Add) > 0:
+			t.Errorf("%s/%s: capabilities are not drop [ALL]", pod, c.Name)
+		}
+		if c.Resources.Requests.Cpu().IsZero() || c.Resources.Requests.Memory().IsZero() || c.Resources.Limits.Memory().IsZero() {
+			t.Errorf("%s/%s: resources %v lack a cpu or memory request or a memory limit", pod, c.Name, c.Resources)
+		}
 	}
 }
 
@@ -175,12 +182,14 @@ func TestPortcullisDeployment(t *testing.T) {
 					t.Errorf("%s probe %s %s:%s, want %s on %s (%s)", p.name, g.Scheme, g.Path, g.Port.String(), p.path, portName, scheme)
 				}
 			}
-			// The endpoints drop the pod before SIGTERM closes its listener, and the grace
-			// period covers the sleep and portcullis's 30s drain.
-			if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || c.Lifecycle.PreStop.Sleep == nil || c.Lifecycle.PreStop.Sleep.Seconds < 1 {
-				t.Error("no preStop sleep: the Service may send new connections to a pod that stopped listening")
-			} else if g := dep.Spec.Template.Spec.TerminationGracePeriodSeconds; g == nil || *g < c.Lifecycle.PreStop.Sleep.Seconds+30 {
-				t.Errorf("terminationGracePeriodSeconds %v is shorter than the preStop sleep and a 30s drain", g)
+			// portcullis turns unready on SIGTERM and keeps serving for server.shutdownDelay,
+			// then drains for server.shutdownGrace twice at most: the grace period covers both,
+			// and a preStop sleep would only add to the delay.
+			if c.Lifecycle != nil && c.Lifecycle.PreStop != nil {
+				t.Error("a preStop hook: portcullis's server.shutdownDelay already keeps it serving while the endpoints drop the pod")
+			}
+			if g, need := dep.Spec.Template.Spec.TerminationGracePeriodSeconds, cfg.shutdownSeconds(t); g == nil || *g <= need {
+				t.Errorf("terminationGracePeriodSeconds %v does not cover server.shutdownDelay + 2 × server.shutdownGrace = %ds and a margin", g, need)
 			}
 			svcPort := d.service.Spec.Ports
 			if len(svcPort) != 1 || (svcPort[0].TargetPort.String() != portName && svcPort[0].TargetPort.String() != port) {
@@ -233,6 +242,28 @@ type portcullisConfig struct {
 		Driver string         `json:"driver"`
 		Params map[string]any `json:"params"`
 	} `json:"storage"`
+	Server struct {
+		ShutdownDelay string `json:"shutdownDelay"`
+		ShutdownGrace string `json:"shutdownGrace"`
+	} `json:"server"`
+}
+
+// shutdownSeconds is how long portcullis may take to stop after SIGTERM: server.shutdownDelay
+// and twice server.shutdownGrace (defaults 5s and 25s, as config/server.go).
+func (c portcullisConfig) shutdownSeconds(t *testing.T) int64 {
+	t.Helper()
+	parse := func(key, s, def string) time.Duration {
+		if s == "" {
+			s = def
+		}
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("server.%s: %v", key, err)
+		}
+		return d
+	}
+	d := parse("shutdownDelay", c.Server.ShutdownDelay, "5s") + 2*parse("shutdownGrace", c.Server.ShutdownGrace, "25s")
+	return int64(d.Round(time.Second) / time.Second)
 }
 
 // podConfig returns the configuration the Deployment's pods run with.

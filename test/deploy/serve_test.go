@@ -173,8 +173,14 @@ func startPod(t *testing.T, d deployed) *pod {
 
 	home := t.TempDir()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "PORTCULLIS_LISTEN=127.0.0.1:0",
-		"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=127.0.0.1"}
+	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH")}
+	for _, e := range c.Env { // the container's literal variables (valueFrom: the kubelet's)
+		if e.ValueFrom == nil {
+			cmd.Env = append(cmd.Env, e.Name+"="+e.Value)
+		}
+	}
+	cmd.Env = append(cmd.Env, "PORTCULLIS_LISTEN=127.0.0.1:0",
+		"HTTPS_PROXY=http://127.0.0.1:9", "HTTP_PROXY=http://127.0.0.1:9", "NO_PROXY=127.0.0.1")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
