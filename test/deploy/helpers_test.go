@@ -178,6 +178,15 @@ var chartCases = []chartCase{
 		"storageVolume.ephemeral.volumeClaimTemplate.spec.accessModes[0]=ReadWriteOnce",
 		"storageVolume.ephemeral.volumeClaimTemplate.spec.resources.requests.storage=30Gi",
 	}},
+	{"redis deployed by the chart", []string{"redis.enabled=true"}},
+	{"existing redis with a password", []string{"redis.addr=redis.example.com:6380", "redis.passwordSecret.name=redis-auth"}},
+	{"s3 store, secret key from the credentials Secret", []string{
+		"storage.driver=s3", "storage.params.rootdirectory=null", "storage.params.bucket=portcullis",
+		"storage.params.region=us-east-1", "storage.params.regionendpoint=http://s3.example.com:9000",
+		"storage.params.forcepathstyle=true", "storage.params.accesskey=AKIAEXAMPLE",
+		"storage.params.secretkeyfile=/etc/portcullis/credentials/s3-secret-key",
+		"credentials.files.s3-secret-key=s3-secret-value-not-for-configmaps",
+	}},
 }
 
 // helmTemplate renders the chart with helm template and args, returning its output or the

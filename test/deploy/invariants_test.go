@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"net"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 // deployed is what a source (deploy/kubernetes or a chart rendering) ships, decoded.
 type deployed struct {
 	deployment *appsv1.Deployment
+	redis      *appsv1.Deployment // the chart's Redis (redis.enabled), with redisSvc
+	redisSvc   *corev1.Service
 	daemonSets []*appsv1.DaemonSet
 	service    *corev1.Service
 	pdb        *policyv1.PodDisruptionBudget
@@ -33,6 +36,10 @@ func decodeAll(t *testing.T, docs []doc) deployed {
 		}
 		switch o := obj.(type) {
 		case *appsv1.Deployment:
+			if strings.HasSuffix(o.Name, "-redis") {
+				d.redis = o
+				continue
+			}
 			if d.deployment != nil {
 				t.Fatalf("%s: a second Deployment", doc.source)
 			}
@@ -40,6 +47,10 @@ func decodeAll(t *testing.T, docs []doc) deployed {
 		case *appsv1.DaemonSet:
 			d.daemonSets = append(d.daemonSets, o)
 		case *corev1.Service:
+			if strings.HasSuffix(o.Name, "-redis") {
+				d.redisSvc = o
+				continue
+			}
 			d.service = o
 		case *policyv1.PodDisruptionBudget:
 			d.pdb = o
@@ -77,6 +88,9 @@ func TestWorkloadsAreHardened(t *testing.T) {
 			pods := map[string]corev1.PodSpec{"Deployment " + d.deployment.Name: d.deployment.Spec.Template.Spec}
 			for _, ds := range d.daemonSets {
 				pods["DaemonSet "+ds.Name] = ds.Spec.Template.Spec
+			}
+			if d.redis != nil {
+				pods["Deployment "+d.redis.Name] = d.redis.Spec.Template.Spec
 			}
 			for pod, spec := range pods {
 				checkHardened(t, pod, spec)

@@ -120,6 +120,13 @@ func TestChartRejectsUnknownValues(t *testing.T) {
 		{"nodeConfig.adress=x:1", "adress"},
 		{"defaultPolicy=maybe", "defaultPolicy"},
 		{"config.listen=:80", "config"},
+		{"storage.params.secretkey=inline", "propertyName 'secretkey'"},
+		{"storage.params.SecretKey=inline", "propertyName 'SecretKey'"},
+		{"storage.driver=gcs", "driver"},
+		{"storage.driver=s3", "bucket"},
+		{"redis.adress=r:6379", "adress"},
+		{"redis.addr=redis", "/redis/addr"},
+		{"redis.enabled=true,config.cache.redis.addr=r:6379", "config.cache.redis"},
 	}
 	for _, c := range cases {
 		t.Run(c.set, func(t *testing.T) {

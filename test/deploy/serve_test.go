@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -253,6 +254,9 @@ func TestDeployedConfigServes(t *testing.T) {
 	for name, load := range sources(t) {
 		t.Run(name, func(t *testing.T) {
 			d := load(t)
+			if podConfig(t, d).Storage.Driver == "s3" {
+				s3Endpoint(t, d)
+			}
 			p := startPod(t, d)
 			c := d.deployment.Spec.Template.Spec.Containers[0]
 			for _, probe := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
@@ -262,6 +266,140 @@ func TestDeployedConfigServes(t *testing.T) {
 			}
 			if code, body := p.get(t, "/v2/"); code != http.StatusOK {
 				t.Errorf("GET /v2/: %d %q", code, body)
+			}
+		})
+	}
+}
+
+// s3Endpoint starts MinIO on 127.0.0.1 with the pod configuration's bucket, access key and
+// the secret key the credentials Secret holds at storage.params.secretkeyfile, and points
+// storage.params.regionendpoint at it.
+func s3Endpoint(t *testing.T, d deployed) {
+	t.Helper()
+	params := podConfig(t, d).Storage.Params
+	bucket, _ := params["bucket"].(string)
+	access, _ := params["accesskey"].(string)
+	endpoint, _ := params["regionendpoint"].(string)
+	file, _ := params["secretkeyfile"].(string)
+	if bucket == "" || access == "" || endpoint == "" || file == "" {
+		t.Fatalf("storage.params %v: want bucket, accesskey, regionendpoint and secretkeyfile", params)
+	}
+	var secret []byte
+	for _, v := range d.deployment.Spec.Template.Spec.Volumes {
+		if v.Secret == nil || d.secrets[v.Secret.SecretName] == nil {
+			continue
+		}
+		for _, c := range d.deployment.Spec.Template.Spec.Containers[0].VolumeMounts {
+			if c.Name == v.Name && filepath.Dir(file) == c.MountPath {
+				sec := d.secrets[v.Secret.SecretName]
+				if b, ok := sec.Data[filepath.Base(file)]; ok {
+					secret = b
+				} else if s, ok := sec.StringData[filepath.Base(file)]; ok {
+					secret = []byte(s)
+				}
+			}
+		}
+	}
+	if len(secret) == 0 {
+		t.Fatalf("storage.params.secretkeyfile %s is in no Secret the pod mounts", file)
+	}
+	bin := tool(t, "minio")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	_ = l.Close()
+	data := filepath.Join(t.TempDir(), "data")
+	if err := os.MkdirAll(filepath.Join(data, bucket), 0o755); err != nil { // MinIO takes it as a bucket
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "server", "--quiet", "--address", addr, data)
+	cmd.Env = []string{"HOME=" + t.TempDir(), "MINIO_ROOT_USER=" + access, "MINIO_ROOT_PASSWORD=" + string(secret),
+		"MINIO_BROWSER=off", "MINIO_UPDATE=off"}
+	out := &strings.Builder{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/minio/health/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("minio not ready:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cm := configMapOf(t, d)
+	cfg := cm.Data["portcullis.yaml"]
+	if !strings.Contains(cfg, endpoint) {
+		t.Fatalf("regionendpoint %s not found in the configuration as written", endpoint)
+	}
+	cm.Data["portcullis.yaml"] = strings.ReplaceAll(cfg, endpoint, "http://"+addr)
+}
+
+// TestNoSecretInConfigMaps: no value of a Secret the sources ship appears in a ConfigMap, and
+// no ConfigMap's configuration holds a secret inline (storage.params.secretkey,
+// cache.redis.password, upstreams' auth.password).
+func TestNoSecretInConfigMaps(t *testing.T) {
+	for name, load := range sources(t) {
+		t.Run(name, func(t *testing.T) {
+			d := load(t)
+			var values []string
+			for _, s := range d.secrets {
+				for _, b := range s.Data {
+					values = append(values, string(b))
+				}
+				for _, v := range s.StringData {
+					values = append(values, v)
+				}
+			}
+			for _, cm := range d.configMaps {
+				for k, data := range cm.Data {
+					for _, v := range values {
+						if len(strings.TrimSpace(v)) >= 4 && strings.Contains(data, strings.TrimSpace(v)) {
+							t.Errorf("ConfigMap %s, %s holds a value of a Secret", cm.Name, k)
+						}
+					}
+				}
+				var cfg struct {
+					Storage struct {
+						Params map[string]any `json:"params"`
+					} `json:"storage"`
+					Cache struct {
+						Redis map[string]any `json:"redis"`
+					} `json:"cache"`
+					Upstreams []struct {
+						Auth map[string]any `json:"auth"`
+					} `json:"upstreams"`
+				}
+				if err := yamlLoose([]byte(cm.Data["portcullis.yaml"]), &cfg); err != nil {
+					t.Fatal(err)
+				}
+				inline := map[string]bool{}
+				for k := range cfg.Storage.Params {
+					inline["storage.params."+k] = strings.EqualFold(k, "secretkey")
+				}
+				for k := range cfg.Cache.Redis {
+					inline["cache.redis."+k] = strings.EqualFold(k, "password")
+				}
+				for _, u := range cfg.Upstreams {
+					for k := range u.Auth {
+						inline["upstreams[].auth."+k] = strings.EqualFold(k, "password")
+					}
+				}
+				for k, bad := range inline {
+					if bad {
+						t.Errorf("ConfigMap %s: %s inline; name a file of a Secret instead", cm.Name, k)
+					}
+				}
 			}
 		})
 	}

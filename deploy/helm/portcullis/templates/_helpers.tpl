@@ -12,6 +12,13 @@ app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The Redis's own name: portcullis's selectors must not select it. */}}
+{{- define "portcullis.redisSelectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}-redis
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: redis
+{{- end -}}
+
 {{- define "portcullis.labels" -}}
 {{ include "portcullis.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
@@ -40,6 +47,14 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- $_ := set $cfg "tls" (dict "cert" "/etc/portcullis/tls/tls.crt" "key" "/etc/portcullis/tls/tls.key") }}
 {{- end }}
 {{- $_ := set $cfg "storage" .Values.storage }}
+{{- with include "portcullis.redis" . | fromYaml }}
+{{- $cache := deepCopy ($cfg.cache | default dict) }}
+{{- if hasKey $cache "redis" }}
+{{- fail "config.cache.redis: set it through the chart's redis values (redis.enabled, redis.addr, redis.passwordSecret), not config" }}
+{{- end }}
+{{- $_ := set $cache "redis" . }}
+{{- $_ := set $cfg "cache" $cache }}
+{{- end }}
 {{- $_ := set $cfg "policies" .Values.policies }}
 {{- $_ := set $cfg "defaultPolicy" .Values.defaultPolicy }}
 {{- toYaml $cfg }}
@@ -49,4 +64,22 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "portcullis.storePath" -}}
 {{- $params := .Values.storage.params | default dict -}}
 {{- $params.rootdirectory | default "/var/lib/portcullis" -}}
+{{- end -}}
+
+{{/* cache.redis from the redis values: the chart's Redis (redis.enabled) or an existing one
+(redis.addr), with the password file of redis.passwordSecret; empty without either. */}}
+{{- define "portcullis.redis" -}}
+{{- if and .Values.redis.enabled .Values.redis.addr }}
+{{- fail "redis: set redis.enabled (the chart deploys Redis) or redis.addr (an existing Redis), not both" }}
+{{- end }}
+{{- $addr := .Values.redis.addr }}
+{{- if .Values.redis.enabled }}
+{{- $addr = printf "%s-redis:6379" (include "portcullis.fullname" .) }}
+{{- end }}
+{{- if $addr }}
+addr: {{ $addr | quote }}
+{{- if .Values.redis.passwordSecret.name }}
+passwordFile: /etc/portcullis/redis/{{ .Values.redis.passwordSecret.key }}
+{{- end }}
+{{- end }}
 {{- end -}}
