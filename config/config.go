@@ -165,6 +165,39 @@ func Load(path string, environ []string) (*Config, error) {
 	if err := applyEnv(doc, environ); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	c, err := decode(doc)
+	if err != nil {
+		return nil, err
+	}
+	c.Storage.normalize()
+	if path != "" {
+		// Files named in the configuration are relative to it.
+		c.resolvePaths(filepath.Dir(path))
+		c.resolvePolicyFiles(filepath.Dir(path))
+	}
+	if err := c.loadPolicyFiles(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// Defaults returns the configuration made of the defaults alone, not validated (it names no
+// upstream): the base of a configuration built in code, such as the demo's, so that every key
+// it does not set has the value serve would give it.
+func Defaults() (*Config, error) {
+	c, err := decode(defaults())
+	if err != nil {
+		return nil, err
+	}
+	c.Storage.normalize()
+	return c, nil
+}
+
+// decode turns a configuration tree into a Config.
+func decode(doc tree) (*Config, error) {
 	var c Config
 	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
 		Result:           &c,
@@ -180,18 +213,6 @@ func Load(path string, environ []string) (*Config, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("config: %s", strings.ReplaceAll(err.Error(), "\n", " "))
-	}
-	c.Storage.normalize()
-	if path != "" {
-		// Files named in the configuration are relative to it.
-		c.resolvePaths(filepath.Dir(path))
-		c.resolvePolicyFiles(filepath.Dir(path))
-	}
-	if err := c.loadPolicyFiles(); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
-	}
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("config: %w", err)
 	}
 	return &c, nil
 }

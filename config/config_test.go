@@ -199,3 +199,30 @@ func TestDataKeysKeepTheirCase(t *testing.T) {
 		t.Errorf("cache.tagTTL = %s: the environment must override the file's CACHE.TagTTL", c.Cache.TagTTL)
 	}
 }
+
+// TestDefaultsAreWhatLoadGives checks that a configuration built in code on config.Defaults
+// (as the demo builds one) has every default serve would give it: the same as Load of a file
+// naming only the upstream, and valid.
+func TestDefaultsAreWhatLoadGives(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "portcullis.yaml")
+	if err := os.WriteFile(path, []byte("upstreams:\n  - {name: docker.io, url: https://registry-1.docker.io, default: true}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := config.Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	built, err := config.Defaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	built.Upstreams = loaded.Upstreams
+	built.Storage.Params = loaded.Storage.Params
+	if err := built.Validate(); err != nil {
+		t.Fatalf("defaults with one upstream do not validate: %v", err)
+	}
+	if built.Server != loaded.Server || built.Cache.MaxStale != loaded.Cache.MaxStale || built.Cache.TTL != loaded.Cache.TTL || built.Keys != loaded.Keys {
+		t.Errorf("Defaults differs from Load:\n%+v %+v\n%+v %+v", built.Server, built.Cache, loaded.Server, loaded.Cache)
+	}
+}

@@ -24,7 +24,6 @@ import (
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
 	"github.com/sigstore/sigstore/pkg/signature"
 
-	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/config"
 	"github.com/portcullis/portcullis/internal/app"
 	"github.com/portcullis/portcullis/internal/sign"
@@ -93,20 +92,22 @@ func Demo(ctx context.Context, out io.Writer, listen string, keep bool) error {
 	}
 
 	// 3. portcullis in front of it, enforcing a policy for that key.
-	cfg := &config.Config{
-		Listen:  listen,
-		Log:     config.Log{Format: "text", Level: "warn"},
-		Storage: config.Storage{Driver: "inmemory"},
-		Upstreams: []upstream.Config{{
-			Name: demoUpstream, URL: "http://" + upHost, Insecure: true, Default: true,
-		}},
-		Cache: config.Cache{Size: cache.DefaultSize, TTL: cache.DefaultTTL, NegativeTTL: cache.DefaultNegativeTTL},
-		Policies: []policy.PolicyConfig{{
-			Name: "demo", Images: []string{demoUpstream + "/demo/**"}, Mode: policy.ModeEnforce,
-			Authorities: []policy.AuthorityConfig{{Name: "demo-key", Key: policy.KeyConfig{Data: string(pubPEM)}}},
-		}},
-		DefaultPolicy: policy.DefaultDeny,
+	// The defaults of every key, as serve reads them, with the demo's own settings on top.
+	cfg, err := config.Defaults()
+	if err != nil {
+		return err
 	}
+	cfg.Listen = listen
+	cfg.Log = config.Log{Format: "text", Level: "warn"}
+	cfg.Storage.Driver = "inmemory"
+	cfg.Upstreams = []upstream.Config{{
+		Name: demoUpstream, URL: "http://" + upHost, Insecure: true, Default: true,
+	}}
+	cfg.Policies = []policy.PolicyConfig{{
+		Name: "demo", Images: []string{demoUpstream + "/demo/**"}, Mode: policy.ModeEnforce,
+		Authorities: []policy.AuthorityConfig{{Name: "demo-key", Key: policy.KeyConfig{Data: string(pubPEM)}}},
+	}}
+	cfg.DefaultPolicy = policy.DefaultDeny
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
