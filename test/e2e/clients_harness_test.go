@@ -231,6 +231,9 @@ func writeTestPKI(t *testing.T, caPath, certPath, keyPath string) {
 type clientsFixture struct {
 	up *reachable
 	px *tlsProxy
+	// cosign3 and keys sign what the policy requires.
+	cosign3 string
+	keys    signer
 	// signed and unsigned are 127.0.0.1/<repo>:v1.
 	signed, unsigned string
 	// signedDigest is the signed image's manifest digest.
@@ -245,8 +248,8 @@ type clientsFixture struct {
 func newClientsFixture(t *testing.T) *clientsFixture {
 	t.Helper()
 	cosign3 := tool(t, "cosign3")
-	f := &clientsFixture{up: newReachable(t)}
 	keys := cosignKeys(t, cosign3)
+	f := &clientsFixture{up: newReachable(t), cosign3: cosign3, keys: keys}
 	f.px = startTLSProxy(t, fmt.Sprintf(`policies:
   - name: prod
     images: ["%s/**"]

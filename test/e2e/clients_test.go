@@ -51,23 +51,32 @@ func TestClientFilesAgree(t *testing.T) {
 
 // TestContainerdDenialIsFinal pulls with containerd configured by
 // deploy/clients/containerd/certs.d/docker.io/hosts.toml, installed as the registry's own
-// directory and as _default.
+// directory and as _default: a signed image and a signed two-platform index (all platforms)
+// arrive as the upstream has them, and the unsigned image is denied without containerd
+// turning to the upstream it can reach.
 func TestContainerdDenialIsFinal(t *testing.T) {
 	f := newClientsFixture(t)
 	toml := f.clientFile(t, "containerd/certs.d/docker.io/hosts.toml", "portcullis.example:5000", "/etc/portcullis/ca.crt")
+	signedIndex, signedIndexBlobs := f.pushSignedIndex(t, "clients/multi")
+	signed := []struct {
+		ref  string
+		want map[string][]byte
+	}{{f.signed, f.signedBlobs}, {signedIndex, signedIndexBlobs}}
 	for _, dir := range []string{reachableName, "_default"} {
 		t.Run("certs.d/"+dir, func(t *testing.T) {
 			c := startContainerdHosts(t, map[string]string{dir: toml})
-			m := f.up.mark()
-			if out, err := c.pullRef(t, f.signed); err != nil {
-				t.Fatalf("signed image: %v\n%s", err, out)
+			for _, p := range signed {
+				m := f.up.mark()
+				if out, err := c.pullRef(t, p.ref); err != nil {
+					t.Fatalf("signed %s: %v\n%s", p.ref, err, out)
+				}
+				sameContent(t, c.exportedRef(t, p.ref), p.want)
+				// portcullis has no default upstream and the paths name none, so it could
+				// route these requests only by the ?ns=127.0.0.1 containerd added to them.
+				noRuntimeRequests(t, f.up, m)
 			}
-			sameContent(t, c.exportedRef(t, f.signed), f.signedBlobs)
-			// portcullis has no default upstream and the paths name none, so it could route
-			// these requests only by the ?ns=127.0.0.1 containerd added to them.
-			noRuntimeRequests(t, f.up, m)
 
-			m = f.up.mark()
+			m := f.up.mark()
 			out, err := c.pullRef(t, f.unsigned)
 			if err == nil {
 				t.Fatalf("unsigned image pulled:\n%s", out)

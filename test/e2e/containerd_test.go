@@ -12,20 +12,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/portcullis/portcullis/internal/testtool"
 )
 
 // containerd is a private containerd daemon and the certs.d directory its ctr pulls with.
 type containerd struct {
 	ctr, sock, hostsDir string
-}
-
-// startContainerd starts a containerd configured with portcullis as the mirror of
-// upstream.invalid through a hosts.toml, as the routing tests configure a node.
-func startContainerd(t *testing.T, mirror string) *containerd {
-	t.Helper()
-	toml := fmt.Sprintf("server = \"https://%s\"\n[host.\"http://%s\"]\n  capabilities = [\"pull\", \"resolve\"]\n  skip_verify = true\n", upstreamName, mirror)
-	return startContainerdHosts(t, map[string]string{upstreamName: toml})
 }
 
 // startContainerdHosts starts a private containerd daemon; hosts maps a directory under
@@ -102,23 +97,10 @@ func (c *containerd) run(t *testing.T, args ...string) (string, error) {
 	return string(out), err
 }
 
-// pull pulls upstream.invalid/ref through the mirror; containerd adds ?ns=upstream.invalid
-// to each request.
-func (c *containerd) pull(t *testing.T, ref string) (string, error) {
-	t.Helper()
-	return c.pullRef(t, upstreamName+"/"+ref)
-}
-
 // pullRef pulls the fully qualified ref with the hosts.toml files of c.
 func (c *containerd) pullRef(t *testing.T, ref string) (string, error) {
 	t.Helper()
 	return c.run(t, "images", "pull", "--all-platforms", "--hosts-dir", c.hostsDir, "--snapshotter", "native", ref)
-}
-
-// exported returns the blobs of upstream.invalid/ref as containerd stored them, by digest.
-func (c *containerd) exported(t *testing.T, ref string) map[string][]byte {
-	t.Helper()
-	return c.exportedRef(t, upstreamName+"/"+ref)
 }
 
 // exportedRef returns the blobs of the fully qualified ref as containerd stored them.
@@ -150,15 +132,20 @@ func (c *containerd) exportedRef(t *testing.T, ref string) map[string][]byte {
 	}
 }
 
-func TestContainerdPullsThroughMirror(t *testing.T) {
-	f := newFixture(t)
-	c := startContainerd(t, f.px.host)
-	for _, tc := range f.pulls() {
-		t.Run(tc.repo, func(t *testing.T) {
-			if out, err := c.pull(t, tc.repo); err != nil {
-				t.Fatalf("ctr pull: %v\n%s", err, out)
-			}
-			sameContent(t, c.exported(t, tc.repo), tc.want)
-		})
+// pushSignedIndex puts a two-platform index at 127.0.0.1/repo:v1, signs the index with the
+// fixture's key and returns the tag reference and the index as the upstream has it.
+func (f *clientsFixture) pushSignedIndex(t *testing.T, repo string) (ref string, blobs map[string][]byte) {
+	t.Helper()
+	idx := testIndex(t)
+	ref = reachableName + "/" + repo + ":v1"
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
 	}
+	if err := remote.WriteIndex(r, idx); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := idx.Digest()
+	cosignSign(t, f.cosign3, f.keys, reachableName+"/"+repo+"@"+d.String())
+	return ref, blobsOf(t, nil, idx)
 }
