@@ -13,10 +13,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
@@ -206,44 +204,20 @@ func AttachAttestation(ctx context.Context, img name.Digest, sigRepo name.Reposi
 	if !st.names(img) {
 		return name.Tag{}, fmt.Errorf("the attestation's subject is not the image's digest %s", img.DigestStr())
 	}
-	ann := map[string]string{cosign.AnnotationSignature: "", cosign.AnnotationPredicateType: st.PredicateType}
-	if cert != nil {
-		if len(cert.Leaf) > 0 {
-			ann[cosign.AnnotationCertificate] = string(cert.Leaf)
+	ann := cert.annotate(map[string]string{cosign.AnnotationSignature: "", cosign.AnnotationPredicateType: st.PredicateType})
+	layer := static.NewLayer(env, types.MediaType(cosign.MediaTypeDSSEEnvelope))
+	err = appendToTag(ctx, tag, layer, ann, func(base v1.Image) (v1.Image, error) {
+		if !replace {
+			return base, nil
 		}
-		if len(cert.Chain) > 0 {
-			ann[cosign.AnnotationChain] = string(cert.Chain)
+		out, err := withoutPredicateType(base, emptyAttachment(), st.PredicateType)
+		if err != nil {
+			return nil, fmt.Errorf("replace in %s: %w", tag, err)
 		}
-		if len(cert.RFC3161Timestamp) > 0 {
-			ann[cosign.AnnotationRFC3161Timestamp] = string(cert.RFC3161Timestamp)
-		}
-	}
-	opts = append(opts, remote.WithContext(ctx))
-
-	fresh := mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
-	base, err := remote.Image(tag, opts...)
-	var terr *transport.Error
-	switch {
-	case err == nil:
-		if replace {
-			if base, err = withoutPredicateType(base, fresh, st.PredicateType); err != nil {
-				return name.Tag{}, fmt.Errorf("replace in %s: %w", tag, err)
-			}
-		}
-	case errors.As(err, &terr) && terr.StatusCode == 404:
-		base = fresh
-	default:
-		return name.Tag{}, fmt.Errorf("read %s: %w", tag, err)
-	}
-	out, err := mutate.Append(base, mutate.Addendum{
-		Layer:       static.NewLayer(env, types.MediaType(cosign.MediaTypeDSSEEnvelope)),
-		Annotations: ann,
-	})
+		return out, nil
+	}, opts...)
 	if err != nil {
 		return name.Tag{}, err
-	}
-	if err := remote.Write(tag, out, opts...); err != nil {
-		return name.Tag{}, fmt.Errorf("push %s: %w", tag, err)
 	}
 	return tag, nil
 }

@@ -128,54 +128,84 @@ func AttachLegacy(ctx context.Context, img name.Digest, sigRepo name.Repository,
 		return name.Tag{}, errors.New("empty signature")
 	}
 	b64 := base64.StdEncoding.EncodeToString(sig)
-	ann := map[string]string{cosign.AnnotationSignature: b64}
-	if cert != nil {
-		if len(cert.Leaf) > 0 {
-			ann[cosign.AnnotationCertificate] = string(cert.Leaf)
-		}
-		if len(cert.Chain) > 0 {
-			ann[cosign.AnnotationChain] = string(cert.Chain)
-		}
-		if len(cert.RFC3161Timestamp) > 0 {
-			ann[cosign.AnnotationRFC3161Timestamp] = string(cert.RFC3161Timestamp)
-		}
-	}
-	opts = append(opts, remote.WithContext(ctx))
-
-	base, err := remote.Image(tag, opts...)
-	var terr *transport.Error
-	switch {
-	case err == nil:
+	ann := cert.annotate(map[string]string{cosign.AnnotationSignature: b64})
+	layer := static.NewLayer(pl, types.MediaType(cosign.MediaTypeSimpleSigning))
+	err = appendToTag(ctx, tag, layer, ann, func(base v1.Image) (v1.Image, error) {
 		layers, err := base.Layers()
 		if err != nil {
-			return name.Tag{}, fmt.Errorf("read %s: %w", tag, err)
+			return nil, fmt.Errorf("read %s: %w", tag, err)
 		}
 		mf, err := base.Manifest()
 		if err != nil {
-			return name.Tag{}, fmt.Errorf("read %s: %w", tag, err)
+			return nil, fmt.Errorf("read %s: %w", tag, err)
 		}
 		for i, l := range layers {
 			d, _ := l.Digest()
 			if d.String() == digestOf(pl) && mf.Layers[i].Annotations[cosign.AnnotationSignature] == b64 {
-				return tag, nil // this exact signature is there already
+				return nil, nil // this exact signature is there already
 			}
 		}
-	case errors.As(err, &terr) && terr.StatusCode == 404:
-		base = mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
-	default:
-		return name.Tag{}, fmt.Errorf("read %s: %w", tag, err)
-	}
-	out, err := mutate.Append(base, mutate.Addendum{
-		Layer:       static.NewLayer(pl, types.MediaType(cosign.MediaTypeSimpleSigning)),
-		Annotations: ann,
-	})
+		return base, nil
+	}, opts...)
 	if err != nil {
 		return name.Tag{}, err
 	}
-	if err := remote.Write(tag, out, opts...); err != nil {
-		return name.Tag{}, fmt.Errorf("push %s: %w", tag, err)
-	}
 	return tag, nil
+}
+
+// annotate adds the certificate material to the layer annotations ann and returns ann; a
+// nil c adds nothing.
+func (c *Certificate) annotate(ann map[string]string) map[string]string {
+	if c == nil {
+		return ann
+	}
+	for k, v := range map[string][]byte{
+		cosign.AnnotationCertificate:      c.Leaf,
+		cosign.AnnotationChain:            c.Chain,
+		cosign.AnnotationRFC3161Timestamp: c.RFC3161Timestamp,
+	} {
+		if len(v) > 0 {
+			ann[k] = string(v)
+		}
+	}
+	return ann
+}
+
+// emptyAttachment is the manifest a legacy ".sig" or ".att" tag starts from: an OCI image
+// manifest with an empty OCI config and no layers.
+func emptyAttachment() v1.Image {
+	return mutate.ConfigMediaType(mutate.MediaType(empty.Image, types.OCIManifestSchema1), types.OCIConfigJSON)
+}
+
+// appendToTag pushes to tag the manifest it holds (emptyAttachment when the tag does not
+// exist) with layer appended, annotated with ann. An existing manifest goes through keep
+// first, which returns the image to append to, or nil when nothing is to be pushed (the
+// layer is there already); keep's error is returned as it is.
+func appendToTag(ctx context.Context, tag name.Tag, layer v1.Layer, ann map[string]string, keep func(v1.Image) (v1.Image, error), opts ...remote.Option) error {
+	opts = append(opts, remote.WithContext(ctx))
+	base, err := remote.Image(tag, opts...)
+	var terr *transport.Error
+	switch {
+	case err == nil:
+		if base, err = keep(base); err != nil {
+			return err
+		}
+		if base == nil {
+			return nil
+		}
+	case errors.As(err, &terr) && terr.StatusCode == 404:
+		base = emptyAttachment()
+	default:
+		return fmt.Errorf("read %s: %w", tag, err)
+	}
+	out, err := mutate.Append(base, mutate.Addendum{Layer: layer, Annotations: ann})
+	if err != nil {
+		return err
+	}
+	if err := remote.Write(tag, out, opts...); err != nil {
+		return fmt.Errorf("push %s: %w", tag, err)
+	}
+	return nil
 }
 
 // LegacyPayload is the simple-signing payload cosign signs for img, with annotations in its

@@ -6,12 +6,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"encoding/base64"
 	"io"
 	"log"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -151,6 +153,66 @@ func TestCosignVerifiesWhatWeSign(t *testing.T) {
 				if err == nil {
 					t.Errorf("cosign accepted a wrong annotation:\n%s", out)
 				}
+			}
+		})
+	}
+}
+
+// TestAttachLegacyAppends attaches signatures one after another to one image's ".sig" tag:
+// each new signature is a layer added after the others, with the certificate material it
+// came with; the same payload with the same signature is not added again.
+func TestAttachLegacyAppends(t *testing.T) {
+	ctx := context.Background()
+	host := newRegistry(t, false)
+	ref, _ := name.ParseReference(host + "/app:v1")
+	img := testtool.RandomImage(t, 64, 1)
+	if err := remote.Write(ref, img); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := img.Digest()
+	target := ref.Context().Digest(d.String())
+	pl, err := sign.LegacyPayload(target, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert := &sign.Certificate{Leaf: []byte("leaf"), Chain: []byte("chain"), RFC3161Timestamp: []byte(`{"SignedRFC3161Timestamp":"ts"}`)}
+	for _, step := range []struct {
+		name string
+		sig  string
+		cert *sign.Certificate
+		// want is the signature annotation of each layer, in order, and the certificate
+		// annotation of each ("" for none).
+		want, wantCert []string
+	}{
+		{"first, with a certificate", "c2lnLTE=", cert, []string{"c2lnLTE="}, []string{"leaf"}},
+		{"the same again", "c2lnLTE=", cert, []string{"c2lnLTE="}, []string{"leaf"}},
+		{"another, without", "c2lnLTI=", nil, []string{"c2lnLTE=", "c2lnLTI="}, []string{"leaf", ""}},
+	} {
+		t.Run(step.name, func(t *testing.T) {
+			sig, _ := base64.StdEncoding.DecodeString(step.sig)
+			tag, err := sign.AttachLegacy(ctx, target, name.Repository{}, pl, sig, step.cert)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := remote.Image(tag)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mf, err := got.Manifest()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var sigs, certs []string
+			for _, l := range mf.Layers {
+				sigs = append(sigs, l.Annotations[cosignname.AnnotationSignature])
+				certs = append(certs, l.Annotations[cosignname.AnnotationCertificate])
+				if l.Annotations[cosignname.AnnotationCertificate] != "" &&
+					(l.Annotations[cosignname.AnnotationChain] != "chain" || l.Annotations[cosignname.AnnotationRFC3161Timestamp] != string(cert.RFC3161Timestamp)) {
+					t.Errorf("layer %s has a certificate without its chain or timestamp: %v", l.Digest, l.Annotations)
+				}
+			}
+			if !slices.Equal(sigs, step.want) || !slices.Equal(certs, step.wantCert) {
+				t.Errorf("signatures %q with certificates %q, want %q with %q", sigs, certs, step.want, step.wantCert)
 			}
 		})
 	}
