@@ -62,48 +62,22 @@ func Attest(ctx context.Context, e Env, o AttestOptions, images []string) error 
 	if err != nil {
 		return err
 	}
-	var keyless *sign.Keyless
+	s, err := prepareSigning(ctx, e, o.Registry, o.Key, o.Keyless, images, false)
+	if err != nil {
+		return err
+	}
 	var signer *keys.Signer
-	if o.Key == "" {
-		if keyless, err = o.Keyless.signer(ctx, e); err != nil {
-			return err
-		}
-	}
-	sigRepo, err := e.signaturesRepository(o.Registry)
-	if err != nil {
-		return err
-	}
-	ropts, err := o.Registry.remoteOpts(ctx)
-	if err != nil {
-		return err
-	}
-	var targets []sign.Target
-	for _, a := range images {
-		ref, err := o.Registry.ParseRef(a)
-		if err != nil {
-			return err
-		}
-		ts, err := sign.Resolve(ctx, ref, false, ropts...)
-		if err != nil {
-			return err
-		}
-		targets = append(targets, ts...)
-	}
-	if keyless == nil {
+	if s.keyless == nil {
 		if signer, err = keys.LoadSigner(ctx, o.Key, e.passFunc(), e.LookupEnv); err != nil {
 			return err
 		}
 	}
-	for _, t := range targets {
+	for _, t := range s.targets {
 		att, err := sign.NewAttestation(t.Ref, predicateType, predicate, ann, time.Now())
 		if err != nil {
 			return fmt.Errorf("attest %s: %w", t.Ref, err)
 		}
-		repo := sigRepo
-		if repo.RepositoryStr() == "" {
-			repo = t.Ref.Context()
-		}
-		if err := attestOne(ctx, e.Stderr, o, repo, t, att, signer, keyless, ropts); err != nil {
+		if err := attestOne(ctx, e.Stderr, o, s.repoFor(t), t, att, signer, s.keyless, s.ropts); err != nil {
 			return fmt.Errorf("attest %s: %w", t.Ref, err)
 		}
 	}

@@ -150,38 +150,16 @@ func Sign(ctx context.Context, e Env, o SignOptions, images []string) error {
 	if o.CertChain != "" && o.Cert == "" {
 		return errors.New("--certificate-chain needs --certificate")
 	}
-	var keyless *sign.Keyless
-	if o.Key == "" {
-		if keyless, err = o.Keyless.signer(ctx, e); err != nil {
-			return err
-		}
-	}
-	sigRepo, err := e.signaturesRepository(o.Registry)
+	s, err := prepareSigning(ctx, e, o.Registry, o.Key, o.Keyless, images, o.Recursive)
 	if err != nil {
 		return err
 	}
-	ropts, err := o.Registry.remoteOpts(ctx)
-	if err != nil {
-		return err
+	if o.outputsWanted() && len(s.targets) > 1 {
+		return fmt.Errorf("--output-* and --bundle write one signature, but %d manifests are to be signed", len(s.targets))
 	}
-	var targets []sign.Target
-	for _, a := range images {
-		ref, err := o.Registry.ParseRef(a)
-		if err != nil {
-			return err
-		}
-		ts, err := sign.Resolve(ctx, ref, o.Recursive, ropts...)
-		if err != nil {
-			return err
-		}
-		targets = append(targets, ts...)
-	}
-	if o.outputsWanted() && len(targets) > 1 {
-		return fmt.Errorf("--output-* and --bundle write one signature, but %d manifests are to be signed", len(targets))
-	}
-	if keyless != nil {
-		for _, t := range targets {
-			if err := signKeylessOne(ctx, e.Stderr, o, sigRepo, t, keyless, ann, ropts); err != nil {
+	if s.keyless != nil {
+		for _, t := range s.targets {
+			if err := signKeylessOne(ctx, e.Stderr, o, s.repoFor(t), t, s.keyless, ann, s.ropts); err != nil {
 				return err
 			}
 		}
@@ -197,18 +175,17 @@ func Sign(ctx context.Context, e Env, o SignOptions, images []string) error {
 			return err
 		}
 	}
-	for _, t := range targets {
-		if err := signOne(ctx, e.Stderr, o, sigRepo, t, signer, cert, ann, ropts); err != nil {
+	for _, t := range s.targets {
+		if err := signOne(ctx, e.Stderr, o, s.repoFor(t), t, signer, cert, ann, s.ropts); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func signOne(ctx context.Context, errw io.Writer, o SignOptions, sigRepo name.Repository, t sign.Target, signer *keys.Signer, cert *sign.Certificate, ann map[string]string, ropts []remote.Option) error {
-	if sigRepo.RepositoryStr() == "" {
-		sigRepo = t.Ref.Context()
-	}
+// signOne signs one target with the key and pushes the signature to repo in the format
+// asked for.
+func signOne(ctx context.Context, errw io.Writer, o SignOptions, repo name.Repository, t sign.Target, signer *keys.Signer, cert *sign.Certificate, ann map[string]string, ropts []remote.Option) error {
 	if !o.NewBundleFormat {
 		pl, err := legacyPayload(o.Payload, t.Ref, ann)
 		if err != nil {
@@ -218,7 +195,7 @@ func signOne(ctx context.Context, errw io.Writer, o SignOptions, sigRepo name.Re
 		if err != nil {
 			return fmt.Errorf("sign %s: %w", t.Ref, err)
 		}
-		return emitLegacy(ctx, errw, o, sigRepo, t, pl, sig, cert, ropts)
+		return emitLegacy(ctx, errw, o, repo, t, pl, sig, cert, ropts)
 	}
 
 	var b []byte
@@ -232,15 +209,12 @@ func signOne(ctx context.Context, errw io.Writer, o SignOptions, sigRepo name.Re
 	if err != nil {
 		return fmt.Errorf("sign %s: %w", t.Ref, err)
 	}
-	return emitBundle(ctx, errw, o, sigRepo, t, b, cert, ropts)
+	return emitBundle(ctx, errw, o, repo, t, b, cert, ropts)
 }
 
 // signKeylessOne signs one target keylessly: a fresh key, its Fulcio certificate, the
 // timestamps and log entries the services give, in the format asked for.
-func signKeylessOne(ctx context.Context, errw io.Writer, o SignOptions, sigRepo name.Repository, t sign.Target, k *sign.Keyless, ann map[string]string, ropts []remote.Option) error {
-	if sigRepo.RepositoryStr() == "" {
-		sigRepo = t.Ref.Context()
-	}
+func signKeylessOne(ctx context.Context, errw io.Writer, o SignOptions, repo name.Repository, t sign.Target, k *sign.Keyless, ann map[string]string, ropts []remote.Option) error {
 	if !o.NewBundleFormat {
 		pl, err := legacyPayload(o.Payload, t.Ref, ann)
 		if err != nil {
@@ -250,13 +224,13 @@ func signKeylessOne(ctx context.Context, errw io.Writer, o SignOptions, sigRepo 
 		if err != nil {
 			return fmt.Errorf("sign %s: %w", t.Ref, err)
 		}
-		return emitLegacy(ctx, errw, o, sigRepo, t, pl, ls.Sig, ls.Cert, ropts)
+		return emitLegacy(ctx, errw, o, repo, t, pl, ls.Sig, ls.Cert, ropts)
 	}
 	b, err := k.Bundle(ctx, t.Descriptor.Digest, ann)
 	if err != nil {
 		return fmt.Errorf("sign %s: %w", t.Ref, err)
 	}
-	return emitBundle(ctx, errw, o, sigRepo, t, b, nil, ropts)
+	return emitBundle(ctx, errw, o, repo, t, b, nil, ropts)
 }
 
 // emitLegacy writes the outputs asked for and, unless --upload=false, attaches the legacy
