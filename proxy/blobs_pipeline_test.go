@@ -4,17 +4,13 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -111,57 +107,6 @@ func TestStreamBlobChunks(t *testing.T) {
 				}
 			})
 		}
-	}
-}
-
-// BenchmarkColdBlob measures a cold 64 MiB blob GET: "direct" from an in-process upstream,
-// "proxy" through the handler, streamed from that upstream while stored on a filesystem
-// store (under $TMPDIR) and digest-checked. Each iteration fetches a blob not seen before.
-func BenchmarkColdBlob(b *testing.B) {
-	const size = 64 << 20
-	var mu sync.Mutex // guards blob, changed between iterations
-	blob := make([]byte, size)
-	_, _ = rand.Read(blob)
-	root := b.TempDir()
-	up, px := blobProxy(b, root, func() []byte { mu.Lock(); defer mu.Unlock(); return blob },
-		func() digest.Digest { mu.Lock(); defer mu.Unlock(); return digest.FromBytes(blob) })
-	get := func(b *testing.B, method, url string) {
-		req, err := http.NewRequest(method, url, nil)
-		if err != nil {
-			b.Fatal(err)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			b.Fatal(err)
-		}
-		n, err := io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != http.StatusOK || (method == http.MethodGet && n != size) {
-			b.Fatalf("%s %s: %d, %d bytes, %v", method, url, resp.StatusCode, n, err)
-		}
-	}
-	for _, tc := range []struct{ name, base string }{{"direct", up}, {"proxy", px}} {
-		b.Run(tc.name, func(b *testing.B) {
-			for i := 0; i < b.N; i++ {
-				b.StopTimer()
-				mu.Lock()
-				binary.BigEndian.PutUint64(blob, uint64(time.Now().UnixNano()))
-				url := tc.base + "/v2/bench/blob/blobs/" + digest.FromBytes(blob).String()
-				mu.Unlock()
-				if tc.name == "proxy" { // a runtime reads the manifest that grants the blob first
-					getManifest(b, tc.base+"/v2/bench/blob/manifests/v1")
-				}
-				b.StartTimer()
-				get(b, http.MethodGet, url)
-				b.StopTimer()
-				// Wait until the store's copy is committed, then drop it to keep disk use flat.
-				get(b, http.MethodHead, url)
-				if err := os.RemoveAll(filepath.Join(root, "blobs")); err != nil {
-					b.Fatal(err)
-				}
-			}
-			b.ReportMetric(float64(size)*float64(b.N)/(1<<20)/b.Elapsed().Seconds(), "MiB/s")
-		})
 	}
 }
 

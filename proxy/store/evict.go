@@ -87,8 +87,9 @@ type usage struct {
 	reading map[digest.Digest]int
 	// marked is when a used marker was last written, by digest.
 	marked map[digest.Digest]time.Time
-	// checked holds the blobs this Store wrote or read whole and found matching their digest.
-	checked map[digest.Digest]struct{}
+	// checked holds the blobs this Store wrote or read whole and found matching their
+	// digest, with what they were when checked.
+	checked map[digest.Digest]check
 	// Evictions and Bytes are the totals since the Store was created.
 	evictions atomic.Int64
 	bytes     atomic.Int64
@@ -96,7 +97,7 @@ type usage struct {
 
 func newUsage() *usage {
 	return &usage{served: map[digest.Digest]time.Time{}, reading: map[digest.Digest]int{},
-		marked: map[digest.Digest]time.Time{}, checked: map[digest.Digest]struct{}{}}
+		marked: map[digest.Digest]time.Time{}, checked: map[digest.Digest]check{}}
 }
 
 // touch records that d is served now and reports whether its used marker is due.
@@ -120,22 +121,37 @@ func (u *usage) forget(d digest.Digest) {
 	u.mu.Unlock()
 }
 
-// verified records whether blob d was found to match its digest.
-func (u *usage) verified(d digest.Digest, ok bool) {
+// check is what a stored blob was when this Store checked it: its size and, on a local
+// store, its modification time.
+type check struct {
+	size int64
+	mod  time.Time
+}
+
+// verified records that blob d, as c describes it, matches its digest.
+func (u *usage) verified(d digest.Digest, c check) {
 	u.mu.Lock()
-	if ok {
-		u.checked[d] = struct{}{}
-	} else {
-		delete(u.checked, d)
-	}
+	u.checked[d] = c
 	u.mu.Unlock()
 }
 
-func (u *usage) isVerified(d digest.Digest) bool {
+// unverified forgets that blob d was checked.
+func (u *usage) unverified(d digest.Digest) {
 	u.mu.Lock()
-	defer u.mu.Unlock()
-	_, ok := u.checked[d]
-	return ok
+	delete(u.checked, d)
+	u.mu.Unlock()
+}
+
+// trusted reports whether blob d was checked, and (on a local store, now not nil) its
+// file is still the size and modification time it was then.
+func (u *usage) trusted(d digest.Digest, now *check) bool {
+	u.mu.Lock()
+	c, ok := u.checked[d]
+	u.mu.Unlock()
+	if !ok || now == nil {
+		return ok
+	}
+	return !c.mod.IsZero() && c.size == now.size && c.mod.Equal(now.mod)
 }
 
 // touch records that d, stored in dir, is served: in this process, and at most every

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"strings"
 	"sync"
@@ -20,6 +21,12 @@ import (
 // Store is the content store (see the package documentation). It is safe for concurrent use.
 type Store struct {
 	driver storagedriver.StorageDriver
+	// local is set on distribution's filesystem driver: objects are files on this host,
+	// which only processes storing through a Store write (under /uploads, then moved into
+	// place), so a blob checked once is trusted while its size and modification time stay
+	// (see OpenBlob), and a blob being written can be read back as it is written (see
+	// BlobWriter.OpenWritten).
+	local bool
 
 	mu sync.Mutex
 	// pending holds manifests being written behind, by link path, so that reads find them
@@ -31,7 +38,23 @@ type Store struct {
 
 // New returns a Store on driver.
 func New(driver storagedriver.StorageDriver) *Store {
-	return &Store{driver: driver, pending: map[string]oci.Manifest{}, usage: newUsage()}
+	return &Store{driver: driver, local: driver.Name() == "filesystem",
+		pending: map[string]oci.Manifest{}, usage: newUsage()}
+}
+
+// recordWritten records that this Store wrote blob d (size bytes) and checked it; on a
+// local store, with the size and modification time the file has now.
+func (s *Store) recordWritten(ctx context.Context, d digest.Digest, size int64) {
+	c := check{size: size}
+	if s.local {
+		fi, err := s.driver.Stat(ctx, blobPath(d))
+		if err != nil {
+			s.usage.unverified(d) // checked again when it is read
+			return
+		}
+		c = check{size: fi.Size(), mod: fi.ModTime()}
+	}
+	s.usage.verified(d, c)
 }
 
 // PutPending makes m readable for repo at once, until the returned func is called (when
@@ -232,58 +255,124 @@ func (s *Store) LinkBlob(ctx context.Context, upstream, repo string, d digest.Di
 // replica may have evicted it since BlobSize) is oci.ErrNotFound. Eviction by this Store
 // leaves it alone until the reader is closed.
 //
-// The content is checked against d as it is read (see verifyingReader): a read from offset 0
-// hashes what it passes on and holds its last byte back until the whole object has been read
-// and matched d, so a corrupt or truncated object ends in an error, never in a complete wrong
-// blob; it is then removed, to be fetched and checked again. A read from a later offset first
-// checks the whole object, unless this Store wrote it or checked it before.
+// The content is checked against d unless this Store can trust it:
+//   - On a local filesystem store, a blob this Store wrote (BlobWriter.Commit) or read whole
+//     and found matching d is trusted while its size and modification time are those it had
+//     when it was checked; it is then read as the file itself (an *os.File underneath, so
+//     that net/http sends it with sendfile). A file changed or cut on disk since is checked
+//     again, as is every blob after a restart.
+//   - On any other store (s3: other replicas write the same bucket) every read from offset 0
+//     is checked; a read from a later offset is not checked again once this Store checked
+//     the blob whole.
+//
+// A checked read from offset 0 hashes what it passes on and holds its last byte back until
+// the whole object has been read and matched d (see verifyingReader), so a corrupt or
+// truncated object ends in ErrCorrupt, never in a complete wrong blob; it is then removed,
+// to be fetched and checked again. A read from a later offset of a blob not trusted first
+// checks the whole object.
 func (s *Store) OpenBlob(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
 	s.touch(ctx, d, path.Dir(blobPath(d)))
 	release := s.usage.open(d)
-	if offset > 0 && !s.usage.isVerified(d) {
-		if err := s.verifyBlob(ctx, d); err != nil {
-			release()
-			return nil, err
-		}
-	}
 	rc, err := s.openBlob(ctx, d, offset)
 	if err != nil {
 		release()
 		return nil, err
 	}
+	if f, ok := rc.(*os.File); ok {
+		return &fileReader{File: f, release: release}, nil
+	}
 	return &releasingReader{ReadCloser: rc, release: release}, nil
 }
 
+// openBlob opens d at offset, checked as OpenBlob describes: a trusted local file is
+// returned as the *os.File.
 func (s *Store) openBlob(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, error) {
-	rc, err := s.driver.Reader(ctx, blobPath(d), offset)
-	if isNotFound(err) {
-		return nil, fmt.Errorf("blob %s not in store: %w", d, oci.ErrNotFound)
-	}
+	rc, fi, err := s.reader(ctx, d, offset)
 	if err != nil {
-		return nil, fmt.Errorf("content store: %w", err)
+		return nil, err
 	}
-	if offset > 0 {
+	if s.trustedRead(d, offset, fi) {
 		return rc, nil
 	}
+	if offset == 0 {
+		return s.verifying(ctx, d, rc, fi), nil
+	}
+	// A part cannot be checked on its own: check the whole blob first.
+	rc.Close()
+	if err := s.verifyBlob(ctx, d); err != nil {
+		return nil, err
+	}
+	if rc, fi, err = s.reader(ctx, d, offset); err != nil {
+		return nil, err
+	}
+	if !s.trustedRead(d, offset, fi) {
+		rc.Close()
+		return nil, fmt.Errorf("blob %s changed in the store while it was checked: %w", d, ErrCorrupt)
+	}
+	return rc, nil
+}
+
+// trustedRead reports whether a read of d from offset, opened as fi, needs no check (see
+// OpenBlob): the file of a local store as it was when checked; elsewhere, a read from a
+// later offset of a blob checked before.
+func (s *Store) trustedRead(d digest.Digest, offset int64, fi *check) bool {
+	if fi != nil {
+		return s.usage.trusted(d, fi)
+	}
+	return offset > 0 && s.usage.trusted(d, nil)
+}
+
+// reader opens d at offset with the driver; on a local store, fi is what the opened file
+// is now (size and modification time), which its trust is checked against.
+func (s *Store) reader(ctx context.Context, d digest.Digest, offset int64) (io.ReadCloser, *check, error) {
+	rc, err := s.driver.Reader(ctx, blobPath(d), offset)
+	if isNotFound(err) {
+		return nil, nil, fmt.Errorf("blob %s not in store: %w", d, oci.ErrNotFound)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("content store: %w", err)
+	}
+	if !s.local {
+		return rc, nil, nil
+	}
+	f, ok := rc.(*os.File)
+	if !ok {
+		return rc, nil, nil // not a file after all: checked on every read
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("content store: %w", err)
+	}
+	return f, &check{size: st.Size(), mod: st.ModTime()}, nil
+}
+
+// verifying checks rc, a read of d from offset 0 (opened as fi, on a local store), as it
+// is read, and records the outcome.
+func (s *Store) verifying(ctx context.Context, d digest.Digest, rc io.ReadCloser, fi *check) io.ReadCloser {
 	return &verifyingReader{rc: rc, want: d, digester: d.Algorithm().Digester(), space: make([]byte, 32<<10),
-		verdict: func(ok bool) {
-			if ok {
-				s.usage.verified(d, true)
+		verdict: func(ok bool, n int64) {
+			if !ok {
+				s.usage.unverified(d)
+				_ = s.driver.Delete(context.WithoutCancel(ctx), path.Dir(blobPath(d)))
 				return
 			}
-			s.usage.verified(d, false)
-			_ = s.driver.Delete(context.WithoutCancel(ctx), path.Dir(blobPath(d)))
-		}}, nil
+			if fi == nil {
+				fi = &check{size: n}
+			}
+			s.usage.verified(d, *fi)
+		}}
 }
 
 // verifyBlob reads all of stored blob d and checks it.
 func (s *Store) verifyBlob(ctx context.Context, d digest.Digest) error {
-	rc, err := s.openBlob(ctx, d, 0)
+	rc, fi, err := s.reader(ctx, d, 0)
 	if err != nil {
 		return err
 	}
-	defer rc.Close()
-	_, err = io.Copy(io.Discard, rc)
+	vr := s.verifying(ctx, d, rc, fi)
+	defer vr.Close()
+	_, err = io.Copy(io.Discard, vr)
 	return err
 }
 
@@ -299,9 +388,10 @@ type verifyingReader struct {
 	rc       io.ReadCloser
 	want     digest.Digest
 	digester digest.Digester
-	verdict  func(ok bool)
+	verdict  func(ok bool, size int64)
 	space    []byte
 	buf      []byte // read and hashed, not yet passed on; its last byte is held back
+	n        int64  // bytes read and hashed
 	end      error  // nil while reading; io.EOF once checked and good; else the failure
 }
 
@@ -314,13 +404,14 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 		m, err := v.rc.Read(v.space[n:])
 		v.digester.Hash().Write(v.space[n : n+m])
 		v.buf = v.space[:n+m]
+		v.n += int64(m)
 		switch {
 		case err == io.EOF && v.digester.Digest() == v.want:
 			v.end = io.EOF
-			v.verdict(true)
+			v.verdict(true, v.n)
 		case err == io.EOF:
 			v.end = fmt.Errorf("%w: %s read as %s", ErrCorrupt, v.want, v.digester.Digest())
-			v.verdict(false)
+			v.verdict(false, v.n)
 		case err != nil:
 			v.end = fmt.Errorf("content store: %w", err)
 		}
@@ -338,6 +429,18 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 }
 
 func (v *verifyingReader) Close() error { return v.rc.Close() }
+
+// fileReader is a trusted stored blob read as its file: the *os.File's methods (among them
+// SyscallConn, which net/http's sendfile looks for) with a Close that tells eviction.
+type fileReader struct {
+	*os.File
+	release func()
+}
+
+func (r *fileReader) Close() error {
+	defer r.release()
+	return r.File.Close()
+}
 
 // releasingReader tells eviction when a blob is no longer being read.
 type releasingReader struct {
@@ -407,7 +510,7 @@ func (w *BlobWriter) Commit(ctx context.Context, upstream, repo string) error {
 		_ = w.s.driver.Delete(ctx, w.tmp)
 		return fmt.Errorf("content store: %w", err)
 	}
-	w.s.usage.verified(w.want, true)
+	w.s.recordWritten(ctx, w.want, w.fw.Size())
 	return w.s.LinkBlob(ctx, upstream, repo, w.want)
 }
 
