@@ -155,49 +155,23 @@ func globsOverlap(a, b string) bool {
 	return segmentsOverlap(strings.Split(a, "/"), strings.Split(b, "/"))
 }
 
-// segmentsOverlap searches the product of the two segment automata ("**" any number of
-// segments, otherwise one segment matching the pattern) for a common accepted name.
+// segmentsOverlap reports whether two globs split into segments ("**" any number of
+// segments, otherwise one segment matching the pattern) accept a common name.
 func segmentsOverlap(a, b []string) bool {
-	type state struct{ i, j int }
-	seen := map[state]bool{}
-	var visit func(s state) bool
-	visit = func(s state) bool {
-		if seen[s] {
-			return false
-		}
-		seen[s] = true
-		ai, bj := s.i < len(a), s.j < len(b)
-		if !ai && !bj {
-			return true
-		}
-		// "**" may match no segment.
-		if ai && a[s.i] == "**" && visit(state{s.i + 1, s.j}) {
-			return true
-		}
-		if bj && b[s.j] == "**" && visit(state{s.i, s.j + 1}) {
-			return true
-		}
-		if !ai || !bj {
-			return false
-		}
-		// One segment consumed by both: "**" stays, a pattern advances.
-		da, db := a[s.i] == "**", b[s.j] == "**"
-		switch {
-		case da && db:
-			return false // both stay: no progress
-		case da:
-			return visit(state{s.i, s.j + 1})
-		case db:
-			return visit(state{s.i + 1, s.j})
-		}
-		return patternsOverlap(a[s.i], b[s.j]) && visit(state{s.i + 1, s.j + 1})
-	}
-	return visit(state{0, 0})
+	return sequencesOverlap(a, b, "**", patternsOverlap)
 }
 
 // patternsOverlap reports whether two segment patterns ("*" any run of characters) match a
 // common string.
 func patternsOverlap(a, b string) bool {
+	return sequencesOverlap([]byte(a), []byte(b), '*', func(x, y byte) bool { return x == y })
+}
+
+// sequencesOverlap searches the product of two pattern automata for a common accepted
+// sequence. In a pattern, star matches any run of elements (none included) and any other
+// element x matches one element; x and y, one from each pattern, can match the same
+// element when same(x, y).
+func sequencesOverlap[E comparable](a, b []E, star E, same func(x, y E) bool) bool {
 	type state struct{ i, j int }
 	seen := map[state]bool{}
 	var visit func(s state) bool
@@ -210,25 +184,27 @@ func patternsOverlap(a, b string) bool {
 		if !ai && !bj {
 			return true
 		}
-		if ai && a[s.i] == '*' && visit(state{s.i + 1, s.j}) {
+		// A star may match nothing.
+		if ai && a[s.i] == star && visit(state{s.i + 1, s.j}) {
 			return true
 		}
-		if bj && b[s.j] == '*' && visit(state{s.i, s.j + 1}) {
+		if bj && b[s.j] == star && visit(state{s.i, s.j + 1}) {
 			return true
 		}
 		if !ai || !bj {
 			return false
 		}
-		sa, sb := a[s.i] == '*', b[s.j] == '*'
+		// One element consumed by both: a star stays, anything else advances.
+		sa, sb := a[s.i] == star, b[s.j] == star
 		switch {
 		case sa && sb:
-			return false
+			return false // both stay: no progress
 		case sa:
 			return visit(state{s.i, s.j + 1})
 		case sb:
 			return visit(state{s.i + 1, s.j})
 		}
-		return a[s.i] == b[s.j] && visit(state{s.i + 1, s.j + 1})
+		return same(a[s.i], b[s.j]) && visit(state{s.i + 1, s.j + 1})
 	}
 	return visit(state{0, 0})
 }
