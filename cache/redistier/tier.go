@@ -68,6 +68,8 @@ type Tier[V cache.Value] struct {
 	o      Options
 
 	unlock *redis.Script
+	// put is Put's write: the envelope completed with the invalidation count Redis holds.
+	put *redis.Script
 
 	nLocal, nShared, nFresh, nErrs, nCorrupt atomic.Uint64
 	// down is when Redis may be called again (Unix nanoseconds) after a failure.
@@ -123,6 +125,13 @@ func New[V cache.Value](local *cache.Memory[V], client redis.UniversalClient, o 
 		local: local, client: client, o: o, stop: stop,
 		// Deletes the lock only if it is still ours (it may have expired and been taken).
 		unlock: redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`),
+		// KEYS: the value and the invalidation count (one slot: the digest is their hash
+		// tag); ARGV: the envelope before and after its count, the TTL in milliseconds. A
+		// count that is not an integer stores nothing.
+		put: redis.NewScript(`local inv = redis.call("GET", KEYS[2]) or "0"
+if not string.match(inv, "^%-?%d+$") then return redis.error_reply("invalidation count is not an integer") end
+redis.call("SET", KEYS[1], ARGV[1] .. inv .. ARGV[2], "PX", ARGV[3])
+return 1`),
 	}
 	t.done.Go(func() { t.subscribe(ctx) })
 	return t, nil
@@ -228,6 +237,12 @@ func (t *Tier[V]) Get(ctx context.Context, key cache.Key) (V, bool) {
 	return r.v, true
 }
 
+// DecidedLocally reports whether a decision under key is in the local tier: no Redis call.
+func (t *Tier[V]) DecidedLocally(ctx context.Context, key cache.Key) bool {
+	_, ok := t.local.Get(ctx, key)
+	return ok
+}
+
 // Decided reports whether a decision under key is known — in the local tier or in Redis
 // (then kept locally) — or is being made by another replica (its lock is held): the proxy
 // then starts no signature lookup ahead of the decision. With Redis unavailable it reports
@@ -274,20 +289,43 @@ func (t *Tier[V]) Decided(ctx context.Context, key cache.Key) bool {
 	return t.available() // another replica claimed it first (unless Redis failed just now)
 }
 
-// Put stores d under key in both tiers.
+// Put stores d under key in both tiers: in Redis in one round trip, under its digest's
+// invalidation count as Redis holds it then (see put).
 func (t *Tier[V]) Put(ctx context.Context, key cache.Key, d V) {
 	t.local.Put(ctx, key, d)
 	if !t.available() {
 		return
 	}
-	cctx, cancel := context.WithTimeout(ctx, t.o.Timeout)
-	defer cancel()
-	inv, err := t.client.Get(cctx, t.invKey(key.Digest)).Int64()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		t.failure("read invalidation count", err)
+	kb, err := json.Marshal(key)
+	if err != nil {
 		return
 	}
-	t.write(ctx, key, inv, d)
+	vb, err := json.Marshal(d)
+	if err != nil {
+		return
+	}
+	// The envelope around its invalidation count, which the script reads and puts between.
+	before := `{"key":` + string(kb) + `,"inv":`
+	after := `,"value":` + string(vb) + `}`
+	if len(before)+len(after)+20 > MaxValueSize {
+		t.o.Logger.DebugContext(ctx, "decision not shared: too large to store", slog.Int("bytes", len(before)+len(after)))
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.o.Timeout)
+	defer cancel()
+	err = t.put.Run(cctx, t.client, []string{t.valueKey(key), t.invKey(key.Digest)},
+		before, after, t.ttl(d).Milliseconds()).Err()
+	if err != nil {
+		t.failure("write", err)
+	}
+}
+
+// ttl is how long d lives in Redis: its polarity's TTL.
+func (t *Tier[V]) ttl(d V) time.Duration {
+	if d.Negative() {
+		return t.o.NegativeTTL
+	}
+	return t.o.TTL
 }
 
 // Forget drops the decisions about digest d of repository (of every repository when empty)
@@ -412,13 +450,9 @@ func (t *Tier[V]) write(ctx context.Context, key cache.Key, inv int64, d V) {
 		t.o.Logger.DebugContext(ctx, "decision not shared: too large to store", slog.Int("bytes", len(b)))
 		return
 	}
-	ttl := t.o.TTL
-	if d.Negative() {
-		ttl = t.o.NegativeTTL
-	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.o.Timeout)
 	defer cancel()
-	if err := t.client.Set(cctx, t.valueKey(key), b, ttl).Err(); err != nil {
+	if err := t.client.Set(cctx, t.valueKey(key), b, t.ttl(d)).Err(); err != nil {
 		t.failure("write", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/cache/redistier"
@@ -432,5 +433,114 @@ func TestDecidedClaimsTheVerification(t *testing.T) {
 	}
 	if !b.Decided(ctx, key(5)) || b.Decided(ctx, key(6)) {
 		t.Fatal("B: Decided wrong once the decision is in redis")
+	}
+	// DecidedLocally asks nothing of Redis: A and B hold key 5 (B since its Do), not key 7,
+	// which a third replica's decision put in Redis only.
+	c := replica(t, r.Addr, redistier.Options{})
+	if _, _, err := c.Do(ctx, key(7), v.fill); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		tier *tier
+		k    cache.Key
+		want bool
+	}{
+		"A, its own": {a, key(5), true}, "B, A's": {b, key(5), true}, "A, only in redis": {a, key(7), false},
+	} {
+		if got := tc.tier.DecidedLocally(ctx, tc.k); got != tc.want {
+			t.Errorf("%s: DecidedLocally %v, want %v", name, got, tc.want)
+		}
+	}
+}
+
+// countHook counts a client's round trips to Redis: one per command, one per pipeline.
+type countHook struct{ n atomic.Int64 }
+
+func (h *countHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *countHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (h *countHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.n.Add(1)
+		return next(ctx, cmds)
+	}
+}
+
+// TestPutOneRoundTrip: Put (what the engine does for each platform manifest of an admitted
+// index) writes a decision in one round trip, under the invalidation count Redis holds —
+// so that another replica reads it after a Forget that came before the Put, and never one
+// made before a Forget — and writes nothing over an invalidation count that is not one.
+func TestPutOneRoundTrip(t *testing.T) {
+	r := testtool.StartRedis(t)
+	mem, err := cache.NewMemory[policy.Decision]()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := redistier.NewClient(&redistier.Config{Addr: r.Addr, Timeout: time.Second}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook := &countHook{}
+	client.AddHook(hook)
+	a, err := redistier.New(mem, client, redistier.Options{Timeout: time.Second, Backoff: 100 * time.Millisecond, HealthCheck: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Close() })
+	b := replica(t, r.Addr, redistier.Options{})
+	ctx := context.Background()
+	v := &verifier{}
+	v.allow.Store(true)
+	d, _ := v.fill(ctx)
+
+	a.Put(ctx, key(20), d) // the first sends the script itself (EVALSHA, then EVAL)
+	for i, tc := range []struct {
+		name   string
+		forget bool // Forget the digest on B before A's Put
+	}{
+		{"put", false},
+		{"put after a forget", true},
+	} {
+		k := key(21 + i)
+		if tc.forget {
+			b.Forget(ctx, "", k.Digest)
+		}
+		before := hook.n.Load()
+		a.Put(ctx, k, d)
+		if got := hook.n.Load() - before; got != 1 {
+			t.Errorf("%s: %d round trips to redis, want 1", tc.name, got)
+		}
+		if got, ok := b.Get(ctx, k); !ok || !got.Allowed {
+			t.Errorf("%s: B got %+v, %v; want A's decision", tc.name, got, ok)
+		}
+	}
+
+	// A decision put before a Forget is not served after it.
+	k := key(23)
+	a.Put(ctx, k, d)
+	b.Forget(ctx, "", k.Digest)
+	c := replica(t, r.Addr, redistier.Options{})
+	if got, ok := c.Get(ctx, k); ok {
+		t.Errorf("a decision put before a forget was read after it: %+v", got)
+	}
+
+	// An invalidation count that is not an integer: nothing is written, the failure counted.
+	k = key(24)
+	if _, err := r.Do("SET", "portcullis:i:{"+string(k.Digest)+"}", "garbage"); err != nil {
+		t.Fatal(err)
+	}
+	errs := a.Stats().Errors
+	a.Put(ctx, k, d)
+	if got, _ := r.Do("EXISTS", "portcullis:d:{"+string(k.Digest)+"}:2:v1:upstream/repo"); got != ":0" {
+		t.Errorf("a decision was written over a corrupt invalidation count: EXISTS answered %q", got)
+	}
+	if a.Stats().Errors != errs+1 {
+		t.Errorf("errors %d, want %d", a.Stats().Errors, errs+1)
 	}
 }
