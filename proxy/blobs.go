@@ -181,6 +181,7 @@ func (h *Handler) download(ctx context.Context, rt route, d digest.Digest) (dl *
 		dl.open(-1, err)
 		return nil, false, err
 	}
+	dl.openWritten = bw.OpenWritten
 	dl.open(size, nil)
 	h.background.Go(func() {
 		defer cancel()
@@ -196,11 +197,20 @@ type download struct {
 	size    int64         // as announced by the upstream; -1 if it did not say
 	ended   chan struct{} // closed once the fill is over
 
+	// openWritten reads back what the store has been given so far (a filesystem store;
+	// store.ErrNotLocal on others).
+	openWritten func(ctx context.Context, offset int64) (io.ReadCloser, error)
+
 	mu   sync.Mutex
 	cond *sync.Cond // signalled on every change below
-	// ring holds the last stored chunks; first is the sequence number of ring[0].
-	ring  []*slot
-	first int64
+	// ring holds the last stored chunks, in order; published is the byte offset at the end
+	// of the last.
+	ring      []*slot
+	published int64
+	// spooled is how many bytes clients may read back from the store's copy being written:
+	// all chunks but the last one published (held back until the blob is checked), while
+	// every write to the store succeeded; the whole blob once committed.
+	spooled int64
 	// free holds the buffers the upstream reader may fill; the fill allocates up to
 	// fillBuffers of them.
 	free      chan []byte
@@ -214,9 +224,11 @@ type download struct {
 	committed bool
 }
 
-// slot is one chunk of the ring; refs counts the clients writing it.
+// slot is one chunk of the ring, at byte offset off of the blob; refs counts the clients
+// writing it.
 type slot struct {
 	buf  []byte
+	off  int64
 	refs int
 }
 
@@ -256,18 +268,22 @@ func (dl *download) buffer() []byte {
 	return make([]byte, n)
 }
 
-// publish adds a stored chunk to the ring, dropping the oldest chunk when the ring is full.
-// A dropped chunk that a client is still writing stays with that client, and the fill gets
-// a new buffer in its place.
-func (dl *download) publish(buf []byte) {
+// publish adds a stored chunk to the ring, dropping the oldest chunk when the ring is full;
+// stored reports whether every write to the store so far succeeded, so that what came
+// before this chunk may be read back from the store's copy. A dropped chunk that a client
+// is still writing stays with that client, and the fill gets a new buffer in its place.
+func (dl *download) publish(buf []byte, stored bool) {
 	dl.mu.Lock()
-	dl.ring = append(dl.ring, &slot{buf: buf})
+	if stored {
+		dl.spooled = dl.published
+	}
+	dl.ring = append(dl.ring, &slot{buf: buf, off: dl.published})
+	dl.published += int64(len(buf))
 	var old *slot
 	if len(dl.ring) > ringChunks {
 		old = dl.ring[0]
 		dl.ring[0] = nil
 		dl.ring = dl.ring[1:]
-		dl.first++
 	}
 	var b []byte
 	if old != nil {
@@ -295,13 +311,14 @@ func (dl *download) check(total int64, err error) {
 }
 
 // end records that the fill is over. Once the blob is durable in the store the ring is let
-// go: clients still reading it continue from the store.
+// go: clients still reading it continue from the store (the copy they read back, or the
+// stored blob).
 func (dl *download) end(committed bool) {
 	dl.mu.Lock()
 	dl.committed = committed
 	if committed {
-		dl.first += int64(len(dl.ring))
 		dl.ring = nil
+		dl.spooled = dl.total
 	}
 	dl.cond.Broadcast()
 	dl.mu.Unlock()
@@ -350,7 +367,7 @@ func (h *Handler) fill(ctx context.Context, rt route, d digest.Digest, rc io.Rea
 		if len(p.buf) > 0 {
 			_, _ = bw.Write(p.buf)
 			total += int64(len(p.buf))
-			dl.publish(p.buf)
+			dl.publish(p.buf, bw.Healthy())
 		} else {
 			dl.free <- p.buf[:cap(p.buf)]
 		}
@@ -387,10 +404,12 @@ func (h *Handler) fill(ctx context.Context, rt route, d digest.Digest, rc io.Rea
 	dl.end(err == nil)
 }
 
-// follow sends the download's chunks to the client one behind, the last once the blob is
-// verified; a client that fell behind the ring gets the rest from the store once it is
-// committed. A failed download, or a client that stalls for Options.ClientStall, ends the
-// response early.
+// follow sends the download to the client as it arrives, all but its last chunk until the
+// blob is verified: on a filesystem store, what was stored already is sent from the store's
+// copy being written (sendfile, however far behind the client is); otherwise, and for the
+// last chunk, from the ring. A client that fell behind the ring without such a copy gets
+// the rest from the store once the blob is committed. A failed download, or a client that
+// stalls for Options.ClientStall, ends the response early.
 func (h *Handler) follow(w http.ResponseWriter, r *http.Request, d digest.Digest, dl *download) error {
 	rcw := http.NewResponseController(w)
 	send := func(b []byte) bool {
@@ -404,45 +423,101 @@ func (h *Handler) follow(w http.ResponseWriter, r *http.Request, d digest.Digest
 		}
 		return true
 	}
-	var seq, sent int64 // the next chunk to send, and the bytes sent
+	var spool io.ReadCloser // the store's copy being written, once opened
+	defer func() {
+		if spool != nil {
+			spool.Close()
+		}
+	}()
+	tryOpen := true
+	var sent int64
 	dl.mu.Lock()
 	for {
 		if dl.checked && dl.err != nil {
 			dl.mu.Unlock()
 			panic(http.ErrAbortHandler)
 		}
-		if seq < dl.first {
+		if lim := dl.spooled; sent < lim && (spool != nil || tryOpen) {
 			dl.mu.Unlock()
-			return h.catchUp(w, r, d, dl, sent, send)
-		}
-		i, n := int(seq-dl.first), len(dl.ring)
-		switch {
-		case i+1 < n || (i < n && dl.checked):
-			s := dl.ring[i]
-			s.refs++
-			dl.mu.Unlock()
-			ok := send(s.buf)
-			dl.mu.Lock()
-			s.refs--
-			if !ok {
-				dl.mu.Unlock()
-				return nil // the client went away; the fill goes on
+			if spool == nil {
+				tryOpen = false
+				var err error
+				if spool, err = dl.openWritten(context.WithoutCancel(r.Context()), sent); err != nil {
+					spool = nil // not a filesystem store, or already committed: from the ring
+				}
 			}
-			seq++
-			sent += int64(len(s.buf))
-		case i >= n && dl.checked:
+			if spool != nil {
+				n, err := h.sendFrom(w, rcw, spool, lim-sent)
+				sent += n
+				switch {
+				case errors.Is(err, io.EOF): // the driver still buffers what was written: from the ring
+					spool.Close()
+					spool = nil
+				case err != nil:
+					// The client went away (the fill goes on), or the copy failed: cut, so
+					// that even a response without a length does not end short and whole.
+					panic(http.ErrAbortHandler)
+				}
+			}
+			dl.mu.Lock()
+			continue
+		}
+		start := dl.published
+		if len(dl.ring) > 0 {
+			start = dl.ring[0].off
+		}
+		switch {
+		case sent < start:
+			dl.mu.Unlock()
+			return h.catchUp(w, r, d, dl, sent)
+		case sent >= dl.published && dl.checked:
 			dl.mu.Unlock()
 			_ = rcw.Flush()
 			return nil
-		default:
+		case sent >= dl.published:
 			dl.cond.Wait()
+			continue
+		}
+		i := 0
+		for sent >= dl.ring[i].off+int64(len(dl.ring[i].buf)) {
+			i++
+		}
+		if i == len(dl.ring)-1 && !dl.checked {
+			dl.cond.Wait() // the last chunk so far: held back until the blob is checked
+			continue
+		}
+		s := dl.ring[i]
+		s.refs++
+		dl.mu.Unlock()
+		ok := send(s.buf[sent-s.off:])
+		dl.mu.Lock()
+		s.refs--
+		if !ok {
+			dl.mu.Unlock()
+			return nil // the client went away; the fill goes on
+		}
+		sent = s.off + int64(len(s.buf))
+	}
+}
+
+// sendFrom sends the next n bytes of rc to the client, in slices each within the client
+// stall timeout; from a file, with sendfile. It returns io.EOF if rc ended sooner.
+func (h *Handler) sendFrom(w http.ResponseWriter, rcw *http.ResponseController, rc io.Reader, n int64) (int64, error) {
+	var sent int64
+	for sent < n {
+		_ = rcw.SetWriteDeadline(time.Now().Add(h.opts.ClientStall))
+		m, err := io.CopyN(w, rc, min(n-sent, chunk))
+		sent += m
+		if err != nil {
+			return sent, err
 		}
 	}
+	return sent, nil
 }
 
 // catchUp serves a client that fell behind from byte offset of the store's copy, once the
 // fill has committed it.
-func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request, d digest.Digest, dl *download, offset int64, send func([]byte) bool) error {
+func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request, d digest.Digest, dl *download, offset int64) error {
 	ctx := context.WithoutCancel(r.Context())
 	if err := dl.wait(r.Context()); err != nil {
 		panic(http.ErrAbortHandler)
@@ -452,17 +527,8 @@ func (h *Handler) catchUp(w http.ResponseWriter, r *http.Request, d digest.Diges
 		panic(http.ErrAbortHandler)
 	}
 	defer rc.Close()
-	total := dl.total
-	buf := make([]byte, writeSlice)
-	for offset < total {
-		n, err := io.ReadFull(rc, buf[:min(int64(len(buf)), total-offset)])
-		if n > 0 && !send(buf[:n]) {
-			return nil
-		}
-		offset += int64(n)
-		if err != nil {
-			panic(http.ErrAbortHandler)
-		}
+	if _, err := h.sendFrom(w, http.NewResponseController(w), rc, dl.total-offset); err != nil {
+		panic(http.ErrAbortHandler) // never short and whole, even without a length
 	}
 	return nil
 }

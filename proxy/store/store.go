@@ -486,6 +486,35 @@ func (w *BlobWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Healthy reports whether everything written so far reached the store (a failed write is
+// reported by Commit).
+func (w *BlobWriter) Healthy() bool { return w.failed == nil }
+
+// ErrNotLocal is returned by BlobWriter.OpenWritten on a store whose objects are not local
+// files: what is being written cannot be read back before it is committed.
+var ErrNotLocal = errors.New("content store: a blob being written is readable only on a filesystem store")
+
+// OpenWritten reads the blob being written from offset, on a local filesystem store (else
+// ErrNotLocal), as its *os.File: what a Write returned for is there, except possibly its last
+// few KiB (the driver buffers small writes until Commit), so a reader must not go past what
+// it knows was written and must expect the file to end sooner. The file is neither checked
+// nor committed: the caller holds back what it may not pass on yet. Once the blob is
+// committed (or cancelled) it can no longer be opened this way (oci.ErrNotFound); a file
+// opened before stays readable.
+func (w *BlobWriter) OpenWritten(ctx context.Context, offset int64) (io.ReadCloser, error) {
+	if !w.s.local {
+		return nil, ErrNotLocal
+	}
+	rc, err := w.s.driver.Reader(ctx, w.tmp, offset)
+	if isNotFound(err) {
+		return nil, fmt.Errorf("blob %s being written: %w", w.want, oci.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("content store: %w", err)
+	}
+	return rc, nil
+}
+
 // Verified reports whether the bytes written so far have the expected digest.
 func (w *BlobWriter) Verified() bool { return w.digester.Digest() == w.want }
 
