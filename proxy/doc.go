@@ -19,7 +19,10 @@
 //   - Admitted manifests up to 64 KiB are kept in memory (manifestcache.go, bounded in bytes)
 //     for GETs by digest; such a GET is decided all the same.
 //   - A cold manifest by digest has its signatures looked up in parallel with its fetch
-//     (prefetch.go), used only for the digest computed from its bytes.
+//     (prefetch.go), used only for the digest computed from its bytes; by tag, from the
+//     digest the upstream names in its HEAD or GET answer's headers (a hint, used only when
+//     it is that digest). No lookup starts for a decision known in the process; whether the
+//     replicas' shared tier knows it is asked while the manifest is fetched, never before.
 //   - Concurrent requests for one cold blob of one upstream share one upstream download
 //     (blobs.go), each receiving its chunks as they are stored; a slow client never slows
 //     the download or the others, and a corrupt blob is cut for all of them.

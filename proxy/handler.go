@@ -480,14 +480,23 @@ func (h *Handler) resolveManifest(ctx context.Context, rt route, info *requestIn
 }
 
 // prefetch starts the signature lookup of d (see prefetch.go), unless the Gate says that
-// deciding on rt's image looks up no signatures.
+// deciding on rt's image looks up no signatures, or that d's decision is known in this
+// process. When only the replicas' shared tier can tell, the lookup is started behind its
+// answer, which is asked concurrently with the manifest's fetch: the fetch never waits for
+// it, and a decision known there (or being made by another replica) starts no lookup.
 func (h *Handler) prefetch(ctx context.Context, rt route, d digest.Digest, info *requestInfo) {
-	if dg, ok := h.opts.Gate.(decidedGate); ok && dg.Decided(ctx, rt.image(), d) {
-		return // decided, here or by another replica: the decision looks nothing up
+	image := rt.image()
+	if sg, ok := h.opts.Gate.(signatureGate); ok && !sg.WantsSignatures(image) {
+		return
 	}
-	if sg, ok := h.opts.Gate.(signatureGate); !ok || sg.WantsSignatures(rt.image()) {
-		info.pre = startPrefetch(ctx, rt, d, wantsAttestations(h.opts.Gate, rt.image()))
+	var ask func(context.Context) bool
+	if dg, ok := h.opts.Gate.(decidedGate); ok {
+		var known bool
+		if known, ask = dg.Decided(ctx, image, d); known {
+			return // decided here: the decision looks nothing up
+		}
 	}
+	info.pre = startPrefetch(ctx, rt, d, wantsAttestations(h.opts.Gate, image), ask)
 }
 
 // storedManifest returns manifest d of rt's repository from memory or the store.
@@ -498,8 +507,16 @@ func (h *Handler) storedManifest(ctx context.Context, rt route, d digest.Digest)
 	return h.opts.Store.Manifest(ctx, rt.upstream.Name(), rt.repo, d)
 }
 
+// fetchManifest fetches rt's manifest from the upstream and stores it behind the request. For
+// a tag whose signature lookup has not started yet, the digest the upstream's answer names
+// in its headers starts it before the body is read (see prefetch): a hint only, used when it
+// is the digest of the bytes.
 func (h *Handler) fetchManifest(ctx context.Context, rt route, info *requestInfo) (oci.Manifest, error) {
-	m, err := rt.upstream.Manifest(ctx, rt.repo, rt.ref)
+	var hint func(digest.Digest)
+	if info.pre == nil && !strings.Contains(rt.ref, ":") { // a tag (parseRoute checked it)
+		hint = func(d digest.Digest) { h.prefetch(ctx, rt, d, info) }
+	}
+	m, err := rt.upstream.ManifestHinted(ctx, rt.repo, rt.ref, hint)
 	if err != nil {
 		return m, err
 	}

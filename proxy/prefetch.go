@@ -17,16 +17,25 @@ import (
 // client asks for a manifest by a digest portcullis has not stored, the first step of
 // signature discovery — the legacy ".sig" tag and the referrers of that digest — is asked of
 // the upstream at once, in parallel with the manifest itself, rather than after it: one
-// dependent round trip fewer before the decision. The verifier's calls for exactly those are
+// dependent round trip fewer before the decision. By tag, the digest the upstream names in
+// the headers of its HEAD (a tag that moved) or GET answer starts it, before the body is
+// read. The verifier's calls for exactly those are
 // answered by the requests already in flight; every other call goes to the upstream. The
 // decision is still about the digest computed from the manifest's bytes: the prefetched
 // lookups are used only when that is the digest they were made for.
+//
+// When the decision may already be known to other replicas (decidedGate's ask), the lookups
+// start only once they answered that it is not: ready is closed then, and skipped is set when
+// they answered that it is, in which case every call goes to the upstream.
 type prefetch struct {
 	verify.Registry
 	repo string
 	d    digest.Digest
-	sig  *call[oci.Manifest]
-	refs *call[[]ocispec.Descriptor]
+	// ready is closed once the fields below are set (at once when nobody is asked).
+	ready   chan struct{}
+	skipped bool
+	sig     *call[oci.Manifest]
+	refs    *call[[]ocispec.Descriptor]
 	// att is the legacy ".att" lookup, started only when the policy wants attestations.
 	att *call[oci.Manifest]
 }
@@ -75,46 +84,79 @@ func (c *call[T]) wait(ctx context.Context) (T, error) {
 
 // startPrefetch starts the first signature lookups of d in rt's repository, and the legacy
 // attestation lookup when attestations is set, detached from ctx's cancellation and bounded by
-// the upstream's timeout. The lookups end on their own; wait for them with their results.
-func startPrefetch(ctx context.Context, rt route, d digest.Digest, attestations bool) *prefetch {
+// the upstream's timeout. With ask (see decidedGate), it returns at once and the lookups start
+// once ask has answered false, or never when it answers true. The lookups end on their own;
+// wait for them with their results.
+func startPrefetch(ctx context.Context, rt route, d digest.Digest, attestations bool, ask func(context.Context) bool) *prefetch {
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*rt.upstream.Timeout())
+	p := &prefetch{Registry: rt.upstream, repo: rt.repo, d: d, ready: make(chan struct{})}
+	if ask == nil {
+		p.start(pctx, cancel, rt, attestations)
+		return p
+	}
+	go func() {
+		if ask(pctx) {
+			p.skipped = true
+			close(p.ready)
+			cancel()
+			return
+		}
+		p.start(pctx, cancel, rt, attestations)
+	}()
+	return p
+}
+
+// start sends the lookups, then closes ready; cancel is called when they have all ended.
+func (p *prefetch) start(ctx context.Context, cancel context.CancelFunc, rt route, attestations bool) {
 	var wg sync.WaitGroup
 	wg.Add(2)
-	p := &prefetch{Registry: rt.upstream, repo: rt.repo, d: d}
 	p.sig = startCall(func() (oci.Manifest, error) {
 		defer wg.Done()
-		return rt.upstream.Manifest(pctx, rt.repo, cosign.SignatureTag(d))
+		return rt.upstream.Manifest(ctx, p.repo, cosign.SignatureTag(p.d))
 	})
 	p.refs = startCall(func() ([]ocispec.Descriptor, error) {
 		defer wg.Done()
-		return rt.upstream.Referrers(pctx, rt.repo, d)
+		return rt.upstream.Referrers(ctx, p.repo, p.d)
 	})
 	if attestations {
 		wg.Add(1)
 		p.att = startCall(func() (oci.Manifest, error) {
 			defer wg.Done()
-			return rt.upstream.Manifest(pctx, rt.repo, cosign.AttachmentTag(d, cosign.SuffixAttestation))
+			return rt.upstream.Manifest(ctx, p.repo, cosign.AttachmentTag(p.d, cosign.SuffixAttestation))
 		})
 	}
+	close(p.ready)
 	go func() { wg.Wait(); cancel() }()
-	return p
+}
+
+// started waits until the lookups were started or skipped, and reports whether they were
+// started; false also when ctx ended first (the caller's own call then fails on ctx).
+func (p *prefetch) started(ctx context.Context) bool {
+	select {
+	case <-p.ready:
+		return !p.skipped
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // Manifest answers the legacy signature (and attestation) tag of the prefetched digest from
 // the lookup in flight.
 func (p *prefetch) Manifest(ctx context.Context, repo, ref string) (oci.Manifest, error) {
-	if repo == p.repo && ref == cosign.SignatureTag(p.d) {
-		return p.sig.wait(ctx)
-	}
-	if p.att != nil && repo == p.repo && ref == cosign.AttachmentTag(p.d, cosign.SuffixAttestation) {
-		return p.att.wait(ctx)
+	if repo == p.repo && (ref == cosign.SignatureTag(p.d) || ref == cosign.AttachmentTag(p.d, cosign.SuffixAttestation)) && p.started(ctx) {
+		if ref == cosign.SignatureTag(p.d) {
+			return p.sig.wait(ctx)
+		}
+		if p.att != nil {
+			return p.att.wait(ctx)
+		}
 	}
 	return p.Registry.Manifest(ctx, repo, ref)
 }
 
 // Referrers answers the referrers of the prefetched digest from the lookup in flight.
 func (p *prefetch) Referrers(ctx context.Context, repo string, d digest.Digest) ([]ocispec.Descriptor, error) {
-	if repo == p.repo && d == p.d {
+	if repo == p.repo && d == p.d && p.started(ctx) {
 		return p.refs.wait(ctx)
 	}
 	return p.Registry.Referrers(ctx, repo, d)

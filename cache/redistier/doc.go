@@ -13,6 +13,10 @@
 // Concurrent misses for one key in a process share one fill (cache.Memory's singleflight).
 // Across replicas, the first to miss takes a short lock (SET NX PX, LockTTL) and verifies;
 // the others poll Redis for its result for at most LockWait, then verify on their own.
+// Decided (asked by the proxy while a cold manifest is fetched, after DecidedLocally, which
+// asks nothing of Redis) takes that lock ahead of the fill. Put (the platform manifests of
+// an admitted index) is one round trip: a script storing the envelope under the digest's
+// invalidation count as Redis holds it.
 //
 // Invariants:
 //   - Redis never decides what portcullis would not: a value read back is used only if it is

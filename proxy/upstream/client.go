@@ -170,6 +170,7 @@ type Client struct {
 	challenge   *transport.Challenge                      // the answer to GET /v2/, until challengeAt+challengeTTL
 	challengeAt time.Time
 	pings       singleflight.Group
+	auths       singleflight.Group // authentications in progress, by scope
 	// noReferrersAPI is when the upstream was last seen without the referrers API (Unix
 	// nanoseconds; 0: never): for referrersAPITTL after it, the tag schema is asked directly.
 	noReferrersAPI atomic.Int64
@@ -311,18 +312,33 @@ func (u *Client) transport(ctx context.Context, repo string, push bool) (http.Ro
 	if ok {
 		return t, nil
 	}
-	auth, err := u.auth()
-	if err != nil {
-		return nil, fmt.Errorf("credentials for %s: %w", u.name, err)
+	// Concurrent first requests for a repository (a cold manifest's fetch and its signature
+	// lookups) share one authentication: one token fetch, not one each. The shared work is
+	// detached from any one caller's cancellation (authenticate bounds it by the timeout);
+	// each caller waits only as long as its own context allows.
+	ch := u.auths.DoChan(scope, func() (any, error) {
+		auth, err := u.auth()
+		if err != nil {
+			return nil, fmt.Errorf("credentials for %s: %w", u.name, err)
+		}
+		t, err := u.authenticate(context.WithoutCancel(ctx), auth, scope)
+		if err != nil {
+			return nil, u.wrapErr(err)
+		}
+		u.mu.Lock()
+		u.transports.Add(scope, t)
+		u.mu.Unlock()
+		return t, nil
+	})
+	select {
+	case <-ctx.Done():
+		return nil, u.wrapErr(ctx.Err())
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(http.RoundTripper), nil
 	}
-	t, err = u.authenticate(ctx, auth, scope)
-	if err != nil {
-		return nil, u.wrapErr(err)
-	}
-	u.mu.Lock()
-	u.transports.Add(scope, t)
-	u.mu.Unlock()
-	return t, nil
 }
 
 // authenticate does what transport.NewWithContext does, with the upstream's challenge (its
@@ -566,6 +582,15 @@ var manifestAccept = strings.Join([]string{
 
 // Manifest fetches a manifest by tag or digest; the digest is computed from the bytes.
 func (u *Client) Manifest(ctx context.Context, repo, ref string) (oci.Manifest, error) {
+	return u.ManifestHinted(ctx, repo, ref, nil)
+}
+
+// ManifestHinted is Manifest that, when the upstream's answer names its digest in a valid
+// Docker-Content-Digest header, calls hint with it before reading the body, so that the
+// caller can start work on that digest early (the signature lookup of a tag's manifest).
+// The header is the upstream's word, not a fact: the manifest returned has the digest
+// computed from its bytes, which may not be the hinted one.
+func (u *Client) ManifestHinted(ctx context.Context, repo, ref string, hint func(digest.Digest)) (oci.Manifest, error) {
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
 	defer cancel()
 	resp, err := u.do(ctx, http.MethodGet, repo, "/v2/"+repo+"/manifests/"+ref, "",
@@ -574,6 +599,11 @@ func (u *Client) Manifest(ctx context.Context, repo, ref string) (oci.Manifest, 
 		return oci.Manifest{}, fmt.Errorf("manifest %s:%s: %w", repo, ref, err)
 	}
 	defer resp.Body.Close()
+	if hint != nil {
+		if d, err := digest.Parse(resp.Header.Get("Docker-Content-Digest")); err == nil {
+			hint(d)
+		}
+	}
 	if resp.ContentLength > oci.MaxManifestSize {
 		return oci.Manifest{}, fmt.Errorf("manifest %s:%s from upstream %s is %d bytes, over the %d byte limit: %w", repo, ref, u.name, resp.ContentLength, oci.MaxManifestSize, oci.ErrTooLarge)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -21,7 +22,8 @@ import (
 
 // TestHandshakeOncePerUpstream checks that the upstream's authentication challenge (GET /v2/)
 // is asked for once, not once per repository, while bearer tokens stay scoped to each
-// repository: the upstream only honours a token for the repository it was issued for.
+// repository: the upstream only honours a token for the repository it was issued for; and
+// that concurrent first requests for a repository fetch one token between them.
 func TestHandshakeOncePerUpstream(t *testing.T) {
 	reg := registry.New(registry.Logger(log.New(io.Discard, "", 0)))
 	var pings, tokens atomic.Int64
@@ -68,10 +70,18 @@ func TestHandshakeOncePerUpstream(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Each repository's first requests come in parallel, as a cold manifest's fetch and its
+	// signature lookups do: they share one token.
 	for _, r := range repos {
-		if _, err := u.Manifest(t.Context(), r, "v1"); err != nil {
-			t.Fatalf("%s: %v", r, err)
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(func() {
+				if _, err := u.Manifest(t.Context(), r, "v1"); err != nil {
+					t.Errorf("%s: %v", r, err)
+				}
+			})
 		}
+		wg.Wait()
 	}
 	if pings.Load() != 1 || tokens.Load() != int64(len(repos)) {
 		t.Errorf("%d pings and %d token requests for %d repositories, want 1 and %d", pings.Load(), tokens.Load(), len(repos), len(repos))

@@ -11,7 +11,8 @@
 //
 // Invariants:
 //   - The authentication challenge (GET /v2/) is asked once per registry per 10 minutes;
-//     bearer tokens are scoped per repository and cached.
+//     bearer tokens are scoped per repository and cached, and concurrent first requests for
+//     one repository (a cold manifest and its signature lookups) share one token fetch.
 //   - Every body read is capped: manifests and referrers indexes at oci.MaxManifestSize, tag
 //     lists at 32 MiB, small blobs at the caller's limit; a blob body that stalls for the
 //     timeout fails.
