@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,10 +16,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,70 +27,8 @@ import (
 	"github.com/portcullis/portcullis/internal/testtool"
 )
 
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) WriteString(p string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b.WriteString(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// startBinary runs `portcullis serve --config cfg [extra...]` and waits until it listens.
-func startBinary(t *testing.T, bin, cfg string, extra ...string) (*exec.Cmd, string, *syncBuffer) {
-	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve", "--config", cfg}, extra...)...)
-	stderr, _ := cmd.StderrPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	logs := &syncBuffer{}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			line := sc.Text()
-			logs.WriteString(line + "\n")
-			if i := strings.Index(line, `"addr":"`); i >= 0 && strings.Contains(line, "listening") {
-				addr <- strings.SplitN(line[i+8:], `"`, 2)[0]
-			}
-		}
-		close(addr)
-	}()
-	select {
-	case host := <-addr:
-		return cmd, host, logs
-	case <-time.After(20 * time.Second):
-		t.Fatalf("portcullis did not start:\n%s", logs.String())
-	}
-	return nil, "", nil
-}
-
-// buildBinary builds cmd/portcullis once per test run.
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	root, err := testtool.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "portcullis")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/portcullis")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
-	return out
-}
+// buildBinary builds cmd/portcullis.
+func buildBinary(t *testing.T) string { return testtool.BuildPortcullis(t) }
 
 // TestServeBinaryGracefulShutdown runs `portcullis serve --config` as an operator would, pulls
 // through it, and checks that SIGTERM lets an in-flight download finish before exiting.
@@ -138,7 +72,8 @@ func TestServeBinaryGracefulShutdown(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd, host, logs := startBinary(t, bin, cfg)
+	srv := testtool.Serve(t, bin, cfg)
+	host := srv.Host
 	for _, p := range []string{"/healthz", "/readyz"} {
 		resp, err := http.Get("http://" + host + p)
 		if err != nil || resp.StatusCode != 200 {
@@ -170,27 +105,18 @@ func TestServeBinaryGracefulShutdown(t *testing.T) {
 		done <- result{b, err}
 	}()
 	time.Sleep(300 * time.Millisecond) // the download is under way
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := srv.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	r := <-done
 	if r.err != nil || !bytes.Equal(r.body, want) {
 		t.Fatalf("in-flight download during shutdown: err %v, %d of %d bytes", r.err, len(r.body), len(want))
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	waited := make(chan error, 1)
-	go func() { waited <- cmd.Wait() }()
-	select {
-	case err := <-waited:
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, logs.String())
-		}
-	case <-ctx.Done():
-		t.Fatal("portcullis did not exit after SIGTERM")
+	if err := srv.Exit(20 * time.Second); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, srv.Logs())
 	}
-	if !strings.Contains(logs.String(), `"msg":"request"`) || !strings.Contains(logs.String(), `"repo":"demo/app"`) {
-		t.Errorf("no structured request log line:\n%s", logs.String())
+	if logs := srv.Logs(); !strings.Contains(logs, `"msg":"request"`) || !strings.Contains(logs, `"repo":"demo/app"`) {
+		t.Errorf("no structured request log line:\n%s", logs)
 	}
 }
 
@@ -225,28 +151,28 @@ func TestHotReload(t *testing.T) {
 		replaceFile(t, cfg, yml)
 	}
 	write("deny", []string{"ci", "bot"}, "")
-	_, host, logs := startBinary(t, bin, cfg)
-	manifest := func() int { return get(t, host, "/v2/demo/app/manifests/v1").status }
+	p := testtool.Serve(t, bin, cfg)
+	manifest := func() int { return get(t, p.Host, "/v2/demo/app/manifests/v1").status }
 	upload := func(user string) func() int {
-		return func() int { return startUpload(t, host, user, "pw") }
+		return func() int { return startUpload(t, p.Host, user, "pw") }
 	}
-	eventually(t, logs, manifest, http.StatusForbidden, "start with defaultPolicy deny")
-	eventually(t, logs, upload("bot"), http.StatusAccepted, "start: bot may push")
+	eventually(t, p, manifest, http.StatusForbidden, "start with defaultPolicy deny")
+	eventually(t, p, upload("bot"), http.StatusAccepted, "start: bot may push")
 
 	write("allow", []string{"ci", "bot"}, "")
-	eventually(t, logs, manifest, http.StatusOK, "after the file changed to defaultPolicy allow")
+	eventually(t, p, manifest, http.StatusOK, "after the file changed to defaultPolicy allow")
 
 	write("allow", []string{"ci"}, "")
-	eventually(t, logs, upload("bot"), http.StatusForbidden, "after bot was removed from push.users")
+	eventually(t, p, upload("bot"), http.StatusForbidden, "after bot was removed from push.users")
 	if got := upload("ci")(); got != http.StatusAccepted {
 		t.Fatalf("ci, still listed, opening an upload: status %d, want 202", got)
 	}
 
 	write("deny", []string{"ci", "bot"}, "policies:\n  - name: broken\n    images: [\"NOT A GLOB\"]\n")
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(logs.String(), "configuration rejected") {
+	for !strings.Contains(p.Logs(), "configuration rejected") {
 		if time.Now().After(deadline) {
-			t.Fatalf("invalid configuration not reported:\n%s", logs.String())
+			t.Fatalf("invalid configuration not reported:\n%s", p.Logs())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -286,9 +212,9 @@ func TestReloadKeyFile(t *testing.T) {
 				"upstreams:\n  - name: %s\n    url: %s\n    insecure: true\n    default: true\n"+
 				"policies:\n  - name: release\n    images: [\"%s/**\"]\n    authorities: [{name: release, key: {path: release.pub}}]\n",
 				upstreamName, up.srv.URL, upstreamName))
-			cmd, host, logs := startBinary(t, bin, cfg, fmt.Sprintf("--watch=%v", tc.watch))
-			manifest := func() int { return get(t, host, "/v2/"+repo+"/manifests/v1").status }
-			eventually(t, logs, manifest, http.StatusForbidden, "signed with a key the policy does not name")
+			p := testtool.Serve(t, bin, cfg, fmt.Sprintf("--watch=%v", tc.watch))
+			manifest := func() int { return get(t, p.Host, "/v2/"+repo+"/manifests/v1").status }
+			eventually(t, p, manifest, http.StatusForbidden, "signed with a key the policy does not name")
 
 			tmp := keyFile + ".new"
 			copyFile(t, newKey.pub, tmp)
@@ -302,23 +228,23 @@ func TestReloadKeyFile(t *testing.T) {
 					t.Fatalf("without file watching and before SIGHUP: status %d, want the old key's 403", got)
 				}
 				start = time.Now()
-				if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+				if err := p.Signal(syscall.SIGHUP); err != nil {
 					t.Fatal(err)
 				}
 			}
-			eventually(t, logs, manifest, http.StatusOK, "after the key file was replaced")
+			eventually(t, p, manifest, http.StatusOK, "after the key file was replaced")
 			t.Logf("%s: the new key applied %s after the change", tc.name, time.Since(start).Round(time.Millisecond))
 		})
 	}
 }
 
 // eventually waits up to 10s for f to return want.
-func eventually(t *testing.T, logs *syncBuffer, f func() int, want int, what string) {
+func eventually(t *testing.T, p *testtool.Served, f func() int, want int, what string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for got := f(); got != want; got = f() {
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: status %d, want %d\n%s", what, got, want, logs.String())
+			t.Fatalf("%s: status %d, want %d\n%s", what, got, want, p.Logs())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -394,7 +320,7 @@ func TestServeTLS(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, host, _ := startBinary(t, bin, cfg)
+	host := testtool.Serve(t, bin, cfg).Host
 	leaf, _ := x509.ParseCertificate(der)
 	pool := x509.NewCertPool()
 	pool.AddCert(leaf)

@@ -1,7 +1,6 @@
 package fleet
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net/http"
@@ -9,7 +8,6 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -17,7 +15,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -27,77 +24,21 @@ import (
 	"github.com/portcullis/portcullis/internal/testtool"
 )
 
-// logBuffer collects a process's output; safe for one writer and concurrent readers.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) add(s string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.WriteString(s)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// process is a running `portcullis serve`.
+// process is a running `portcullis serve` and the name the test gives it.
 type process struct {
-	name, host string
-	logs       *logBuffer
+	*testtool.Served
+	name string
 }
 
-// serve runs `portcullis serve --config cfg` and waits until it listens.
-func serve(t *testing.T, bin, cfg, label string) *process {
+func serve(t *testing.T, bin, cfg, name string) *process {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--config", cfg)
-	cmd.Env = testtool.OfflineEnv(t)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = cmd.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	p := &process{name: label, logs: &logBuffer{}}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		sent := false
-		for sc.Scan() {
-			line := sc.Text()
-			p.logs.add(line + "\n")
-			if i := strings.Index(line, `"addr":"`); i >= 0 && strings.Contains(line, "listening") && !sent {
-				addr <- strings.SplitN(line[i+8:], `"`, 2)[0]
-				sent = true
-			}
-		}
-		close(addr)
-	}()
-	select {
-	case host, ok := <-addr:
-		if !ok {
-			t.Fatalf("portcullis %s exited:\n%s", label, p.logs)
-		}
-		p.host = host
-		return p
-	case <-time.After(60 * time.Second):
-		t.Fatalf("portcullis %s did not start:\n%s", label, p.logs)
-	}
-	return nil
+	return &process{testtool.Serve(t, bin, cfg), name}
 }
 
 // manifest GETs repo@digest through p as a runtime would and returns the status and body.
 func (p *process) manifest(t *testing.T, repo, digest string) (int, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, "http://"+p.host+"/v2/"+repo+"/manifests/"+digest, nil)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+p.Host+"/v2/"+repo+"/manifests/"+digest, nil)
 	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -112,7 +53,7 @@ func (p *process) manifest(t *testing.T, repo, digest string) (int, string) {
 // prefix (name and, optionally, the start of its labels).
 func (p *process) metric(t *testing.T, re *regexp.Regexp) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + p.host + "/metrics")
+	resp, err := http.Get("http://" + p.Host + "/metrics")
 	if err != nil {
 		t.Fatalf("GET /metrics on %s: %v", p.name, err)
 	}
@@ -130,53 +71,6 @@ func (p *process) metric(t *testing.T, re *regexp.Regexp) float64 {
 		}
 	}
 	return sum
-}
-
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	root, err := testtool.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "portcullis")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/portcullis")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
-	return out
-}
-
-// registry runs distribution's registry binary on a free port of 127.0.0.1.
-func registry(t *testing.T) string {
-	t.Helper()
-	bin := testtool.Path(t, "registry")
-	host := fmt.Sprintf("127.0.0.1:%d", testtool.FreePort(t))
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yml")
-	err := os.WriteFile(cfg, []byte(fmt.Sprintf("version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\n"+
-		"storage:\n  filesystem: {rootdirectory: %s}\n  delete: {enabled: true}\nhttp: {addr: %s}\n", filepath.Join(dir, "data"), host)), 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", cfg)
-	cmd.Env = testtool.OfflineEnv(t)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + host + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			return host
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("registry did not come up: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // counting is a reverse proxy in front of the registry that counts signature lookups:
@@ -220,9 +114,9 @@ func TestFleetSharesDecisions(t *testing.T) {
 	}
 	redis := testtool.StartRedis(t)
 	cosign := testtool.Path(t, "cosign3")
-	regHost := registry(t)
+	regHost, _ := testtool.Registry(t)
 	up := newCounting(t, regHost)
-	bin := buildBinary(t)
+	bin := testtool.BuildPortcullis(t)
 
 	push := func(repo string, size int64) string {
 		t.Helper()
@@ -291,7 +185,7 @@ push:
 	expect := func(p *process, repo, digest string, want int) {
 		t.Helper()
 		if code, body := p.manifest(t, repo, digest); code != want {
-			t.Fatalf("GET %s@%s through %s: %d %s, want %d\n%s", repo, digest, p.name, code, body, want, p.logs)
+			t.Fatalf("GET %s@%s through %s: %d %s, want %d\n%s", repo, digest, p.name, code, body, want, p.Logs())
 		}
 	}
 
@@ -303,7 +197,7 @@ push:
 	}
 	expect(b, "team/app", app, http.StatusOK)
 	if n := up.lookups.Load() - perVerification; n != 0 {
-		t.Fatalf("B made %d signature lookups for the decision A had made, want 0\n%s", n, b.logs)
+		t.Fatalf("B made %d signature lookups for the decision A had made, want 0\n%s", n, b.Logs())
 	}
 
 	// 20 concurrent cold requests for one digest over A and B: one verification.
@@ -341,7 +235,7 @@ push:
 	expect(a, "team/later", later, http.StatusForbidden)
 	expect(b, "team/later", later, http.StatusForbidden)
 	creds := []string{"--registry-username", "ci", "--registry-password", "s3cret"}
-	sign(b.host, "team/later", later, creds...)
+	sign(b.Host, "team/later", later, creds...)
 	expect(a, "team/later", later, http.StatusOK)
 	expect(b, "team/later", later, http.StatusOK)
 

@@ -1,16 +1,13 @@
 package s3store
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,76 +20,13 @@ import (
 	"github.com/portcullis/portcullis/internal/testtool"
 )
 
-// logBuffer collects a process's output; safe for one writer and concurrent readers.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) add(s string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.WriteString(s)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // process is a running `portcullis serve`.
-type process struct {
-	host string
-	logs *logBuffer
-}
-
-// serve runs `portcullis serve --config cfg` and waits until it listens.
-func serve(t *testing.T, bin, cfg string) *process {
-	t.Helper()
-	cmd := exec.Command(bin, "serve", "--config", cfg)
-	cmd.Env = testtool.OfflineEnv(t)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout = cmd.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	p := &process{logs: &logBuffer{}}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sent := false
-		for sc.Scan() {
-			line := sc.Text()
-			p.logs.add(line + "\n")
-			if i := strings.Index(line, `"addr":"`); i >= 0 && strings.Contains(line, "listening") && !sent {
-				addr <- strings.SplitN(line[i+8:], `"`, 2)[0]
-				sent = true
-			}
-		}
-		close(addr)
-	}()
-	select {
-	case host, ok := <-addr:
-		if !ok {
-			t.Fatalf("portcullis exited:\n%s", p.logs)
-		}
-		p.host = host
-		return p
-	case <-time.After(60 * time.Second):
-		t.Fatalf("portcullis did not start:\n%s", p.logs)
-	}
-	return nil
-}
+type process struct{ *testtool.Served }
 
 // get GETs path on p and returns the status, the body (nil if it was cut) and the read error.
 func (p *process) get(t *testing.T, path string) (int, []byte, error) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, "http://"+p.host+path, nil)
+	req, _ := http.NewRequest(http.MethodGet, "http://"+p.Host+path, nil)
 	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -101,55 +35,6 @@ func (p *process) get(t *testing.T, path string) (int, []byte, error) {
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, b, err
-}
-
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	root, err := testtool.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "portcullis")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/portcullis")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
-	return out
-}
-
-// registry runs distribution's registry binary on a free port of 127.0.0.1; stop kills it.
-func registry(t *testing.T) (host string, stop func()) {
-	t.Helper()
-	bin := testtool.Path(t, "registry")
-	host = fmt.Sprintf("127.0.0.1:%d", testtool.FreePort(t))
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "config.yml")
-	err := os.WriteFile(cfg, []byte(fmt.Sprintf("version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\n"+
-		"storage:\n  filesystem: {rootdirectory: %s}\nhttp: {addr: %s}\n", filepath.Join(dir, "data"), host)), 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", cfg)
-	cmd.Env = testtool.OfflineEnv(t)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	stop = func() { once.Do(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) }
-	t.Cleanup(stop)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + host + "/v2/")
-		if err == nil {
-			resp.Body.Close()
-			return host, stop
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("registry did not come up: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 // blobs returns the config and layers of img by digest.
@@ -196,8 +81,8 @@ func newFleet(t *testing.T, extraYAML string) *fleet {
 	t.Helper()
 	f := &fleet{minio: testtool.StartMinIO(t), crane: testtool.Path(t, "crane")}
 	cosign := testtool.Path(t, "cosign3")
-	f.up, f.stopUpstream = registry(t)
-	bin := buildBinary(t)
+	f.up, f.stopUpstream = testtool.Registry(t)
+	bin := testtool.BuildPortcullis(t)
 
 	f.signedImg = testtool.RandomImage(t, 300<<10, 2)
 	f.unsignedImg = testtool.RandomImage(t, 1000, 1)
@@ -229,17 +114,17 @@ func newFleet(t *testing.T, extraYAML string) *fleet {
 	if err := os.WriteFile(cfg, []byte(yml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	f.a, f.b = serve(t, bin, cfg), serve(t, bin, cfg)
+	f.a, f.b = &process{testtool.Serve(t, bin, cfg)}, &process{testtool.Serve(t, bin, cfg)}
 	for _, p := range []*process{f.a, f.b} {
 		if code, body, _ := p.get(t, "/readyz"); code != http.StatusOK {
-			t.Fatalf("readyz on the s3 store: %d %s\n%s", code, body, p.logs)
+			t.Fatalf("readyz on the s3 store: %d %s\n%s", code, body, p.Logs())
 		}
 	}
 
 	// Through A, with the upstream up: the signed image is admitted and stored, the unsigned
 	// one denied.
 	if out, err := f.pull(t, f.a, "team/app:v1"); err != nil {
-		t.Fatalf("crane pull of the signed image through A: %v\n%s\n%s", err, out, f.a.logs)
+		t.Fatalf("crane pull of the signed image through A: %v\n%s\n%s", err, out, f.a.Logs())
 	}
 	if out, err := f.pull(t, f.a, "team/unsigned:v1"); err == nil || !strings.Contains(out, "DENIED") {
 		t.Fatalf("crane pull of the unsigned image through A: %v, want DENIED\n%s", err, out)
@@ -251,14 +136,14 @@ func newFleet(t *testing.T, extraYAML string) *fleet {
 // pull pulls ref through p with crane.
 func (f *fleet) pull(t *testing.T, p *process, ref string) (string, error) {
 	t.Helper()
-	return testtool.Run(t, "", f.crane, nil, "pull", "--insecure", "--format", "oci", p.host+"/"+ref, filepath.Join(t.TempDir(), "out"))
+	return testtool.Run(t, "", f.crane, nil, "pull", "--insecure", "--format", "oci", p.Host+"/"+ref, filepath.Join(t.TempDir(), "out"))
 }
 
 // checkNoSecret fails t if a process logged the s3 secret key.
 func (f *fleet) checkNoSecret(t *testing.T) {
 	t.Helper()
 	for name, p := range map[string]*process{"A": f.a, "B": f.b} {
-		if strings.Contains(p.logs.String(), f.minio.SecretKey) {
+		if strings.Contains(p.Logs(), f.minio.SecretKey) {
 			t.Errorf("%s logged the s3 secret key", name)
 		}
 	}
@@ -282,7 +167,7 @@ func TestReplicasShareOneBucket(t *testing.T) {
 		for d, want := range blobs(t, signedImg) {
 			code, body, err := b.get(t, "/v2/team/app/blobs/"+d.String())
 			if code != http.StatusOK || err != nil || digest.FromBytes(body) != d || len(body) != len(want) {
-				t.Errorf("blob %s through B: %d, %d bytes, %v; want the %d bytes A stored\n%s", d, code, len(body), err, len(want), b.logs)
+				t.Errorf("blob %s through B: %d, %d bytes, %v; want the %d bytes A stored\n%s", d, code, len(body), err, len(want), b.Logs())
 			}
 		}
 	})
@@ -353,7 +238,7 @@ func TestFleetServesWithTheUpstreamStopped(t *testing.T) {
 	f := newFleet(t, "cache:\n  redis: {addr: \""+redis.Addr+"\"}\n")
 	f.stopUpstream()
 	if out, err := f.pull(t, f.b, "team/app@"+f.signed); err != nil {
-		t.Fatalf("crane pull by digest through B with the upstream stopped: %v\n%s\n%s", err, out, f.b.logs)
+		t.Fatalf("crane pull by digest through B with the upstream stopped: %v\n%s\n%s", err, out, f.b.Logs())
 	}
 	if out, err := f.pull(t, f.b, "team/unsigned@"+f.unsigned); err == nil {
 		t.Fatalf("B served the image A denied, with the upstream stopped:\n%s", out)
