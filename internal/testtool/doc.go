@@ -9,4 +9,10 @@
 // Tools run offline: HTTPS_PROXY points at a closed port (so any attempt to reach the
 // internet fails at once instead of hanging), NO_PROXY lets loopback through, and HOME is a
 // fresh temporary directory so that no user configuration or cache leaks in or out.
+//
+// It also starts what those tests run against: in process, distribution's registry app
+// (Distribution) and portcullis built as `portcullis serve` builds it (Portcullis); as
+// processes, the portcullis binary (BuildPortcullis, Serve), distribution's registry binary
+// (Registry), MinIO (StartMinIO) and redis-server (StartRedis). Each is stopped when the
+// test ends.
 package testtool
