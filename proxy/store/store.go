@@ -474,16 +474,32 @@ func (s *Store) NewBlobWriter(ctx context.Context, want digest.Digest) (*BlobWri
 	return &BlobWriter{s: s, fw: fw, tmp: tmp, want: want, digester: want.Algorithm().Digester()}, nil
 }
 
+// parallelHash is the size from which BlobWriter.Write hashes in a goroutine of its own
+// while it writes to the driver.
+const parallelHash = 256 << 10
+
 // Write appends p; a storage failure is remembered and reported by Commit, so that a
-// broken cache never interrupts the client's download.
+// broken cache never interrupts the client's download. A large p is hashed while it is
+// written, so that a write costs the longer of the two rather than their sum.
 func (w *BlobWriter) Write(p []byte) (int, error) {
-	w.digester.Hash().Write(p)
+	if w.failed != nil || len(p) < parallelHash {
+		w.digester.Hash().Write(p)
+		w.store(p)
+		return len(p), nil
+	}
+	var hashed sync.WaitGroup
+	hashed.Go(func() { w.digester.Hash().Write(p) })
+	w.store(p)
+	hashed.Wait()
+	return len(p), nil
+}
+
+func (w *BlobWriter) store(p []byte) {
 	if w.failed == nil {
 		if _, err := w.fw.Write(p); err != nil {
 			w.failed = err
 		}
 	}
-	return len(p), nil
 }
 
 // Healthy reports whether everything written so far reached the store (a failed write is
