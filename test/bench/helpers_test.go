@@ -122,8 +122,11 @@ type counter struct {
 	spans []span
 }
 
-// span is one upstream request's time.
-type span struct{ start, end time.Time }
+// span is one upstream request: its kind, path and time.
+type span struct {
+	kind, method, path string
+	start, end         time.Time
+}
 
 // Kinds of upstream request counted.
 const (
@@ -163,14 +166,15 @@ func (c *counter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if c.n == nil {
 		c.n = map[string]int{}
 	}
-	c.n[classify(r)]++
+	kind := classify(r)
+	c.n[kind]++
 	c.mu.Unlock()
 	start := time.Now()
 	time.Sleep(c.delay)
 	c.next.ServeHTTP(w, r)
 	end := time.Now()
 	c.mu.Lock()
-	c.spans = append(c.spans, span{start, end})
+	c.spans = append(c.spans, span{kind: kind, method: r.Method, path: r.URL.Path, start: start, end: end})
 	c.mu.Unlock()
 }
 
@@ -205,6 +209,21 @@ func (c *counter) chain() int {
 		longest = max(longest, depth[i])
 	}
 	return longest
+}
+
+// timeline lists the requests since the last reset, in the order they started, with their
+// times relative to the first start: what a chain longer than expected is made of.
+func (c *counter) timeline() string {
+	c.mu.Lock()
+	spans := slices.Clone(c.spans)
+	c.mu.Unlock()
+	slices.SortFunc(spans, func(a, b span) int { return a.start.Compare(b.start) })
+	var b strings.Builder
+	for _, s := range spans {
+		fmt.Fprintf(&b, "\n  %8.3f..%8.3f ms  %-17s %s %s", float64(s.start.Sub(spans[0].start).Microseconds())/1000,
+			float64(s.end.Sub(spans[0].start).Microseconds())/1000, s.kind, s.method, s.path)
+	}
+	return b.String()
 }
 
 func (c *counter) get(kind string) int {
