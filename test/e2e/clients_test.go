@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
 	"github.com/portcullis/portcullis/internal/testtool"
 )
 
@@ -84,12 +87,20 @@ func TestContainerdDenialIsFinal(t *testing.T) {
 			// containerd resolves with HEAD, whose 403 has no body, and reports only the
 			// status line: portcullis puts its reason there.
 			if !strings.Contains(out, "403 Forbidden: image "+reachableName+"/clients/unsigned@"+f.unsignedDigest+" denied by policy \"prod\"") ||
-				!strings.Contains(out, f.px.host) {
+				!strings.Contains(out, "no signatures found") || !strings.Contains(out, f.px.host) {
 				t.Errorf("ctr's error does not show portcullis's 403 and its reason:\n%s", out)
 			}
 			t.Logf("ctr's error: %s", strings.TrimSpace(out))
 			containerdLacks(t, c, f.unsigned, f.unsignedDigest)
 			noRuntimeRequests(t, f.up, m)
+			// The upstream, which containerd could have turned to, serves the image.
+			ref, err := name.ParseReference(f.unsigned, name.Insecure)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d, err := remote.Head(ref); err != nil || d.Digest.String() != f.unsignedDigest {
+				t.Fatalf("the upstream does not serve %s itself (%v, %v): the denial proves nothing", f.unsigned, d, err)
+			}
 		})
 	}
 }
