@@ -185,21 +185,6 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func buildBinary(t *testing.T) string {
-	t.Helper()
-	root, err := testtool.ModuleRoot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := filepath.Join(t.TempDir(), "portcullis")
-	cmd := exec.Command("go", "build", "-o", out, "./cmd/portcullis")
-	cmd.Dir = root
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, b)
-	}
-	return out
-}
-
 // TestRollingRestart restarts each of two replicas in turn (SIGTERM, wait for the exit,
 // start it again, wait until the balancer sends to it) while a load generator pulls an
 // image (manifest by tag and by digest, config and layer blobs, each body checked against
@@ -208,7 +193,7 @@ func TestRollingRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary and runs processes")
 	}
-	bin := buildBinary(t)
+	bin := testtool.BuildPortcullis(t)
 	up := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 	t.Cleanup(up.Close)
 	img := testtool.RandomImage(t, 256<<10, 2)
