@@ -619,7 +619,7 @@ func newDriver(ctx context.Context, s config.Storage) (storagedriver.StorageDriv
 		if err != nil {
 			return nil, fmt.Errorf("storage.params: %w", err)
 		}
-		return d, nil
+		return store.Unsynced(d, fmt.Sprint(params["rootdirectory"])), nil
 	}
 	return nil, fmt.Errorf("storage.driver: %q is not filesystem, s3 or inmemory", s.Driver)
 }
