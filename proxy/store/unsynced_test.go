@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -70,6 +71,75 @@ func BenchmarkPutContent(b *testing.B) {
 				if err := d.PutContent(ctx, "/repositories/up/a/_blobs/sha256/01/link", content); err != nil {
 					b.Fatal(err)
 				}
+			}
+		})
+	}
+}
+
+// TestUnsyncedWriter: the unsynced Writer behaves as distribution's filesystem driver's
+// (the same steps give the same sizes, contents and errors), without its fsyncs.
+func TestUnsyncedWriter(t *testing.T) {
+	ctx := context.Background()
+	type outcome struct {
+		sizes   []int64
+		content string
+		exists  bool
+		errs    []bool
+	}
+	run := func(d storagedriver.StorageDriver, steps func(d storagedriver.StorageDriver, o *outcome)) outcome {
+		var o outcome
+		steps(d, &o)
+		b, err := d.GetContent(ctx, "/uploads/x/data")
+		o.exists = err == nil
+		o.content = string(b)
+		return o
+	}
+	for _, tc := range []struct {
+		name  string
+		steps func(d storagedriver.StorageDriver, o *outcome)
+	}{
+		{"write, commit, close", func(d storagedriver.StorageDriver, o *outcome) {
+			w, _ := d.Writer(ctx, "/uploads/x/data", false)
+			_, _ = w.Write([]byte("hello "))
+			_, _ = w.Write([]byte("world"))
+			o.sizes = append(o.sizes, w.Size())
+			o.errs = append(o.errs, w.Commit(ctx) != nil, w.Commit(ctx) != nil)
+			_, err := w.Write([]byte("!"))
+			o.errs = append(o.errs, err != nil, w.Close() != nil, w.Close() != nil)
+		}},
+		{"close, then append", func(d storagedriver.StorageDriver, o *outcome) {
+			w, _ := d.Writer(ctx, "/uploads/x/data", false)
+			_, _ = w.Write([]byte("part one,"))
+			o.errs = append(o.errs, w.Close() != nil)
+			w, _ = d.Writer(ctx, "/uploads/x/data", true)
+			o.sizes = append(o.sizes, w.Size())
+			_, _ = w.Write([]byte(" part two"))
+			o.sizes = append(o.sizes, w.Size())
+			o.errs = append(o.errs, w.Commit(ctx) != nil, w.Close() != nil)
+		}},
+		{"rewrite without append", func(d storagedriver.StorageDriver, o *outcome) {
+			_ = d.PutContent(ctx, "/uploads/x/data", []byte("a longer old content"))
+			w, _ := d.Writer(ctx, "/uploads/x/data", false)
+			o.sizes = append(o.sizes, w.Size())
+			_, _ = w.Write([]byte("new"))
+			o.errs = append(o.errs, w.Commit(ctx) != nil, w.Close() != nil)
+		}},
+		{"cancel", func(d storagedriver.StorageDriver, o *outcome) {
+			w, _ := d.Writer(ctx, "/uploads/x/data", false)
+			_, _ = w.Write([]byte("gone"))
+			o.errs = append(o.errs, w.Cancel(ctx) != nil, w.Commit(ctx) != nil, w.Close() != nil)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			want := run(filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 100}), tc.steps)
+			root = t.TempDir()
+			got := run(store.Unsynced(filesystem.New(filesystem.DriverParameters{RootDirectory: root, MaxThreads: 100}), root), tc.steps)
+			if fmt.Sprint(got) != fmt.Sprint(want) {
+				t.Errorf("unsynced: %+v\ndistribution's filesystem driver: %+v", got, want)
+			}
+			if !want.exists && tc.name != "cancel" {
+				t.Errorf("nothing written: %+v", want)
 			}
 		})
 	}
