@@ -20,7 +20,7 @@
 // last byte held back until the digest matches), so that content changed or cut in the
 // store is never served whole: it is removed, to be fetched and checked again. On a local
 // filesystem store, a blob the Store wrote or checked once is trusted while its file keeps
-// the size and modification time it had then, and read as that file (sendfile): a file
+// the size and modification time it had then, and read as that file, unhashed: a file
 // changed on disk is checked again, as is everything after a restart.
 //
 // One store may be shared by several processes (replicas on one s3 bucket). Each writes

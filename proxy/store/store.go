@@ -258,8 +258,8 @@ func (s *Store) LinkBlob(ctx context.Context, upstream, repo string, d digest.Di
 // The content is checked against d unless this Store can trust it:
 //   - On a local filesystem store, a blob this Store wrote (BlobWriter.Commit) or read whole
 //     and found matching d is trusted while its size and modification time are those it had
-//     when it was checked; it is then read as the file itself (an *os.File underneath, so
-//     that net/http sends it with sendfile). A file changed or cut on disk since is checked
+//     when it was checked; it is then read as the file itself, unhashed (an *os.File
+//     underneath). A file changed or cut on disk since is checked
 //     again, as is every blob after a restart.
 //   - On any other store (s3: other replicas write the same bucket) every read from offset 0
 //     is checked; a read from a later offset is not checked again once this Store checked
@@ -431,7 +431,7 @@ func (v *verifyingReader) Read(p []byte) (int, error) {
 func (v *verifyingReader) Close() error { return v.rc.Close() }
 
 // fileReader is a trusted stored blob read as its file: the *os.File's methods (among them
-// SyscallConn, which net/http's sendfile looks for) with a Close that tells eviction.
+// SyscallConn, should a caller want sendfile) with a Close that tells eviction.
 type fileReader struct {
 	*os.File
 	release func()
