@@ -92,12 +92,14 @@ func start(t *testing.T, name, addr, probe, bin string, args ...string) *server 
 	}
 }
 
-// rss returns the process's current and peak resident set size in bytes.
-func (s *server) rss(t *testing.T) (cur, peak int64) {
-	t.Helper()
+// memory returns the process's memory figures from /proc/PID/status, in bytes, by field:
+// VmRSS (resident now), VmHWM (peak resident), RssAnon (heap, stacks, runtime) and RssFile
+// (the executable's pages it has touched). A process gone reads as zeros.
+func (s *server) memory() map[string]int64 {
+	m := map[string]int64{}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
 	if err != nil {
-		return 0, 0
+		return m
 	}
 	for line := range strings.Lines(string(b)) {
 		f := strings.Fields(line)
@@ -105,38 +107,9 @@ func (s *server) rss(t *testing.T) (cur, peak int64) {
 			continue
 		}
 		kb, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			cur = kb << 10
-		case "VmHWM:":
-			peak = kb << 10
-		}
+		m[strings.TrimSuffix(f[0], ":")] = kb << 10
 	}
-	return cur, peak
-}
-
-// rssParts returns the process's anonymous (heap, stacks, runtime) and file-backed (the
-// executable's pages it has touched) resident memory in bytes: RssAnon and RssFile.
-func (s *server) rssParts(t *testing.T) (anon, file int64) {
-	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
-	if err != nil {
-		return 0, 0
-	}
-	for line := range strings.Lines(string(b)) {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "RssAnon:":
-			anon = kb << 10
-		case "RssFile:":
-			file = kb << 10
-		}
-	}
-	return anon, file
+	return m
 }
 
 // copyFile copies src to a new executable dst as cp does (io.Copy between two files:
@@ -355,8 +328,8 @@ func TestReport(t *testing.T) {
 	// --- idle RSS ---
 	idle := e.portcullis(e.upstream.url, false)
 	time.Sleep(time.Second)
-	idleRSS, _ := idle.rss(t)
-	idleAnon, idleFile := idle.rssParts(t)
+	mem := idle.memory()
+	idleRSS, idleAnon, idleFile := mem["VmRSS"], mem["RssAnon"], mem["RssFile"]
 
 	// --- warm manifests ---
 	warm := pushImage(t, upHost, "bench/warm", "v1", 1024, 2)
@@ -596,7 +569,7 @@ func TestReport(t *testing.T) {
 		client := bench.Client(100)
 		res := bench.Burst(context.Background(), 100, getter(client, s.url+"/v2/"+repo+"/blobs/"+ld.String(), int(large)))
 		client.CloseIdleConnections()
-		_, peak := s.rss(t)
+		peak := s.memory()["VmHWM"]
 		ht.add(mk.name, ms(res.Elapsed), ms(res.Percentile(0.5)), ms(res.Percentile(0.99)), strconv.Itoa(res.Errors), strconv.Itoa(cnt.get(countBlobGET)), mib(peak))
 		herdSummary = append(herdSummary, fmt.Sprintf("%d upstream GETs, %s wall", cnt.get(countBlobGET), ms(res.Elapsed)))
 		if res.Errors > 0 {
@@ -631,7 +604,7 @@ func TestReport(t *testing.T) {
 			return float64(size) / (1 << 20) / time.Since(t0).Seconds()
 		}
 		fetch(smallD, small)
-		_, peakSmall := s.rss(t)
+		peakSmall := s.memory()["VmHWM"]
 		// Start each cold fetch with the page cache's dirty data written back: otherwise the
 		// gigabytes written by the upload and by the target measured before slow this one down.
 		syscall.Sync()
@@ -642,7 +615,7 @@ func TestReport(t *testing.T) {
 		}
 		slices.Sort(warms)
 		warmMed := warms[4]
-		_, peakLarge := s.rss(t)
+		peakLarge := s.memory()["VmHWM"]
 		client.CloseIdleConnections()
 		name := map[*server]string{e.upstream: "direct", fdist: "distribution proxy", fpc: "portcullis"}[s]
 		proc := map[*server]string{e.upstream: "the upstream registry", fdist: "distribution (proxy mode)", fpc: "portcullis (benchproxy)"}[s]
