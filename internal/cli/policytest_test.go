@@ -53,13 +53,15 @@ func startRegistryBinary(t *testing.T) string {
 	}
 }
 
-// policyTestFixture is a real registry with three images under "upstream.invalid/": signed (cosign v3
+// policyTestFixture is a real registry with three images under its own name (host:port, as
+// portcullis knows the upstream, so that each image names a registry that serves it): signed (cosign v3
 // signature and SLSA v1 provenance attestation with the ci key), unsigned (nothing), and
 // the name of one that does not exist; and portcullis configured to require both of the
 // signed image's, as serve builds it.
 type policyTestFixture struct {
 	app                          *app.App
-	signed, unsigned, unknown    string // as given to policy test: "upstream.invalid/<repo>:v1"
+	host                         string // the registry's host:port, the upstream's name
+	signed, unsigned, unknown    string // as given to policy test: "<host>/<repo>:v1"
 	signedDigest, unsignedDigest string
 }
 
@@ -91,15 +93,15 @@ func newPolicyTestFixture(t *testing.T) *policyTestFixture {
 	yml := fmt.Sprintf(`log: {format: text, level: error}
 storage: {driver: inmemory}
 upstreams:
-  - {name: upstream.invalid, url: http://%s, insecure: true}
+  - {name: %[1]s, url: http://%[1]s, insecure: true}
 push:
-  htpasswd: %s
-  users: [{name: ci, images: ["upstream.invalid/team/**"]}, {name: other, images: ["upstream.invalid/elsewhere/**"]}]
+  htpasswd: %[2]s
+  users: [{name: ci, images: ["%[1]s/team/**"]}, {name: other, images: ["%[1]s/elsewhere/**"]}]
 defaultPolicy: deny
 policies:
   - name: team
-    images: ["upstream.invalid/team/**"]
-    authorities: [{name: ci, key: {path: %s}}]
+    images: ["%[1]s/team/**"]
+    authorities: [{name: ci, key: {path: %[3]s}}]
     attestations:
       - name: built-by-actions
         predicateType: slsaprovenance1
@@ -107,8 +109,8 @@ policies:
         policy: {cue: 'predicate: runDetails: builder: id: "https://github.com/actions/runner"'}
 `, host, htpasswd, pub)
 	return &policyTestFixture{
-		app:    testtool.Portcullis(t, yml, nil),
-		signed: "upstream.invalid/team/signed:v1", unsigned: "upstream.invalid/team/unsigned:v1", unknown: "upstream.invalid/team/missing:v1",
+		app:  testtool.Portcullis(t, yml, nil),
+		host: host, signed: host + "/team/signed:v1", unsigned: host + "/team/unsigned:v1", unknown: host + "/team/missing:v1",
 		signedDigest: signed.DigestStr(), unsignedDigest: unsigned.DigestStr(),
 	}
 }
@@ -126,7 +128,7 @@ func TestPolicyTest(t *testing.T) {
 		}{
 			{name: "admitted", images: []string{f.signed}, code: cli.PolicyTestAdmitted, want: []string{
 				f.signed + ": ADMITTED",
-				"  image:    upstream.invalid/team/signed@" + f.signedDigest,
+				"  image:    " + f.host + "/team/signed@" + f.signedDigest,
 				"  policy:   team (mode enforce,",
 				"  requires: 1 of 1 authorities",
 				"  authority ci (signature): satisfied",
@@ -136,7 +138,7 @@ func TestPolicyTest(t *testing.T) {
 			}},
 			{name: "denied", images: []string{f.unsigned}, code: cli.PolicyTestDenied, want: []string{
 				f.unsigned + ": DENIED",
-				"  image:    upstream.invalid/team/unsigned@" + f.unsignedDigest,
+				"  image:    " + f.host + "/team/unsigned@" + f.unsignedDigest,
 				"  policy:   team (mode enforce,",
 				"  reason:   ",
 				"  found:    0 signatures, 0 attestations",
@@ -261,10 +263,10 @@ func TestDecisionEndpoint(t *testing.T) {
 	}{
 		{name: "admitted", user: "ci", image: f.signed, status: http.StatusOK, want: `"allowed": true`},
 		{name: "denied", user: "ci", image: f.unsigned, status: http.StatusOK, want: `"allowed": false`},
-		{name: "unknown image", user: "ci", image: f.unknown, status: http.StatusNotFound, want: `{"error":"upstream.invalid/team/missing:v1: manifest team/missing:v1: upstream upstream.invalid answered 404`},
+		{name: "unknown image", user: "ci", image: f.unknown, status: http.StatusNotFound, want: `{"error":"` + f.host + `/team/missing:v1: manifest team/missing:v1: upstream ` + f.host + ` answered 404`},
 		{name: "no credentials", image: f.signed, status: http.StatusUnauthorized, want: "authentication required"},
 		{name: "wrong password", user: "ci:wrong", image: f.signed, status: http.StatusUnauthorized, want: "invalid username or password"},
-		{name: "another team's user", user: "other", image: f.signed, status: http.StatusForbidden, want: "user other may not push signatures for upstream.invalid/team/signed"},
+		{name: "another team's user", user: "other", image: f.signed, status: http.StatusForbidden, want: "user other may not push signatures for " + f.host + "/team/signed"},
 		{name: "no image", user: "ci", status: http.StatusBadRequest, want: "the query parameter image is required"},
 	}
 	for _, tt := range tests {

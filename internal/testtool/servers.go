@@ -4,10 +4,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
 	"github.com/distribution/distribution/v3/registry/handlers"
@@ -65,4 +67,32 @@ func Portcullis(t testing.TB, yml string, log *slog.Logger) *app.App {
 		}
 	})
 	return a
+}
+
+// ListenPort80 listens on ip:80 for the test, so that ip alone — a registry name without
+// a port, as registries are named — reaches what is served there: a client that named the
+// registry itself (a runtime falling back past a mirror) would get its content, which is
+// what a test of a mirror configuration has to rule out. Each package uses a loopback
+// address of its own (127.0.0.0/8 is all loopback), since packages' tests run at once.
+// Port 80 needs root: without it the test fails under CI=true and is skipped otherwise.
+func ListenPort80(t testing.TB, ip string) net.Listener {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("listening on %s:80 needs root", ip)
+		}
+		t.Skipf("listening on %s:80 needs root", ip)
+	}
+	var ln net.Listener
+	var err error
+	// The previous test's server may still be releasing the port.
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if ln, err = net.Listen("tcp", ip+":80"); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
 }

@@ -36,12 +36,18 @@ type attestProxy struct {
 }
 
 // startAttestProxy starts the upstream and portcullis with the policies (YAML flow-style
-// items of the policies list), defaultPolicy deny.
-func startAttestProxy(t *testing.T, policies string) *attestProxy {
+// items of the policies list, for the upstream's registry name: its reachable host:port),
+// defaultPolicy deny.
+func startAttestProxy(t *testing.T, policies func(upstream string) string) *attestProxy {
 	t.Helper()
 	dir := t.TempDir()
 	up := httptest.NewServer(testtool.Distribution(t))
 	t.Cleanup(up.Close)
+	upHost := strings.TrimPrefix(up.URL, "http://")
+	pols := ""
+	if policies != nil {
+		pols = policies(upHost)
+	}
 	hash, err := bcrypt.GenerateFromPassword([]byte("s3cret"), bcrypt.MinCost)
 	if err != nil {
 		t.Fatal(err)
@@ -54,13 +60,13 @@ func startAttestProxy(t *testing.T, policies string) *attestProxy {
 log: {format: text, level: warn}
 storage: {driver: filesystem, params: {rootdirectory: %s}}
 upstreams:
-  - {name: upstream.invalid, url: %s, insecure: true, default: true}
+  - {name: %[2]s, url: %[3]s, insecure: true, default: true}
 push:
-  htpasswd: %s
-  users: [{name: ci, images: ["upstream.invalid/attest/**"]}]
+  htpasswd: %[4]s
+  users: [{name: ci, images: ["%[2]s/attest/**"]}]
 defaultPolicy: deny
-policies: [%s]
-`, filepath.Join(dir, "store"), up.URL, htpasswd, policies)
+policies: [%[5]s]
+`, filepath.Join(dir, "store"), upHost, up.URL, htpasswd, pols)
 	a := testtool.Portcullis(t, yml, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -69,7 +75,7 @@ policies: [%s]
 	srv := &httptest.Server{Listener: ln, Config: &http.Server{Handler: a.Handler}}
 	srv.Start()
 	t.Cleanup(srv.Close)
-	px := &attestProxy{host: ln.Addr().String(), upstream: strings.TrimPrefix(up.URL, "http://"), dockerConfig: filepath.Join(dir, "docker")}
+	px := &attestProxy{host: ln.Addr().String(), upstream: upHost, dockerConfig: filepath.Join(dir, "docker")}
 	auth := base64.StdEncoding.EncodeToString([]byte("ci:s3cret"))
 	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{px.host: map[string]string{"auth": auth}}})
 	if err := os.MkdirAll(px.dockerConfig, 0o700); err != nil {
@@ -149,7 +155,7 @@ func TestAttestVerifiedByCosign(t *testing.T) {
 	cosign2 := testtool.Path(t, "cosign2")
 	crane := testtool.Path(t, "crane")
 	dir := attestKeyDir(t, pc)
-	px := startAttestProxy(t, "")
+	px := startAttestProxy(t, nil)
 	for _, tc := range []struct {
 		name      string
 		legacy    bool
@@ -224,7 +230,7 @@ func TestAttestReplace(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "vex.json"), []byte(`{"@context": "https://openvex.dev/ns/v0.2.0", "statements": []}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	px := startAttestProxy(t, "")
+	px := startAttestProxy(t, nil)
 	upRef, viaProxy := px.push(t, "attest/replace")
 	attest := func(typ, file string, extra ...string) {
 		t.Helper()
@@ -343,9 +349,11 @@ func TestAttestAdmitsAtOnce(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "other-builder.json"), []byte(strings.Replace(provenance, "actions/runner", "evil/runner", 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	px := startAttestProxy(t, fmt.Sprintf(`{name: provenance, images: ["upstream.invalid/attest/**"],
+	px := startAttestProxy(t, func(upstream string) string {
+		return fmt.Sprintf(`{name: provenance, images: ["%s/attest/**"],
     authorities: [{name: ci, key: {path: %s}, attestations: [{name: built-by-actions, predicateType: slsaprovenance1,
-      policy: {cue: 'predicate: runDetails: builder: id: "https://github.com/actions/runner"'}}]}]}`, filepath.Join(dir, "cosign.pub")))
+      policy: {cue: 'predicate: runDetails: builder: id: "https://github.com/actions/runner"'}}]}]}`, upstream, filepath.Join(dir, "cosign.pub"))
+	})
 	for _, tc := range []struct {
 		name   string
 		legacy bool

@@ -92,16 +92,16 @@ func startPortcullis(t *testing.T, upstream string) string {
 	yml := fmt.Sprintf(`listen: 127.0.0.1:0
 storage: {driver: filesystem, params: {rootdirectory: %s}}
 upstreams:
-  - {name: upstream.invalid, url: "http://%s", insecure: true, default: true}
+  - {name: %[2]s, url: "http://%[2]s", insecure: true, default: true}
 policies:
   - name: conformance
-    images: ["upstream.invalid/conformance/**"]
+    images: ["%[2]s/conformance/**"]
     mode: warn
-    authorities: [{name: test-key, key: {data: %q}}]
+    authorities: [{name: test-key, key: {data: %[3]q}}]
 push:
-  htpasswd: %s
-  users: [{name: conformance, images: ["upstream.invalid/conformance/**"]}]
-  passThrough: {images: ["upstream.invalid/conformance/**"], allow: any}
+  htpasswd: %[4]s
+  users: [{name: conformance, images: ["%[2]s/conformance/**"]}]
+  passThrough: {images: ["%[2]s/conformance/**"], allow: any}
 `, filepath.Join(dir, "store"), upstream, string(pub), filepath.Join(dir, "htpasswd"))
 	a := testtool.Portcullis(t, yml, nil)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -55,24 +55,8 @@ type reachable struct {
 
 func newReachable(t *testing.T) *reachable {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("listening on 127.0.0.1:80 needs root")
-		}
-		t.Skip("listening on 127.0.0.1:80 needs root")
-	}
 	r := &reachable{h: testtool.Distribution(t)}
-	var ln net.Listener
-	var err error
-	// The previous test's upstream may still be releasing the port.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if ln, err = net.Listen("tcp", reachableName+":80"); err == nil || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := testtool.ListenPort80(t, reachableName)
 	srv := &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Close() })

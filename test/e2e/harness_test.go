@@ -10,7 +10,9 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -22,21 +24,52 @@ import (
 	"github.com/portcullis/portcullis/internal/testtool"
 )
 
-// upstreamName is the registry host clients ask for; it does not resolve, so a client that
-// bypassed the mirror would fail at once.
-const upstreamName = "upstream.invalid"
+// upstreamName is the upstream's registry name: a loopback address of this package's own
+// whose port 80 serves the upstream too (newUpstream; the tests' tools reach it at its
+// 127.0.0.1 address, which they take for plain HTTP), so that a client that bypassed
+// portcullis would reach the real registry, as it would in production, and a test shows
+// whether it did.
+const upstreamName = "127.0.0.2"
 
 // upstream is an in-process distribution registry (v3.1.2: no referrers API).
 type upstream struct {
 	srv  *httptest.Server
 	host string
+	// others counts the requests not made by portcullis: the test's own pushes, and a client
+	// that went to the upstream itself.
+	others atomic.Int64
+}
+
+// noClientRequests fails t if run made a request of the upstream other than portcullis's:
+// the client fell back past the mirror.
+func (u *upstream) noClientRequests(t *testing.T, run func()) {
+	t.Helper()
+	n := u.others.Load()
+	run()
+	if d := u.others.Load() - n; d > 0 {
+		t.Errorf("the client asked the upstream itself %d times, past portcullis", d)
+	}
 }
 
 func newUpstream(t *testing.T) *upstream {
 	t.Helper()
-	srv := httptest.NewServer(testtool.Distribution(t))
-	t.Cleanup(srv.Close)
-	return &upstream{srv: srv, host: strings.TrimPrefix(srv.URL, "http://")}
+	u := &upstream{}
+	reg := testtool.Distribution(t)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.Contains(r.UserAgent(), clientsUserAgent) {
+			u.others.Add(1)
+		}
+		reg.ServeHTTP(w, r)
+	})
+	u.srv = httptest.NewServer(h)
+	t.Cleanup(u.srv.Close)
+	u.host = strings.TrimPrefix(u.srv.URL, "http://")
+	// The same registry under its name, for the clients that would name it themselves.
+	byName := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	ln := testtool.ListenPort80(t, upstreamName)
+	go func() { _ = byName.Serve(ln) }()
+	t.Cleanup(func() { _ = byName.Close() })
+	return u
 }
 
 // proxyServer runs portcullis, built by internal/app as `portcullis serve` builds it.

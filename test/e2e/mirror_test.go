@@ -156,6 +156,7 @@ short-name-mode = "disabled"
 [[registry]]
 prefix = %[1]q
 location = %[1]q
+insecure = true
 [[registry.mirror]]
 location = %[2]q
 insecure = true
@@ -167,7 +168,9 @@ insecure = true
 			t.Run(style.name+"/"+tc.repo, func(t *testing.T) {
 				dir := filepath.Join(t.TempDir(), "dir")
 				src := "docker://" + upstreamName + "/" + tc.repo
-				run(t, skopeo, "--registries-conf", conf, "copy", "--all", "--retry-times", "0", src, "dir:"+dir)
+				f.up.noClientRequests(t, func() {
+					run(t, skopeo, "--registries-conf", conf, "copy", "--all", "--retry-times", "0", src, "dir:"+dir)
+				})
 				got := readDirTransport(t, dir)
 				// skopeo rewrites an index it writes to dir: (it drops artifactType), so the
 				// top-level manifest is compared as skopeo reads it raw through the mirror.

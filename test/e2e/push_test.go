@@ -16,7 +16,7 @@ import (
 )
 
 // pushing is an enforcing proxy that accepts signature pushes from user "ci" for
-// upstream.invalid/signme/**, with a long negative TTL so that only the push can undo a
+// <upstream>/signme/**, with a long negative TTL so that only the push can undo a
 // cached denial.
 type pushing struct {
 	*enforcing
@@ -164,15 +164,17 @@ func TestPushesPortcullisRefuses(t *testing.T) {
 	}
 	skopeo := tool(t, "skopeo")
 	conf := filepath.Join(t.TempDir(), "registries.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf("[[registry]]\nprefix = %[1]q\nlocation = %[1]q\n[[registry.mirror]]\nlocation = %[2]q\ninsecure = true\n",
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf("[[registry]]\nprefix = %[1]q\nlocation = %[1]q\ninsecure = true\n[[registry.mirror]]\nlocation = %[2]q\ninsecure = true\n",
 		upstreamName, p.px.host)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out, err := testtool.Run(t, "", skopeo, nil, "--registries-conf", conf, "copy", "--retry-times", "0",
-		"docker://"+upstreamName+"/signme/app:v1", "dir:"+filepath.Join(t.TempDir(), "d"))
-	if err != nil {
-		t.Fatalf("skopeo: anonymous pull of a signed image: %v\n%s", err, out)
-	}
+	p.up.noClientRequests(t, func() {
+		out, err := testtool.Run(t, "", skopeo, nil, "--registries-conf", conf, "copy", "--retry-times", "0",
+			"docker://"+upstreamName+"/signme/app:v1", "dir:"+filepath.Join(t.TempDir(), "d"))
+		if err != nil {
+			t.Fatalf("skopeo: anonymous pull of a signed image: %v\n%s", err, out)
+		}
+	})
 }
 
 // TestPortcullisSignThroughTheProxy signs with `portcullis sign` through an enforcing proxy

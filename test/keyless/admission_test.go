@@ -12,11 +12,11 @@ import (
 
 // admissionPolicy is the proxy's policy for TestKeylessAdmission: one policy per repository
 // prefix, each with one authority, so that each case names what it is checked against.
-func (s *stack) admissionPolicy() string {
+func (s *stack) admissionPolicy(up *upstream) string {
 	email, gha := s.oidc.url("email"), s.oidc.url("gha")
 	alice := fmt.Sprintf("{issuer: %q, subject: alice@example.com}", email)
 	pol := func(repo, authority string) string {
-		return fmt.Sprintf("  - name: %s\n    images: [\"%s/%s/**\"]\n    authorities:\n      - name: %s-signer\n%s", repo, upstreamName, repo, repo, authority)
+		return fmt.Sprintf("  - name: %s\n    images: [\"%s/%s/**\"]\n    authorities:\n      - name: %s-signer\n%s", repo, up.name, repo, repo, authority)
 	}
 	return fmt.Sprintf(`trustRoots:
   - name: local
@@ -63,7 +63,7 @@ func TestKeylessAdmission(t *testing.T) {
 	crane := testtool.Path(t, "crane")
 	skopeo := testtool.Path(t, "skopeo")
 	up := newUpstream(t)
-	px := startProxy(t, up, s.admissionPolicy())
+	px := startProxy(t, up, s.admissionPolicy(up))
 	email := s.oidc.url("email")
 	byoKey := s.cosignImportKey(t, s.pki.path(byoLeafKeyPEM))
 	otherKey := s.cosignImportKey(t, s.pki.path(otherLeafKey))

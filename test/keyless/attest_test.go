@@ -60,7 +60,7 @@ policies:
         keyless: {trustRoot: local, identities: [%[3]s]}
         tlog: {threshold: 0}
         timestamps: {threshold: 1}
-%[4]s`, s.trustedRoot, upstreamName, alice, attestation))
+%[4]s`, s.trustedRoot, up.name, alice, attestation))
 	const prefix = `attestation "provenance" (https://slsa.dev/provenance/v1, by alice): `
 	aliceToken, malloryToken := s.oidc.emailToken("alice@example.com"), s.oidc.emailToken("mallory@example.com")
 	for _, tc := range []struct {

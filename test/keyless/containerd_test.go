@@ -106,7 +106,6 @@ func (c *ctrClient) pull(t *testing.T, ref string) (string, error) {
 func TestContainerdKeyless(t *testing.T) {
 	s := needStack(t)
 	up := newUpstream(t)
-	up.name = up.host // the registry containerd pulls from is the reachable upstream itself
 	email := s.oidc.url("email")
 	px := startProxy(t, up, fmt.Sprintf(`trustRoots: [{name: local, trustedRootFile: %s}]
 defaultPolicy: deny

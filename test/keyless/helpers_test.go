@@ -16,18 +16,13 @@ import (
 	"github.com/portcullis/portcullis/internal/testtool"
 )
 
-// upstreamName is the registry host the tools that talk to portcullis directly (crane,
-// skopeo, cosign) name in their references; portcullis maps it to the upstream. Runtime tests,
-// whose configuration could fall back to the registry, name the reachable upstream instead
-// (upstream.name = upstream.host).
-const upstreamName = "upstream.invalid"
-
 // upstream is an in-process distribution registry (v3.1.2: no referrers API, so cosign v3
 // bundles land on the referrers tag schema) on 127.0.0.1, reachable by every client.
 type upstream struct {
 	srv  *httptest.Server
 	host string
-	// name is the registry name portcullis knows the upstream by (upstreamName by default).
+	// name is the registry name portcullis knows the upstream by: its own reachable address,
+	// so that a client bypassing portcullis would get the content and a test shows it.
 	name string
 	// runtimeRequests counts the requests that came from containerd itself: a runtime that
 	// fell back past portcullis.
@@ -36,7 +31,7 @@ type upstream struct {
 
 func newUpstream(t *testing.T) *upstream {
 	t.Helper()
-	u := &upstream{name: upstreamName}
+	u := &upstream{}
 	h := testtool.Distribution(t)
 	u.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.UserAgent(), "containerd") {
@@ -46,6 +41,7 @@ func newUpstream(t *testing.T) *upstream {
 	}))
 	t.Cleanup(u.srv.Close)
 	u.host = strings.TrimPrefix(u.srv.URL, "http://")
+	u.name = u.host
 	return u
 }
 

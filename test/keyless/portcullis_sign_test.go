@@ -146,7 +146,7 @@ policies:
   - name: legacy
     images: ["%[2]s/signme/legacy/**"]
     authorities: [{name: ci, keyless: {trustRoot: local, identities: [{issuer: %[4]q, subject: %[5]s}]}, tlog: {threshold: 0}, timestamps: {threshold: 1}}]
-`, htpasswd, upstreamName, s.trustedRoot, email, alice))
+`, htpasswd, up.name, s.trustedRoot, email, alice))
 	dockerConfig := filepath.Join(dir, "docker")
 	auth := base64.StdEncoding.EncodeToString([]byte("ci:s3cret"))
 	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{px.host: map[string]string{"auth": auth}}})

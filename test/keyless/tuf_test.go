@@ -113,7 +113,7 @@ policies:
   - name: tuf
     images: ["%s/**"]
     authorities: [{name: alice, keyless: {trustRoot: private, identities: [{issuer: %q, subject: alice@example.com}]}}]
-`, mirror, rootJSON, t.TempDir(), upstreamName, s.oidc.url("email")))
+`, mirror, rootJSON, t.TempDir(), up.name, s.oidc.url("email")))
 	for _, tc := range []struct {
 		signer   string
 		admitted bool
