@@ -9,13 +9,15 @@
 // Layout under the driver's root:
 //
 //	/blobs/<alg>/<hex[:2]>/<hex>/data, .../used
-//	/manifests/<alg>/<hex>/data, .../mediatype, .../used
+//	/manifests/<alg>/<hex>/manifest, .../used         (media type, newline, the bytes)
 //	/repositories/<upstream>/<repo>/_blobs/<alg>/<hex>, /_manifests/<alg>/<hex>   (links)
 //	/repositories/<upstream>/<repo>/_grants/<alg>/<hex>      (blobs the repository may serve)
 //	/uploads/<random>                                         (in progress, upload sessions)
 //
-// Invariants: everything is written under /uploads first and moved into place once its
-// digest is checked, so a reader never sees partial or unverified content; stored manifests
+// Invariants: every object is written whole or not at all (a driver's PutContent is atomic:
+// Unsynced writes under /uploads and renames, object stores put whole objects) and blobs
+// under /uploads first, moved into place once their digest is checked, so a reader never
+// sees partial or unverified content; stored manifests
 // are checked against their digest on every read, and stored blobs as they are read (the
 // last byte held back until the digest matches), so that content changed or cut in the
 // store is never served whole: it is removed, to be fetched and checked again. On a local

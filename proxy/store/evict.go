@@ -258,7 +258,7 @@ func (s *Store) Sweep(ctx context.Context, o EvictionOptions) (SweepResult, erro
 			}
 			dir := path.Dir(fi.Path())
 			switch path.Base(fi.Path()) {
-			case "data":
+			case "data", "manifest":
 				content = append(content, stored{d: digest.NewDigestFromEncoded(digest.Algorithm(algOf(dir, root+"/")), path.Base(dir)),
 					dir: dir, size: fi.Size(), lastUsed: fi.ModTime()})
 			case "used":

@@ -16,8 +16,8 @@ import (
 // What the proxy remembers so that it can keep serving while an upstream fails
 // (stale-if-error): which digest a tag last had, and that a manifest was admitted. They live
 // in the store, next to the content they describe, so that every replica sharing the store
-// (and a restarted one) knows them. Both are small JSON documents, written under /uploads
-// and moved into place, so that a reader sees a whole one or the previous one.
+// (and a restarted one) knows them. Both are small JSON documents, each written whole (the
+// driver's PutContent is atomic), so that a reader sees a whole one or the previous one.
 //
 //	/repositories/<upstream>/<repo>/_tags/<tag>                 (TagRecord)
 //	/repositories/<upstream>/<repo>/_admitted/<alg>/<hex>       (Admission)
@@ -85,7 +85,10 @@ func (s *Store) putRecord(ctx context.Context, p string, v any) error {
 	if err != nil {
 		return err
 	}
-	return s.putAtomic(ctx, p, b)
+	if err := s.driver.PutContent(ctx, p, b); err != nil {
+		return fmt.Errorf("content store: %w", err)
+	}
+	return nil
 }
 
 func (s *Store) getRecord(ctx context.Context, p string, v any) error {

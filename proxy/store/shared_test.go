@@ -142,22 +142,27 @@ func TestCorruptContentIsNeverServed(t *testing.T) {
 					}
 				})
 			}
-			t.Run("manifest", func(t *testing.T) {
-				m := testManifest(t, 2)
-				if err := a.PutManifest(ctx, "up.test", "a/app", m); err != nil {
-					t.Fatal(err)
-				}
-				if err := da.PutContent(ctx, "/manifests/sha256/"+m.Digest.Encoded()+"/data", []byte(`{"schemaVersion":2}`)); err != nil {
-					t.Fatal(err)
-				}
-				b := store.New(db)
-				if got, err := b.Manifest(ctx, "up.test", "a/app", m.Digest); !errors.Is(err, oci.ErrNotFound) {
-					t.Fatalf("corrupt manifest read as %s, %v; want ErrNotFound (fetch it again)", got.Digest, err)
-				}
-				if b.HasManifest(ctx, m.Digest) {
-					t.Error("the corrupt manifest is still stored")
-				}
-			})
+			for name, content := range map[string]string{
+				"manifest changed":   "application/vnd.oci.image.manifest.v1+json\n" + `{"schemaVersion":2}`,
+				"media type missing": `{"schemaVersion":2}`,
+			} {
+				t.Run(name, func(t *testing.T) {
+					m := testManifest(t, 2)
+					if err := a.PutManifest(ctx, "up.test", "a/app", m); err != nil {
+						t.Fatal(err)
+					}
+					if err := da.PutContent(ctx, "/manifests/sha256/"+m.Digest.Encoded()+"/manifest", []byte(content)); err != nil {
+						t.Fatal(err)
+					}
+					b := store.New(db)
+					if got, err := b.Manifest(ctx, "up.test", "a/app", m.Digest); !errors.Is(err, oci.ErrNotFound) {
+						t.Fatalf("corrupt manifest read as %s, %v; want ErrNotFound (fetch it again)", got.Digest, err)
+					}
+					if b.HasManifest(ctx, m.Digest) {
+						t.Error("the corrupt manifest is still stored")
+					}
+				})
+			}
 		})
 	}
 }
@@ -224,8 +229,9 @@ func TestServedOnOneReplicaKeptByAnother(t *testing.T) {
 			if _, err := a.Manifest(ctx, "up.test", "a/app", m.Digest); err != nil {
 				t.Fatal(err)
 			}
-			// Room for the blob and the manifest A served, and nothing else.
-			res, err := b.Sweep(ctx, store.EvictionOptions{MaxSize: blob + int64(len(m.Bytes)), MaxAge: time.Hour})
+			// Room for the blob and the manifest A served (stored after its media type and a
+			// newline), and nothing else.
+			res, err := b.Sweep(ctx, store.EvictionOptions{MaxSize: blob + int64(len(m.MediaType)+1+len(m.Bytes)), MaxAge: time.Hour})
 			if err != nil || res.Evicted != 4 {
 				t.Fatalf("B's sweep: %+v, %v; want the 4 blobs A did not serve evicted", res, err)
 			}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -80,6 +81,8 @@ func manifestDir(d digest.Digest) string {
 	return path.Join("/manifests", d.Algorithm().String(), d.Encoded())
 }
 
+func manifestPath(d digest.Digest) string { return manifestDir(d) + "/manifest" }
+
 func linkPath(upstream, repo, kind string, d digest.Digest) string {
 	// Storage paths may not hold ':' (host:port upstream names); '_' never occurs in a host.
 	return path.Join("/repositories", strings.ReplaceAll(upstream, ":", "_"), repo, kind, d.Algorithm().String(), d.Encoded())
@@ -125,30 +128,39 @@ func (s *Store) Manifest(ctx context.Context, upstream, repo string, d digest.Di
 
 func (s *Store) manifest(ctx context.Context, d digest.Digest) (oci.Manifest, error) {
 	s.touch(ctx, d, manifestDir(d))
-	b, err := s.driver.GetContent(ctx, manifestDir(d)+"/data")
-	if err == nil {
-		var mt []byte
-		// Missing while data is there: another replica is evicting or storing it right now.
-		mt, err = s.driver.GetContent(ctx, manifestDir(d)+"/mediatype")
-		if err == nil {
-			m, err := oci.NewManifest(b, string(mt), d)
-			if err != nil {
-				// Never served: removed, so that the next request fetches and checks it again.
-				_ = s.driver.Delete(ctx, manifestDir(d))
-				return oci.Manifest{}, fmt.Errorf("content store held a corrupt manifest, removed: %v: %w", err, oci.ErrNotFound)
-			}
-			return m, nil
-		}
-	}
+	b, err := s.driver.GetContent(ctx, manifestPath(d))
 	if isNotFound(err) {
 		return oci.Manifest{}, fmt.Errorf("manifest %s not in store: %w", d, oci.ErrNotFound)
 	}
-	return oci.Manifest{}, fmt.Errorf("content store: %w", err)
+	if err != nil {
+		return oci.Manifest{}, fmt.Errorf("content store: %w", err)
+	}
+	m, err := decodeManifest(b, d)
+	if err != nil {
+		// Never served: removed, so that the next request fetches and checks it again.
+		_ = s.driver.Delete(ctx, manifestDir(d))
+		return oci.Manifest{}, fmt.Errorf("content store held a corrupt manifest, removed: %v: %w", err, oci.ErrNotFound)
+	}
+	return m, nil
+}
+
+// A stored manifest is one object: its media type, a newline, then its bytes exactly as
+// the upstream or the pusher sent them (one write and one read per manifest).
+func encodeManifest(m oci.Manifest) []byte {
+	return append(append([]byte(m.MediaType), '\n'), m.Bytes...)
+}
+
+func decodeManifest(b []byte, d digest.Digest) (oci.Manifest, error) {
+	mt, body, ok := bytes.Cut(b, []byte{'\n'})
+	if !ok {
+		return oci.Manifest{}, errors.New("no media type")
+	}
+	return oci.NewManifest(body, string(mt), d)
 }
 
 // HasManifest reports whether d is stored at all, for any repository.
 func (s *Store) HasManifest(ctx context.Context, d digest.Digest) bool {
-	_, err := s.driver.Stat(ctx, manifestDir(d)+"/data")
+	_, err := s.driver.Stat(ctx, manifestPath(d))
 	return err == nil
 }
 
@@ -199,30 +211,18 @@ func (s *Store) PutManifest(ctx context.Context, upstream, repo string, m oci.Ma
 	if _, err := oci.NewManifest(m.Bytes, m.MediaType, m.Digest); err != nil {
 		return err
 	}
+	if strings.ContainsRune(m.MediaType, '\n') {
+		return fmt.Errorf("media type %q holds a newline", m.MediaType)
+	}
 	if !s.HasManifest(ctx, m.Digest) {
-		dir := manifestDir(m.Digest)
-		if err := s.driver.PutContent(ctx, dir+"/mediatype", []byte(m.MediaType)); err != nil {
+		if err := s.driver.PutContent(ctx, manifestPath(m.Digest), encodeManifest(m)); err != nil {
 			return fmt.Errorf("content store: %w", err)
-		}
-		if err := s.putAtomic(ctx, dir+"/data", m.Bytes); err != nil {
-			return err
 		}
 	}
 	return s.LinkManifest(ctx, upstream, repo, m.Digest)
 }
 
-func (s *Store) putAtomic(ctx context.Context, dst string, b []byte) error {
-	tmp := uploadPath()
-	if err := s.driver.PutContent(ctx, tmp, b); err != nil {
-		return fmt.Errorf("content store: %w", err)
-	}
-	if err := s.driver.Move(ctx, tmp, dst); err != nil {
-		_ = s.driver.Delete(ctx, tmp)
-		return fmt.Errorf("content store: %w", err)
-	}
-	return nil
-}
-
+// uploadPath names a new object under /uploads, where unfinished writes live.
 func uploadPath() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
