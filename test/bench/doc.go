@@ -3,8 +3,8 @@
 //
 // `make bench` runs TestReport (skipped unless PORTCULLIS_BENCH=1): an upstream
 // distribution registry (bin/registry, filesystem storage) on 127.0.0.1, distribution in
-// proxy mode in front of it, portcullis (test/bench/benchproxy, built by internal/app as
-// the CLI builds it) enforcing a key-signature policy over the same images, and
+// proxy mode in front of it, portcullis (`portcullis serve`, built as the Dockerfile builds
+// it) enforcing a key-signature policy over the same images, and
 // containers/image (test/bench/cimage, a module of its own so that its dependencies stay
 // out of go.mod) verifying a sigstoreSigned policy itself. It writes every table to
 // results.md and the README's summary table to summary.md. Upstream requests are counted
