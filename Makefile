@@ -33,7 +33,8 @@ unit:
 # test/bench/doc.go). Writes test/bench/results.md and test/bench/summary.md, and puts the
 # summary into README.md between the bench:summary markers, so that every figure the README
 # shows is from the committed results of one run; then the Go benchmarks, into
-# test/bench/gobench.txt. BENCH_BLOB_SIZE=1GiB for the large-blob run, BENCH_DURATION=5s for
+# test/bench/gobench.txt, one package at a time (-p 1: go test runs packages in parallel,
+# which put two packages' benchmarks on the 2 cores at once). BENCH_BLOB_SIZE=1GiB for the large-blob run, BENCH_DURATION=5s for
 # longer warm cells.
 BENCH_OUT ?= $(CURDIR)/test/bench/results.md
 bench: tools
@@ -42,7 +43,7 @@ bench: tools
 	awk -v f=$(dir $(BENCH_OUT))summary.md 'BEGIN { while ((getline l < f) > 0) s = s l "\n" } \
 		/<!-- bench:summary:end -->/ { skip = 0 } !skip { print } \
 		/<!-- bench:summary:begin -->/ { printf "%s", s; skip = 1 }' README.md > README.md.tmp && mv README.md.tmp README.md
-	$(GO) test -run '^$$' -bench . -benchmem $(PKGS) > test/bench/gobench.txt; st=$$?; cat test/bench/gobench.txt; exit $$st
+	$(GO) test -p 1 -run '^$$' -bench . -benchmem $(PKGS) > test/bench/gobench.txt; st=$$?; cat test/bench/gobench.txt; exit $$st
 
 # Each fuzz target for FUZZTIME (go test -fuzz takes one package and one target at a time;
 # hack/fuzz.sh retries only Go 1.26's bare end-of-fuzztime deadline report, go.dev/issue/75804).

@@ -54,7 +54,10 @@ func freeAddr(t *testing.T) string {
 func start(t *testing.T, name, addr, probe, bin string, args ...string) *server {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none", "OTEL_LOGS_EXPORTER=none")
+	// The report's own switches (PORTCULLIS_BENCH) are not configuration: portcullis reads
+	// PORTCULLIS_* variables as configuration keys and refuses unknown ones.
+	env := slices.DeleteFunc(os.Environ(), func(v string) bool { return strings.HasPrefix(v, "PORTCULLIS_") })
+	cmd.Env = append(env, "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none", "OTEL_LOGS_EXPORTER=none")
 	logf, err := os.Create(filepath.Join(t.TempDir(), name+".log"))
 	if err != nil {
 		t.Fatal(err)
