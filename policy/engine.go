@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -297,8 +298,14 @@ func (e *Engine) decideInto(ctx context.Context, set *Set, pol *Policy, req Requ
 	return d, nil
 }
 
+// childWriters bounds the children of one index that admitChildren records at once.
+const childWriters = 16
+
 // admitChildren records every manifest the verified index m lists as allowed by it, unless
-// a verified decision for it is already cached.
+// a verified decision for it is already cached. It returns once all are recorded: a child is
+// asked for right after its index. The children are recorded concurrently (at most
+// childWriters at a time): with a shared tier each is a Redis read and a write, which one
+// child after another made an index of n platforms wait 2n round trips before its response.
 func (e *Engine) admitChildren(ctx context.Context, key cache.Key, parent Decision, m oci.Manifest) {
 	var index struct {
 		Manifests []struct {
@@ -308,21 +315,28 @@ func (e *Engine) admitChildren(ctx context.Context, key cache.Key, parent Decisi
 	if err := json.Unmarshal(m.Bytes, &index); err != nil {
 		return // isIndexContent parsed it already
 	}
-	now := e.now()
+	admitted := Decision{
+		Allowed: true, Verified: true, Policy: parent.Policy, Mode: parent.Mode,
+		Reason:  fmt.Sprintf("listed by verified index %s", m.Digest),
+		Signers: parent.Signers, AdmittedBy: m.Digest, DecidedAt: e.now(),
+	}
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, childWriters)
 	for _, child := range index.Manifests {
 		if child.Digest.Validate() != nil || child.Digest == m.Digest {
 			continue
 		}
 		ck := cache.Key{PolicyVersion: key.PolicyVersion, Repository: key.Repository, Digest: child.Digest}
-		if have, ok := e.cache.Get(ctx, ck); ok && have.Verified {
-			continue
-		}
-		e.cache.Put(ctx, ck, Decision{
-			Allowed: true, Verified: true, Policy: parent.Policy, Mode: parent.Mode,
-			Reason:  fmt.Sprintf("listed by verified index %s", m.Digest),
-			Signers: parent.Signers, AdmittedBy: m.Digest, DecidedAt: now,
+		slots <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-slots }()
+			if have, ok := e.cache.Get(ctx, ck); ok && have.Verified {
+				return
+			}
+			e.cache.Put(ctx, ck, admitted)
 		})
 	}
+	wg.Wait()
 }
 
 // audit writes the one line every Admit produces and counts its outcome. Clean admissions are

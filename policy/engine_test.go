@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -300,6 +302,64 @@ func TestAdmitIndexAdmitsChildren(t *testing.T) {
 	}
 	if d, err := h.admit(t, amd); err != nil || d.AdmittedBy != idx.Digest {
 		t.Fatalf("child after its index was served again: Admit = %+v, %v; want admitted by the index", d, err)
+	}
+}
+
+// gatedCache holds every Get of a child key until want of them are waiting at once (or a
+// deadline passes, which the test reports): with a shared tier each Get is a Redis round trip.
+type gatedCache struct {
+	*cache.Memory[policy.Decision]
+	children map[digest.Digest]bool
+	want     int
+	mu       sync.Mutex
+	waiting  int
+	open     chan struct{}
+	timedOut atomic.Bool
+}
+
+func (g *gatedCache) Get(ctx context.Context, k cache.Key) (policy.Decision, bool) {
+	if g.children[k.Digest] {
+		g.mu.Lock()
+		if g.waiting++; g.waiting == g.want {
+			close(g.open)
+		}
+		g.mu.Unlock()
+		select {
+		case <-g.open:
+		case <-time.After(5 * time.Second):
+			g.timedOut.Store(true)
+		}
+	}
+	return g.Memory.Get(ctx, k)
+}
+
+// TestAdmitIndexRecordsChildrenConcurrently: the children of a verified index are recorded
+// at once, not one cache round trip after another.
+func TestAdmitIndexRecordsChildrenConcurrently(t *testing.T) {
+	var children []oci.Manifest
+	for _, name := range []string{"amd64", "arm64", "s390x", "ppc64le", "riscv64", "386"} {
+		children = append(children, imageManifest(t, name))
+	}
+	idx := index(t, children...)
+	g := &gatedCache{Memory: newCache(t), children: map[digest.Digest]bool{}, want: len(children), open: make(chan struct{})}
+	for _, c := range children {
+		g.children[c.Digest] = true
+	}
+	registry := &fakeRegistry{name: "upstream"}
+	v := newFakeVerifier(registry)
+	v.sign(idx.Digest, "release-key")
+	e := policy.NewEngine(compile(t, oneAppPolicy(t, nil, "release-key")), v, g)
+	req := policy.Request{Image: appImage, Repository: "myorg/app", Manifest: idx, Registry: registry}
+	if d, err := e.Admit(t.Context(), req); err != nil || !d.Verified {
+		t.Fatalf("signed index: Admit = %+v, %v; want verified", d, err)
+	}
+	if g.timedOut.Load() {
+		t.Fatalf("the %d children were looked up one after another (the gate waited for all of them at once and timed out)", len(children))
+	}
+	for _, c := range children {
+		if d, ok := g.Memory.Get(t.Context(), cache.Key{PolicyVersion: e.Set().Version(), Repository: appImage, Digest: c.Digest}); !ok || d.AdmittedBy != idx.Digest {
+			t.Errorf("child %s: recorded %+v, %v; want admitted by the index", c.Digest, d, ok)
+		}
 	}
 }
 
