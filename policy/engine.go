@@ -216,7 +216,9 @@ func (e *Engine) admit(ctx context.Context, req Request) (Decision, string, erro
 		}
 	}
 	if d.Verified && isIndexContent(req.Manifest) {
-		e.admitChildren(ctx, key, d, req.Manifest)
+		// A decision this process held already was recorded with its children here: they
+		// are read one after another from memory, without a goroutine each on this warm path.
+		e.admitChildren(ctx, key, d, req.Manifest, tier != TierLocal)
 	}
 	return d, tier, nil
 }
@@ -303,10 +305,11 @@ const childWriters = 16
 
 // admitChildren records every manifest the verified index m lists as allowed by it, unless
 // a verified decision for it is already cached. It returns once all are recorded: a child is
-// asked for right after its index. The children are recorded concurrently (at most
-// childWriters at a time): with a shared tier each is a Redis read and a write, which one
-// child after another made an index of n platforms wait 2n round trips before its response.
-func (e *Engine) admitChildren(ctx context.Context, key cache.Key, parent Decision, m oci.Manifest) {
+// asked for right after its index. With concurrent set the children are recorded at once (at
+// most childWriters at a time): with a shared tier each is a Redis read and a write, which
+// one child after another made an index of n platforms wait 2n round trips before its
+// response.
+func (e *Engine) admitChildren(ctx context.Context, key cache.Key, parent Decision, m oci.Manifest, concurrent bool) {
 	var index struct {
 		Manifests []struct {
 			Digest digest.Digest `json:"digest"`
@@ -320,6 +323,12 @@ func (e *Engine) admitChildren(ctx context.Context, key cache.Key, parent Decisi
 		Reason:  fmt.Sprintf("listed by verified index %s", m.Digest),
 		Signers: parent.Signers, AdmittedBy: m.Digest, DecidedAt: e.now(),
 	}
+	record := func(ck cache.Key) {
+		if have, ok := e.cache.Get(ctx, ck); ok && have.Verified {
+			return
+		}
+		e.cache.Put(ctx, ck, admitted)
+	}
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, childWriters)
 	for _, child := range index.Manifests {
@@ -327,13 +336,14 @@ func (e *Engine) admitChildren(ctx context.Context, key cache.Key, parent Decisi
 			continue
 		}
 		ck := cache.Key{PolicyVersion: key.PolicyVersion, Repository: key.Repository, Digest: child.Digest}
+		if !concurrent {
+			record(ck)
+			continue
+		}
 		slots <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			if have, ok := e.cache.Get(ctx, ck); ok && have.Verified {
-				return
-			}
-			e.cache.Put(ctx, ck, admitted)
+			record(ck)
 		})
 	}
 	wg.Wait()
