@@ -2,8 +2,6 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -42,12 +40,8 @@ func (u unsynced) fullPath(p string) string {
 }
 
 func (u unsynced) PutContent(ctx context.Context, p string, content []byte) error {
-	dst := u.fullPath(p)
-	tmpDir := u.fullPath("/uploads")
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	tmp := filepath.Join(tmpDir, "put-"+hex.EncodeToString(b[:]))
-	if err := os.MkdirAll(tmpDir, 0o777); err != nil {
+	dst, tmp := u.fullPath(p), u.fullPath(uploadPath())
+	if err := os.MkdirAll(filepath.Dir(tmp), 0o777); err != nil {
 		return err
 	}
 	err := os.WriteFile(tmp, content, 0o666)

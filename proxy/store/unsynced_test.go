@@ -26,8 +26,8 @@ func TestUnsyncedPutContent(t *testing.T) {
 	}{
 		{"/repositories/up/a/b/_blobs/sha256/ab/link", "sha256:ab"},
 		{"/repositories/up/a/b/_blobs/sha256/ab/link", "sha256:abcd"},
-		{"/manifests/sha256/cd/mediatype", ""},
-		{"/manifests/sha256/cd/mediatype", "application/vnd.oci.image.manifest.v1+json"},
+		{"/manifests/sha256/cd/manifest", ""},
+		{"/manifests/sha256/cd/manifest", "application/vnd.oci.image.manifest.v1+json\n{}"},
 	} {
 		if err := d.PutContent(ctx, tc.path, []byte(tc.content)); err != nil {
 			t.Fatalf("PutContent(%s): %v", tc.path, err)
