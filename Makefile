@@ -34,8 +34,8 @@ unit:
 # summary into README.md between the bench:summary markers, so that every figure the README
 # shows is from the committed results of one run; then the Go benchmarks, into
 # test/bench/gobench.txt, one package at a time (-p 1: go test runs packages in parallel,
-# which put two packages' benchmarks on the 2 cores at once). BENCH_BLOB_SIZE=1GiB for the large-blob run, BENCH_DURATION=5s for
-# longer warm cells.
+# which put two packages' benchmarks on the 2 cores at once). BENCH_BLOB_SIZE=1GiB for the
+# large-blob run, BENCH_DURATION=5s for longer warm cells.
 BENCH_OUT ?= $(CURDIR)/test/bench/results.md
 bench: tools
 	PORTCULLIS_BENCH=1 BENCH_OUT=$(BENCH_OUT) $(GO) test -count=1 -run '^TestReport$$' -timeout 60m ./test/bench
