@@ -142,9 +142,10 @@ func (ds *downloads) get(upstream string, d digest.Digest) *download {
 // Each client (see follow) takes chunks from the ring one behind, so the last chunk is sent
 // only once the whole blob is hashed: on a digest mismatch every client's connection is cut
 // and nothing is stored. The ring drops its oldest chunk whatever the clients do, so a slow
-// client never slows the download or the other clients; one that falls behind the ring is
-// served the rest from the store once the fill has committed the blob, as is a request that
-// joins after the first chunk left the ring.
+// client never slows the download or the other clients; one that falls behind the ring, as
+// a request that joins after the first chunk left the ring, is served what was stored so far
+// from the store's copy being written (a filesystem store), or else from the store once the
+// fill has committed the blob.
 func (h *Handler) download(ctx context.Context, rt route, d digest.Digest) (dl *download, shared bool, err error) {
 	key := downloadKey(rt.upstream.Name(), d)
 	h.downloads.mu.Lock()
@@ -405,11 +406,11 @@ func (h *Handler) fill(ctx context.Context, rt route, d digest.Digest, rc io.Rea
 }
 
 // follow sends the download to the client as it arrives, all but its last chunk until the
-// blob is verified: on a filesystem store, what was stored already is sent from the store's
-// copy being written (however far behind the client is); otherwise, and for the
-// last chunk, from the ring. A client that fell behind the ring without such a copy gets
-// the rest from the store once the blob is committed. A failed download, or a client that
-// stalls for Options.ClientStall, ends the response early.
+// blob is verified: from the ring (memory) while the client keeps within it; a client that
+// fell behind the ring is sent what was stored already from the store's copy being written
+// (a filesystem store), however far behind it is, and otherwise the rest from the store once
+// the blob is committed. A failed download, or a client that stalls for
+// Options.ClientStall, ends the response early.
 func (h *Handler) follow(w http.ResponseWriter, r *http.Request, d digest.Digest, dl *download) error {
 	rcw := http.NewResponseController(w)
 	send := func(b []byte) bool {
@@ -429,7 +430,7 @@ func (h *Handler) follow(w http.ResponseWriter, r *http.Request, d digest.Digest
 			spool.Close()
 		}
 	}()
-	tryOpen := true
+	spoolable := true // until the store's copy turned out not to be readable
 	var sent int64
 	dl.mu.Lock()
 	for {
@@ -437,22 +438,27 @@ func (h *Handler) follow(w http.ResponseWriter, r *http.Request, d digest.Digest
 			dl.mu.Unlock()
 			panic(http.ErrAbortHandler)
 		}
-		if lim := dl.spooled; sent < lim && (spool != nil || tryOpen) {
+		start := dl.published
+		if len(dl.ring) > 0 {
+			start = dl.ring[0].off
+		}
+		// A client within the ring is sent from memory; one that fell behind it, from the
+		// store's copy being written while there is one.
+		if lim := dl.spooled; sent < start && sent < lim && spoolable {
 			dl.mu.Unlock()
 			if spool == nil {
-				tryOpen = false
 				var err error
 				if spool, err = dl.openWritten(context.WithoutCancel(r.Context()), sent); err != nil {
-					spool = nil // not a filesystem store, or already committed: from the ring
+					spool, spoolable = nil, false // not a filesystem store, or already committed
 				}
 			}
 			if spool != nil {
 				n, err := h.sendFrom(w, rcw, spool, lim-sent)
 				sent += n
 				switch {
-				case errors.Is(err, io.EOF): // the driver still buffers what was written: from the ring
+				case errors.Is(err, io.EOF): // the driver still buffers what was written
 					spool.Close()
-					spool = nil
+					spool, spoolable = nil, false
 				case err != nil:
 					// The client went away (the fill goes on), or the copy failed: cut, so
 					// that even a response without a length does not end short and whole.
@@ -461,10 +467,6 @@ func (h *Handler) follow(w http.ResponseWriter, r *http.Request, d digest.Digest
 			}
 			dl.mu.Lock()
 			continue
-		}
-		start := dl.published
-		if len(dl.ring) > 0 {
-			start = dl.ring[0].off
 		}
 		switch {
 		case sent < start:
@@ -489,6 +491,10 @@ func (h *Handler) follow(w http.ResponseWriter, r *http.Request, d digest.Digest
 		s := dl.ring[i]
 		s.refs++
 		dl.mu.Unlock()
+		if spool != nil { // positioned where the client left it: opened again if it falls behind
+			spool.Close()
+			spool = nil
+		}
 		ok := send(s.buf[sent-s.off:])
 		dl.mu.Lock()
 		s.refs--
