@@ -70,12 +70,13 @@ func blobReferences(m oci.Manifest) []digest.Digest {
 	return out
 }
 
-// grantReferences records that rt's repository may serve the blobs admitted manifest m
-// references.
-func (h *Handler) grantReferences(ctx context.Context, rt route, m oci.Manifest) {
+// grantReferences records in memory that rt's repository may serve the blobs admitted
+// manifest m references, and returns the store's writes of the same grants (nil if none),
+// which the caller runs once its response is sent.
+func (h *Handler) grantReferences(ctx context.Context, rt route, m oci.Manifest) func() {
 	mk := grantKey(rt, m.Digest)
 	if h.grants.manifests.Contains(mk) {
-		return
+		return nil
 	}
 	var todo []digest.Digest
 	for _, d := range blobReferences(m) {
@@ -86,9 +87,9 @@ func (h *Handler) grantReferences(ctx context.Context, rt route, m oci.Manifest)
 	}
 	h.grants.manifests.Add(mk, struct{}{})
 	if len(todo) == 0 {
-		return
+		return nil
 	}
-	h.background.Go(func() {
+	return func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
 		for _, d := range todo {
@@ -96,7 +97,7 @@ func (h *Handler) grantReferences(ctx context.Context, rt route, m oci.Manifest)
 				h.log.WarnContext(sctx, "recording a blob grant failed", slog.String("digest", d.String()), slog.String("error", err.Error()))
 			}
 		}
-	})
+	}
 }
 
 // revokeBlob makes blob d unservable in rt's repository, after it was deleted upstream.

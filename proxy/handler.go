@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -590,6 +591,9 @@ func (h *Handler) serveManifest(w http.ResponseWriter, r *http.Request, rt route
 	if err == nil && staleTag {
 		h.stale.count(ctx, "tag", "served")
 	}
+	// The store's records of this response are written once it is sent: on a cold
+	// decision they are a few file creates, which would compete with sending it.
+	var records []func()
 	if err == nil && !staleDecision && h.stale != nil {
 		grant := ""
 		if mm != nil {
@@ -599,17 +603,23 @@ func (h *Handler) serveManifest(w http.ResponseWriter, r *http.Request, rt route
 		if staleTag {
 			tagAt = time.Time{}
 		}
-		h.remember(ctx, rt, m, dec, tagAt, grant)
+		records = append(records, h.remember(ctx, rt, m, dec, tagAt, grant))
 	}
 	if err != nil {
 		if !h.pusherMaySee(r, rt, err, info) {
 			return err
 		}
 	} else if mm == nil {
-		h.grantReferences(ctx, rt, m)
+		records = append(records, h.grantReferences(ctx, rt, m))
 		h.memory.add(rt, m)
 	} else if !h.grants.manifests.Contains(mm.grantKey) {
-		h.grantReferences(ctx, rt, m)
+		records = append(records, h.grantReferences(ctx, rt, m))
+	}
+	records = slices.DeleteFunc(records, func(f func()) bool { return f == nil })
+	if len(records) > 0 {
+		// Counted before the response leaves, so that Close, once a client has it, waits
+		// for them.
+		h.background.Add(1)
 	}
 	hd := w.Header()
 	if mm != nil {
@@ -623,6 +633,15 @@ func (h *Handler) serveManifest(w http.ResponseWriter, r *http.Request, rt route
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodGet {
 		_, _ = w.Write(m.Bytes)
+	}
+	if len(records) > 0 {
+		_ = http.NewResponseController(w).Flush()
+		go func() {
+			defer h.background.Done()
+			for _, write := range records {
+				write()
+			}
+		}()
 	}
 	return nil
 }

@@ -211,10 +211,11 @@ func (h *Handler) policyVersion() string {
 	return ""
 }
 
-// remember records, behind the request, what serving m for rt verified: the digest of the
-// tag rt.ref (when it is a tag the upstream confirmed at tagAt) and m's admission by dec.
-// A record is written when it changed or is older than the refresh period.
-func (h *Handler) remember(ctx context.Context, rt route, m oci.Manifest, dec policy.Decision, tagAt time.Time, grantKey string) {
+// remember returns the store's writes (nil if none) recording what serving m for rt
+// verified: the digest of the tag rt.ref (when it is a tag the upstream confirmed at tagAt)
+// and m's admission by dec; the caller runs them once its response is sent. A record is
+// written when it changed or is older than the refresh period.
+func (h *Handler) remember(ctx context.Context, rt route, m oci.Manifest, dec policy.Decision, tagAt time.Time, grantKey string) func() {
 	now := h.now()
 	s := h.stale
 	var (
@@ -242,9 +243,9 @@ func (h *Handler) remember(ctx context.Context, rt route, m oci.Manifest, dec po
 		s.written.Add(grantKey, writtenRecord{version: version, at: decided})
 	}
 	if tag == nil && adm == nil {
-		return
+		return nil
 	}
-	h.background.Go(func() {
+	return func() {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
 		// The admission first: a tag record is only useful with it.
@@ -260,5 +261,5 @@ func (h *Handler) remember(ctx context.Context, rt route, m oci.Manifest, dec po
 				h.log.WarnContext(sctx, "recording a tag failed", slog.String("tag", rt.ref), slog.String("error", err.Error()))
 			}
 		}
-	})
+	}
 }
