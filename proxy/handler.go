@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -603,19 +602,22 @@ func (h *Handler) serveManifest(w http.ResponseWriter, r *http.Request, rt route
 		if staleTag {
 			tagAt = time.Time{}
 		}
-		records = append(records, h.remember(ctx, rt, m, dec, tagAt, grant))
+		if write := h.remember(ctx, rt, m, dec, tagAt, grant); write != nil {
+			records = append(records, write)
+		}
 	}
 	if err != nil {
 		if !h.pusherMaySee(r, rt, err, info) {
 			return err
 		}
-	} else if mm == nil {
-		records = append(records, h.grantReferences(ctx, rt, m))
-		h.memory.add(rt, m)
-	} else if !h.grants.manifests.Contains(mm.grantKey) {
-		records = append(records, h.grantReferences(ctx, rt, m))
+	} else if mm == nil || !h.grants.manifests.Contains(mm.grantKey) {
+		if write := h.grantReferences(ctx, rt, m); write != nil {
+			records = append(records, write)
+		}
+		if mm == nil {
+			h.memory.add(rt, m)
+		}
 	}
-	records = slices.DeleteFunc(records, func(f func()) bool { return f == nil })
 	if len(records) > 0 {
 		// Counted before the response leaves, so that Close, once a client has it, waits
 		// for them.
