@@ -8,7 +8,9 @@
 // containers/image (test/bench/cimage, a module of its own so that its dependencies stay
 // out of go.mod) verifying a sigstoreSigned policy itself. It writes every table to
 // results.md and the README's summary table to summary.md. Upstream requests are counted
-// (and their dependent chain measured) by a reverse proxy in front of the upstream.
+// (and their dependent chain measured) by a reverse proxy in front of the upstream, on pulls
+// of their own: cold decisions are timed with each proxy talking to the upstream itself, as
+// cosign does.
 // Environment:
 //
 //	PORTCULLIS_BENCH=1        run the report
