@@ -2,12 +2,16 @@ package deploy_test
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -186,9 +190,20 @@ func TestRedisComponent(t *testing.T) {
 		t.Error("the patch dropped the base's environment (GOMEMLIMIT)")
 	}
 
+	// Only the ACL file's user may use Redis: the file comes from the Secret the operator
+	// creates, as kustomization.yaml's commands make it.
+	j := slices.Index(args, "--aclfile")
+	if j < 0 || j+1 >= len(args) || !mountedAt(spec, rc, filepath.Dir(args[j+1]), true) {
+		t.Fatalf("redis arguments %q name no --aclfile on a read-only volume: anyone who reaches the Service could plant decisions", args)
+	}
+	acl := aclFromDocs(t, operatorSecret)
+
 	// redis-server on 127.0.0.1 with the container's arguments; portcullis pointed at it as
 	// the Service name would resolve.
-	addr := startRedis(t, args)
+	addr := startRedis(t, args, acl)
+	if reply := redisCommand(t, addr, "", "", "SET portcullis:planted x"); !strings.HasPrefix(reply, "-NOAUTH") {
+		t.Errorf("a client without the password: SET answered %q, want NOAUTH", reply)
+	}
 	pc.Env[i].Value = addr
 	before := redisClients(t, addr)
 	p := startPod(t, d)
@@ -214,9 +229,26 @@ func labelsSelect(sel, labels map[string]string) bool {
 	return len(sel) > 0
 }
 
+// aclFromDocs is the ACL file that the commands in deploy/kubernetes/redis/kustomization.yaml
+// make for password pw.
+func aclFromDocs(t *testing.T, pw string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "deploy", "kubernetes", "redis", "kustomization.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`printf '(user default off[^']*)'`).FindSubmatch(b)
+	if m == nil {
+		t.Fatal("kustomization.yaml shows no printf of the ACL file")
+	}
+	sum := sha256.Sum256([]byte(pw))
+	return fmt.Sprintf(strings.ReplaceAll(string(m[1]), `\n`, "\n"), hex.EncodeToString(sum[:]))
+}
+
 // startRedis runs redis-server with args (args[0] the program, as in the container), on a
-// free port of 127.0.0.1 with its --dir moved to a temporary directory, and returns its address.
-func startRedis(t *testing.T, args []string) string {
+// free port of 127.0.0.1 with its --dir moved to a temporary directory and its --aclfile
+// holding acl, and returns its address.
+func startRedis(t *testing.T, args []string, acl string) string {
 	t.Helper()
 	if len(args) == 0 || args[0] != "redis-server" {
 		t.Fatalf("redis container runs %q, want redis-server", args)
@@ -231,6 +263,12 @@ func startRedis(t *testing.T, args []string) string {
 	a := slices.Clone(args[1:])
 	if i := slices.Index(a, "--dir"); i >= 0 {
 		a[i+1] = t.TempDir()
+	}
+	if i := slices.Index(a, "--aclfile"); i >= 0 {
+		a[i+1] = filepath.Join(t.TempDir(), "users.acl")
+		if err := os.WriteFile(a[i+1], []byte(acl), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	a = append(a, "--bind", "127.0.0.1", "--port", strconv.Itoa(port))
 	cmd := exec.Command(bin, a...)
@@ -254,24 +292,11 @@ func startRedis(t *testing.T, args []string) string {
 	}
 }
 
-// redisClients is the number of clients connected to the Redis at addr, this one excepted.
+// redisClients is the number of clients connected to the Redis at addr, this one (the user
+// portcullis, with the operator's password) excepted.
 func redisClients(t *testing.T, addr string) int {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := fmt.Fprint(c, "INFO clients\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	r := bufio.NewReader(c)
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			t.Fatalf("INFO clients: %v", err)
-		}
+	for line := range strings.Lines(redisCommand(t, addr, "portcullis", operatorSecret, "INFO clients")) {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_clients:"); ok {
 			n, err := strconv.Atoi(v)
 			if err != nil {
@@ -280,6 +305,43 @@ func redisClients(t *testing.T, addr string) int {
 			return n - 1
 		}
 	}
+	t.Fatal("INFO clients: no connected_clients")
+	return 0
+}
+
+// redisCommand sends one inline command to the Redis at addr, after AUTH user pass unless user
+// is empty, and returns its reply (a bulk reply's body, else the reply line).
+func redisCommand(t *testing.T, addr, user, pass, cmd string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	r := bufio.NewReader(c)
+	if user != "" {
+		fmt.Fprintf(c, "AUTH %s %s\r\n", user, pass)
+		if line, err := r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "+OK") {
+			t.Fatalf("AUTH %s: %q %v", user, line, err)
+		}
+	}
+	if _, err := fmt.Fprint(c, cmd+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	line, err := r.ReadString('\n')
+	if err != nil {
+		t.Fatalf("%s: %v", cmd, err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(line, "$")))
+	if !strings.HasPrefix(line, "$") || err != nil || n < 0 {
+		return strings.TrimSpace(line)
+	}
+	body := make([]byte, n+2)
+	if _, err := io.ReadFull(r, body); err != nil {
+		t.Fatalf("%s: %v", cmd, err)
+	}
+	return string(body[:n])
 }
 
 // TestChartRedis: the chart's redis values render into cache.redis — the address of the
@@ -293,7 +355,7 @@ func TestChartRedis(t *testing.T) {
 		addr         string // "" : the chart's Redis Service
 		passwordFile string
 	}{
-		{"redis deployed by the chart", "", ""},
+		{"redis deployed by the chart", "", "/etc/portcullis/redis/password"},
 		{"existing redis with a password", "redis.example.com:6380", "/etc/portcullis/redis/password"},
 	} {
 		t.Run(tc.chart, func(t *testing.T) {
@@ -306,6 +368,7 @@ func TestChartRedis(t *testing.T) {
 				Cache struct {
 					Redis struct {
 						Addr         string `json:"addr"`
+						Username     string `json:"username"`
 						PasswordFile string `json:"passwordFile"`
 					} `json:"redis"`
 				} `json:"cache"`
@@ -330,6 +393,27 @@ func TestChartRedis(t *testing.T) {
 				got, wantC := d.redis.Spec.Template.Spec.Containers[0], comp.deployment.Spec.Template.Spec.Containers[0]
 				if !slices.Equal(got.Args, wantC.Args) || got.Image != wantC.Image {
 					t.Errorf("the chart's Redis runs %s %q, deploy/kubernetes/redis %s %q", got.Image, got.Args, wantC.Image, wantC.Args)
+				}
+				// The chart makes the Secret the operator makes for deploy/kubernetes/redis:
+				// portcullis's password, and the ACL file that admits only it.
+				sec := d.secrets[d.redisSvc.Name]
+				if sec == nil {
+					t.Fatalf("no Secret %s with the Redis password", d.redisSvc.Name)
+				}
+				pw := sec.StringData["password"]
+				if len(pw) < 32 {
+					t.Errorf("the Redis password has %d characters, want at least 32", len(pw))
+				}
+				if acl := sec.StringData["users.acl"]; strings.TrimSpace(acl) != strings.TrimSpace(aclFromDocs(t, pw)) {
+					t.Errorf("users.acl %q, want %q", acl, aclFromDocs(t, pw))
+				}
+				if r.Username != "portcullis" {
+					t.Errorf("cache.redis.username %q, want portcullis", r.Username)
+				}
+				rspec := d.redis.Spec.Template.Spec
+				if !slices.ContainsFunc(rspec.Volumes, func(v corev1.Volume) bool { return v.Secret != nil && v.Secret.SecretName == sec.Name }) ||
+					!slices.ContainsFunc(d.deployment.Spec.Template.Spec.Volumes, func(v corev1.Volume) bool { return v.Secret != nil && v.Secret.SecretName == sec.Name }) {
+					t.Errorf("Redis or portcullis does not mount the Secret %s", sec.Name)
 				}
 			} else if d.redis != nil {
 				t.Error("redis.addr also deployed a Redis")

@@ -77,6 +77,9 @@ func selfSigned(t *testing.T) map[string][]byte {
 	}
 }
 
+// operatorSecret is what startPod puts in each file of a Secret the operator creates.
+const operatorSecret = "operator-secret"
+
 // startPod lays out the Deployment's volumes under a temporary root — the ConfigMap and
 // Secret it mounts from what the source ships (the TLS Secret, created by the operator, is a
 // fresh self-signed certificate), empty directories for the rest — and runs the built
@@ -123,10 +126,14 @@ func startPod(t *testing.T, d deployed) *pod {
 			} else if m.Name == "tls" {
 				files = selfSigned(t)
 			} else {
-				// Created by the operator: it holds the files the configuration names there.
+				// Created by the operator: it holds the files the configuration, or the
+				// environment overriding it, names there.
 				cfg := configMapOf(t, d).Data["portcullis.yaml"]
+				for _, e := range c.Env {
+					cfg += "\n" + e.Value
+				}
 				for _, f := range regexp.MustCompile(regexp.QuoteMeta(m.MountPath)+`/([^\s"',/]+)`).FindAllStringSubmatch(cfg, -1) {
-					files[f[1]] = []byte("operator-secret\n")
+					files[f[1]] = []byte(operatorSecret + "\n")
 				}
 				if len(files) == 0 {
 					t.Fatalf("volume %s: Secret %s is neither shipped nor named by the configuration", m.Name, v.Secret.SecretName)
@@ -177,7 +184,7 @@ func startPod(t *testing.T, d deployed) *pod {
 	cmd.Env = []string{"HOME=" + home, "PATH=" + os.Getenv("PATH")}
 	for _, e := range c.Env { // the container's literal variables (valueFrom: the kubelet's)
 		if e.ValueFrom == nil {
-			cmd.Env = append(cmd.Env, e.Name+"="+e.Value)
+			cmd.Env = append(cmd.Env, e.Name+"="+move(e.Value))
 		}
 	}
 	cmd.Env = append(cmd.Env, "PORTCULLIS_LISTEN=127.0.0.1:0",

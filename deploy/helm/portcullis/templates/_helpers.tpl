@@ -66,8 +66,9 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- $params.rootdirectory | default "/var/lib/portcullis" -}}
 {{- end -}}
 
-{{/* cache.redis from the redis values: the chart's Redis (redis.enabled) or an existing one
-(redis.addr), with the password file of redis.passwordSecret; empty without either. */}}
+{{/* cache.redis from the redis values: the chart's Redis (redis.enabled, as the user portcullis
+with the password of the Secret the chart makes for it) or an existing one (redis.addr), with
+the password file of redis.passwordSecret; empty without either. */}}
 {{- define "portcullis.redis" -}}
 {{- if and .Values.redis.enabled .Values.redis.addr }}
 {{- fail "redis: set redis.enabled (the chart deploys Redis) or redis.addr (an existing Redis), not both" }}
@@ -78,7 +79,10 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end }}
 {{- if $addr }}
 addr: {{ $addr | quote }}
-{{- if .Values.redis.passwordSecret.name }}
+{{- if .Values.redis.enabled }}
+username: portcullis
+passwordFile: /etc/portcullis/redis/password
+{{- else if .Values.redis.passwordSecret.name }}
 passwordFile: /etc/portcullis/redis/{{ .Values.redis.passwordSecret.key }}
 {{- end }}
 {{- end }}
