@@ -179,6 +179,7 @@ var chartCases = []chartCase{
 		"storageVolume.ephemeral.volumeClaimTemplate.spec.resources.requests.storage=30Gi",
 	}},
 	{"redis deployed by the chart", []string{"redis.enabled=true"}},
+	{"redis deployed by the chart, its Secret the operator's", []string{"redis.enabled=true", "redis.passwordSecret.name=redis-own"}},
 	{"existing redis with a password", []string{"redis.addr=redis.example.com:6380", "redis.passwordSecret.name=redis-auth"}},
 	{"s3 store, secret key from the credentials Secret", []string{
 		"storage.driver=s3", "storage.params.rootdirectory=null", "storage.params.bucket=portcullis",

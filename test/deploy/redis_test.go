@@ -432,6 +432,17 @@ func TestChartRedis(t *testing.T) {
 			}
 		})
 	}
+	// A Secret of the operator's (helm template cannot look one up, and would make a new
+	// password each time): the chart makes none, and both pods mount that one.
+	d := decodeAll(t, rendered(t, chartCases[slices.IndexFunc(chartCases, func(c chartCase) bool { return strings.HasSuffix(c.name, "its Secret the operator's") })]))
+	if len(d.secrets) != 1 || d.redis == nil {
+		t.Errorf("with redis.passwordSecret.name the chart renders %d Secrets (want only the credentials) and Redis %v", len(d.secrets), d.redis != nil)
+	}
+	for _, spec := range []corev1.PodSpec{d.deployment.Spec.Template.Spec, d.redis.Spec.Template.Spec} {
+		if !slices.ContainsFunc(spec.Volumes, func(v corev1.Volume) bool { return v.Secret != nil && v.Secret.SecretName == "redis-own" }) {
+			t.Errorf("a pod does not mount the operator's Secret redis-own: %v", spec.Volumes)
+		}
+	}
 	// Both at once is refused when rendering.
 	if out, err := helmTemplate(t, "--set", "redis.enabled=true", "--set", "redis.addr=r:6379"); err == nil || !strings.Contains(out, "not both") {
 		t.Errorf("redis.enabled with redis.addr rendered: %v\n%s", err, out)

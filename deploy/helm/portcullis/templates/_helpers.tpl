@@ -81,9 +81,21 @@ the password file of redis.passwordSecret; empty without either. */}}
 addr: {{ $addr | quote }}
 {{- if .Values.redis.enabled }}
 username: portcullis
-passwordFile: /etc/portcullis/redis/password
-{{- else if .Values.redis.passwordSecret.name }}
-passwordFile: /etc/portcullis/redis/{{ .Values.redis.passwordSecret.key }}
+{{- end }}
+{{- if or .Values.redis.enabled .Values.redis.passwordSecret.name }}
+passwordFile: /etc/portcullis/redis/{{ include "portcullis.redisPasswordKey" . }}
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/* The Secret with the password (and, for the chart's Redis, the ACL file) of cache.redis:
+redis.passwordSecret.name, or the one the chart makes for its Redis. */}}
+{{- define "portcullis.redisSecret" -}}
+{{- .Values.redis.passwordSecret.name | default (printf "%s-redis" (include "portcullis.fullname" .)) -}}
+{{- end -}}
+
+{{/* The key of the password in that Secret: redis.passwordSecret.key in one named there,
+"password" in the one the chart makes. */}}
+{{- define "portcullis.redisPasswordKey" -}}
+{{- if .Values.redis.passwordSecret.name }}{{ .Values.redis.passwordSecret.key }}{{ else }}password{{ end -}}
 {{- end -}}
