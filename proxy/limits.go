@@ -65,6 +65,9 @@ func newInFlight(max int, meter metric.Meter) (*inFlight, error) {
 	}
 	for _, r := range []string{limitInFlight, limitUpstream, limitUpstreamRate} {
 		f.reasons[r] = metric.WithAttributes(attribute.String("reason", r))
+		// At zero from the start, so that a dashboard or an alert has the series before the
+		// first refusal.
+		f.limited.Add(context.Background(), 0, f.reasons[r])
 	}
 	gauge, err := meter.Int64ObservableGauge("portcullis.requests.inflight",
 		metric.WithDescription("Distribution API requests in flight that count against server.maxInFlight."))

@@ -70,7 +70,9 @@ func newStaleState(maxStale time.Duration, meter metric.Meter) (*staleState, err
 	s := &staleState{refresh: min(maxStale/10, 10*time.Minute), written: written, counter: c, attrs: map[[2]string]metric.AddOption{}}
 	for _, kind := range []string{"tag", "manifest", "decision"} {
 		for _, outcome := range []string{"served", "refused"} {
-			s.attrs[[2]string{kind, outcome}] = metric.WithAttributes(attribute.String("kind", kind), attribute.String("outcome", outcome))
+			o := metric.WithAttributes(attribute.String("kind", kind), attribute.String("outcome", outcome))
+			s.attrs[[2]string{kind, outcome}] = o
+			c.Add(context.Background(), 0, o) // the series exist before the first stale answer
 		}
 	}
 	return s, nil
