@@ -75,7 +75,7 @@ the password file of redis.passwordSecret; empty without either. */}}
 {{- end }}
 {{- $addr := .Values.redis.addr }}
 {{- if .Values.redis.enabled }}
-{{- $addr = printf "%s-redis:6379" (include "portcullis.fullname" .) }}
+{{- $addr = printf "%s:6379" (include "portcullis.redisName" .) }}
 {{- end }}
 {{- if $addr }}
 addr: {{ $addr | quote }}
@@ -88,10 +88,16 @@ passwordFile: /etc/portcullis/redis/{{ include "portcullis.redisPasswordKey" . }
 {{- end }}
 {{- end -}}
 
+{{/* The name of the chart's Redis: its Deployment, its Service (the address) and the Secret
+made for it; within a DNS label's 63 characters however long the release's name. */}}
+{{- define "portcullis.redisName" -}}
+{{- include "portcullis.fullname" . | trunc 57 | trimSuffix "-" }}-redis
+{{- end -}}
+
 {{/* The Secret with the password (and, for the chart's Redis, the ACL file) of cache.redis:
 redis.passwordSecret.name, or the one the chart makes for its Redis. */}}
 {{- define "portcullis.redisSecret" -}}
-{{- .Values.redis.passwordSecret.name | default (printf "%s-redis" (include "portcullis.fullname" .)) -}}
+{{- .Values.redis.passwordSecret.name | default (include "portcullis.redisName" .) -}}
 {{- end -}}
 
 {{/* The key of the password in that Secret: redis.passwordSecret.key in one named there,
