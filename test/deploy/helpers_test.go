@@ -194,12 +194,18 @@ var chartCases = []chartCase{
 // error with helm's message.
 func helmTemplate(t testing.TB, args ...string) (string, error) {
 	t.Helper()
+	return helmTemplateRelease(t, "portcullis", args...)
+}
+
+// helmTemplateRelease is helmTemplate for a release of another name.
+func helmTemplateRelease(t testing.TB, release string, args ...string) (string, error) {
+	t.Helper()
 	helm := tool(t, "helm")
 	root := repoRoot(t)
 	home := t.TempDir()
 	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "HELM_CACHE_HOME=" + filepath.Join(home, "cache"),
 		"HELM_CONFIG_HOME=" + filepath.Join(home, "config"), "HELM_DATA_HOME=" + filepath.Join(home, "data")}
-	out, err := run(t, root, env, helm, append([]string{"template", "portcullis", "deploy/helm/portcullis"}, args...)...)
+	out, err := run(t, root, env, helm, append([]string{"template", release, "deploy/helm/portcullis"}, args...)...)
 	if err != nil {
 		return out, fmt.Errorf("helm template %s: %w\n%s", strings.Join(args, " "), err, out)
 	}

@@ -448,3 +448,30 @@ func TestChartRedis(t *testing.T) {
 		t.Errorf("redis.enabled with redis.addr rendered: %v\n%s", err, out)
 	}
 }
+
+// TestChartNamesFitLongReleases renders the chart with its Redis for the longest release name
+// helm takes (53 characters): every object's name, and the Redis address portcullis is given,
+// must stay a DNS label (63 characters), which Services require.
+func TestChartNamesFitLongReleases(t *testing.T) {
+	release := strings.Repeat("r", 53)
+	out, err := helmTemplateRelease(t, release, "--set", "redis.enabled=true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs := splitDocs(t, "helm template (long release name)", []byte(out))
+	if len(docs) == 0 {
+		t.Fatal("the chart rendered nothing")
+	}
+	for _, d := range docs {
+		if len(d.name) > 63 && d.kind != "Secret" && d.kind != "ConfigMap" {
+			t.Errorf("%s %s: name of %d characters, longer than a DNS label", d.kind, d.name, len(d.name))
+		}
+	}
+	addr := regexp.MustCompile(`addr: (\S+):6379`).FindStringSubmatch(out)
+	if addr == nil {
+		t.Fatalf("no Redis address in the rendered config:\n%s", out)
+	}
+	if len(addr[1]) > 63 || !slices.ContainsFunc(docs, func(d doc) bool { return d.kind == "Service" && d.name == addr[1] }) {
+		t.Errorf("Redis address %q: not a Service of the chart within 63 characters", addr[1])
+	}
+}
