@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"time"
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -73,7 +72,7 @@ func blobReferences(m oci.Manifest) []digest.Digest {
 // grantReferences records in memory that rt's repository may serve the blobs admitted
 // manifest m references, and returns the store's writes of the same grants (nil if none),
 // which the caller runs once its response is sent.
-func (h *Handler) grantReferences(ctx context.Context, rt route, m oci.Manifest) func() {
+func (h *Handler) grantReferences(rt route, m oci.Manifest) func(context.Context) {
 	mk := grantKey(rt, m.Digest)
 	if h.grants.manifests.Contains(mk) {
 		return nil
@@ -89,9 +88,7 @@ func (h *Handler) grantReferences(ctx context.Context, rt route, m oci.Manifest)
 	if len(todo) == 0 {
 		return nil
 	}
-	return func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
+	return func(sctx context.Context) {
 		for _, d := range todo {
 			if err := h.opts.Store.Grant(sctx, rt.upstream.Name(), rt.repo, d); err != nil {
 				h.log.WarnContext(sctx, "recording a blob grant failed", slog.String("digest", d.String()), slog.String("error", err.Error()))

@@ -592,7 +592,7 @@ func (h *Handler) serveManifest(w http.ResponseWriter, r *http.Request, rt route
 	}
 	// The store's records of this response are written once it is sent: on a cold
 	// decision they are a few file creates, which would compete with sending it.
-	var records []func()
+	var records []func(context.Context)
 	if err == nil && !staleDecision && h.stale != nil {
 		grant := ""
 		if mm != nil {
@@ -602,7 +602,7 @@ func (h *Handler) serveManifest(w http.ResponseWriter, r *http.Request, rt route
 		if staleTag {
 			tagAt = time.Time{}
 		}
-		if write := h.remember(ctx, rt, m, dec, tagAt, grant); write != nil {
+		if write := h.remember(rt, m, dec, tagAt, grant); write != nil {
 			records = append(records, write)
 		}
 	}
@@ -611,7 +611,7 @@ func (h *Handler) serveManifest(w http.ResponseWriter, r *http.Request, rt route
 			return err
 		}
 	} else if mm == nil || !h.grants.manifests.Contains(mm.grantKey) {
-		if write := h.grantReferences(ctx, rt, m); write != nil {
+		if write := h.grantReferences(rt, m); write != nil {
 			records = append(records, write)
 		}
 		if mm == nil {
@@ -640,8 +640,10 @@ func (h *Handler) serveManifest(w http.ResponseWriter, r *http.Request, rt route
 		_ = http.NewResponseController(w).Flush()
 		go func() {
 			defer h.background.Done()
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			defer cancel()
 			for _, write := range records {
-				write()
+				write(sctx)
 			}
 		}()
 	}

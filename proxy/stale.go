@@ -217,7 +217,7 @@ func (h *Handler) policyVersion() string {
 // verified: the digest of the tag rt.ref (when it is a tag the upstream confirmed at tagAt)
 // and m's admission by dec; the caller runs them once its response is sent. A record is
 // written when it changed or is older than the refresh period.
-func (h *Handler) remember(ctx context.Context, rt route, m oci.Manifest, dec policy.Decision, tagAt time.Time, grantKey string) func() {
+func (h *Handler) remember(rt route, m oci.Manifest, dec policy.Decision, tagAt time.Time, grantKey string) func(context.Context) {
 	now := h.now()
 	s := h.stale
 	var (
@@ -247,9 +247,7 @@ func (h *Handler) remember(ctx context.Context, rt route, m oci.Manifest, dec po
 	if tag == nil && adm == nil {
 		return nil
 	}
-	return func() {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
+	return func(sctx context.Context) {
 		// The admission first: a tag record is only useful with it.
 		if adm != nil {
 			if err := h.opts.Store.PutAdmission(sctx, rt.upstream.Name(), rt.repo, m.Digest, *adm); err != nil {
