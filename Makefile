@@ -55,6 +55,7 @@ FUZZ_TARGETS := \
 	./verify/oci:FuzzManifestMediaType \
 	./proxy:FuzzParseRange \
 	./verify/oci:FuzzNewManifest \
+	./verify/oci:FuzzParseDigest \
 	./policy:FuzzIsSignatureArtifact \
 	./policy:FuzzPolicyMatch \
 	./internal/strictjson:FuzzParseObject \

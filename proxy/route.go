@@ -7,9 +7,10 @@ import (
 
 	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/distribution/reference"
-	"github.com/opencontainers/go-digest"
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"github.com/portcullis/portcullis/proxy/upstream"
+	"github.com/portcullis/portcullis/verify/oci"
 )
 
 // Endpoint kinds of the distribution API that portcullis serves.
@@ -42,11 +43,19 @@ func (rt route) image() string { return rt.upstream.Name() + "/" + rt.repo }
 type Upstreams struct {
 	byName map[string]*upstream.Client
 	def    *upstream.Client
+	// names are repository names that passed reference.WithName, so that a name asked for
+	// again is not matched against its regular expression again (a tenth of a cached
+	// manifest GET's CPU); bounded, a name evicted is checked again.
+	names *lru.Cache[string, struct{}]
 }
+
+// validNamesCached is how many valid repository names Upstreams remembers.
+const validNamesCached = 4096
 
 // NewUpstreams indexes ups by name; at most one may be the default.
 func NewUpstreams(ups ...*upstream.Client) (*Upstreams, error) {
-	u := &Upstreams{byName: map[string]*upstream.Client{}}
+	names, _ := lru.New[string, struct{}](validNamesCached)
+	u := &Upstreams{byName: map[string]*upstream.Client{}, names: names}
 	for _, up := range ups {
 		if _, dup := u.byName[up.Name()]; dup {
 			return nil, fmt.Errorf("upstream %q configured twice", up.Name())
@@ -103,8 +112,8 @@ func (u *Upstreams) parseRoute(r *http.Request) (route, error) {
 		}
 		rt.upstream, rt.ns = up, ns
 		rt.repo = up.Normalize(rt.name)
-		if _, err := reference.WithName(rt.repo); err != nil {
-			return rt, errcode.ErrorCodeNameInvalid.WithMessage(fmt.Sprintf("invalid repository name %q: %v", rt.repo, err))
+		if err := u.checkName(rt.repo); err != nil {
+			return rt, err
 		}
 	} else {
 		up, repo, err := u.Resolve(rt.name)
@@ -116,12 +125,12 @@ func (u *Upstreams) parseRoute(r *http.Request) (route, error) {
 
 	switch rt.kind {
 	case kindBlobs, kindReferrers:
-		if _, err := digest.Parse(rt.ref); err != nil {
+		if _, err := oci.ParseDigest(rt.ref); err != nil {
 			return rt, errcode.ErrorCodeDigestInvalid.WithMessage(fmt.Sprintf("invalid digest %q: %v", rt.ref, err))
 		}
 	case kindManifests:
 		if strings.Contains(rt.ref, ":") {
-			if _, err := digest.Parse(rt.ref); err != nil {
+			if _, err := oci.ParseDigest(rt.ref); err != nil {
 				return rt, errcode.ErrorCodeDigestInvalid.WithMessage(fmt.Sprintf("invalid digest %q: %v", rt.ref, err))
 			}
 		} else if !reference.TagRegexp.MatchString(rt.ref) || len(reference.TagRegexp.FindString(rt.ref)) != len(rt.ref) {
@@ -150,10 +159,22 @@ func (u *Upstreams) Resolve(name string) (*upstream.Client, string, error) {
 		return nil, "", errcode.ErrorCodeNameUnknown.WithMessage(fmt.Sprintf("repository %q names no configured upstream and there is no default upstream", name))
 	}
 	repo = up.Normalize(repo)
-	if _, err := reference.WithName(repo); err != nil {
-		return nil, "", errcode.ErrorCodeNameInvalid.WithMessage(fmt.Sprintf("invalid repository name %q: %v", repo, err))
+	if err := u.checkName(repo); err != nil {
+		return nil, "", err
 	}
 	return up, repo, nil
+}
+
+// checkName returns NAME_INVALID unless repo is a valid repository name.
+func (u *Upstreams) checkName(repo string) error {
+	if _, ok := u.names.Get(repo); ok {
+		return nil
+	}
+	if _, err := reference.WithName(repo); err != nil {
+		return errcode.ErrorCodeNameInvalid.WithMessage(fmt.Sprintf("invalid repository name %q: %v", repo, err))
+	}
+	u.names.Add(repo, struct{}{})
+	return nil
 }
 
 func looksLikeHost(s string) bool {

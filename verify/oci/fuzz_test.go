@@ -3,6 +3,7 @@ package oci_test
 import (
 	"bytes"
 	_ "crypto/sha512" // as the binary links it: sha512 digests are valid
+	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -45,6 +46,32 @@ func FuzzNewManifest(f *testing.F) {
 		}
 		if want == "" && m.Digest.Algorithm() != digest.Canonical {
 			t.Fatalf("default algorithm %s", m.Digest.Algorithm())
+		}
+	})
+}
+
+// FuzzParseDigest checks that ParseDigest, with its fast path for sha256, accepts and
+// refuses exactly what digest.Parse does.
+func FuzzParseDigest(f *testing.F) {
+	for _, s := range []string{
+		digest.FromString("x").String(),
+		digest.SHA512.FromString("x").String(),
+		"sha256:" + strings.Repeat("A", 64),
+		"sha256:" + strings.Repeat("g", 64),
+		"sha256:" + strings.Repeat("0", 63),
+		"sha256:" + strings.Repeat("0", 65),
+		"sha256:",
+		"SHA256:" + strings.Repeat("0", 64),
+		"md5:d41d8cd98f00b204e9800998ecf8427e",
+		"",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := oci.ParseDigest(s)
+		want, wantErr := digest.Parse(s)
+		if (err == nil) != (wantErr == nil) || got != want {
+			t.Fatalf("ParseDigest(%q) = %q, %v; digest.Parse: %q, %v", s, got, err, want, wantErr)
 		}
 	})
 }

@@ -3,6 +3,7 @@ package oci
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/opencontainers/go-digest"
 )
@@ -52,4 +53,16 @@ func NewManifest(b []byte, mediaType string, want digest.Digest) (Manifest, erro
 // IsIndex reports whether mediaType names a multi-platform index or manifest list.
 func IsIndex(mediaType string) bool {
 	return mediaType == MediaTypeOCIIndex || mediaType == MediaTypeDockerList
+}
+
+// ParseDigest is digest.Parse with a fast path: a sha256 digest (lowercase hex, which
+// go-digest requires too) is checked without go-digest's regular expression, which is a
+// noticeable part of serving a cached manifest.
+func ParseDigest(s string) (digest.Digest, error) {
+	if hex, ok := strings.CutPrefix(s, "sha256:"); ok && len(hex) == 64 && !strings.ContainsFunc(hex, func(c rune) bool {
+		return (c < '0' || c > '9') && (c < 'a' || c > 'f')
+	}) {
+		return digest.Digest(s), nil
+	}
+	return digest.Parse(s)
 }
