@@ -467,7 +467,7 @@ type BlobWriter struct {
 // NewBlobWriter starts writing blob want.
 func (s *Store) NewBlobWriter(ctx context.Context, want digest.Digest) (*BlobWriter, error) {
 	tmp := uploadPath()
-	fw, err := s.driver.Writer(ctx, tmp, false)
+	fw, err := s.writer(ctx, tmp)
 	if err != nil {
 		return nil, fmt.Errorf("content store: %w", err)
 	}
@@ -570,7 +570,7 @@ func chunkPath(id string, n int) string { return fmt.Sprintf("/uploads/%s/%d", i
 
 // PutChunk stores chunk n of upload id and returns its size.
 func (s *Store) PutChunk(ctx context.Context, id string, n int, r io.Reader) (int64, error) {
-	fw, err := s.driver.Writer(ctx, chunkPath(id, n), false)
+	fw, err := s.writer(ctx, chunkPath(id, n))
 	if err != nil {
 		return 0, fmt.Errorf("content store: %w", err)
 	}
