@@ -20,7 +20,7 @@ import (
 
 // chunk is the unit in which blobs are copied; the last chunk of a download is held back
 // until the digest is checked, so a client never receives a complete wrong blob.
-const chunk = 1 << 20
+const chunk = 256 << 10
 
 func (h *Handler) serveBlob(w http.ResponseWriter, r *http.Request, rt route, info *requestInfo) error {
 	ctx := r.Context()

@@ -69,7 +69,7 @@ func blobProxy(tb testing.TB, root string, blob func() []byte, ref func() digest
 // TestStreamBlobChunks streams good and corrupt blobs of sizes around chunk boundaries: a
 // good one arrives whole, a corrupt one is cut without its last chunk and is not stored.
 func TestStreamBlobChunks(t *testing.T) {
-	const chunk = 1 << 20
+	const chunk = proxy.Chunk
 	for _, size := range []int{0, 1, chunk, 3 * chunk, 5 * chunk / 2} {
 		for _, corrupt := range []bool{false, true} {
 			if size == 0 && corrupt {

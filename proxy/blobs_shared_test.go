@@ -167,7 +167,7 @@ func TestConcurrentColdBlobOneDownload(t *testing.T) {
 					}
 					continue
 				}
-				if r.err == nil || r.n > size-(1<<20) {
+				if r.err == nil || r.n > size-proxy.Chunk {
 					t.Fatalf("client %d of a corrupt blob: %d of %d bytes, error %v; want a cut before the last chunk", i, r.n, size, r.err)
 				}
 			}
