@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
@@ -223,7 +224,16 @@ func TestErrorClasses(t *testing.T) {
 			if tc.wantMsg != "" && !strings.Contains(errMessage(t, b), tc.wantMsg) {
 				t.Errorf("got %s, want a message with %q", b, tc.wantMsg)
 			}
-			if got := requestErrorClasses(t, reader); len(got) != 1 || got[0] != tc.wantClass {
+			// The request is counted when its handler returns, which may be after the client
+			// has the whole answer (an admitted manifest is sent before the store's records of
+			// it are written).
+			var got []string
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+				if got = requestErrorClasses(t, reader); len(got) > 0 || time.Now().After(deadline) {
+					break
+				}
+			}
+			if len(got) != 1 || got[0] != tc.wantClass {
 				t.Errorf("request metric error classes %q, want [%q]", got, tc.wantClass)
 			}
 		})
