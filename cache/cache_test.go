@@ -16,6 +16,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/portcullis/portcullis/cache"
+	"github.com/portcullis/portcullis/internal/testtool"
 )
 
 var (
@@ -276,7 +277,12 @@ func TestDoFillOutlivesCancelledCaller(t *testing.T) {
 	if err := <-filled; err != nil {
 		t.Fatalf("fill context: got %v, want it not cancelled", err)
 	}
-	waitFor(t, func() bool { _, ok := c.Get(t.Context(), k); return ok }, "the detached fill to store its decision")
+	testtool.Eventually(t, time.Second, func() error {
+		if _, ok := c.Get(t.Context(), k); !ok {
+			return errors.New("the detached fill has not stored its decision")
+		}
+		return nil
+	})
 }
 
 func TestDoFillTimeout(t *testing.T) {
@@ -428,18 +434,6 @@ func BenchmarkCachedDecision(b *testing.B) {
 		if _, cached, err := c.Do(ctx, k, fill); err != nil || !cached {
 			b.Fatalf("Do = cached %v, error %v; want a hit", cached, err)
 		}
-	}
-}
-
-// waitFor polls cond for up to a second.
-func waitFor(t *testing.T, cond func() bool, what string) {
-	t.Helper()
-	deadline := time.Now().Add(time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

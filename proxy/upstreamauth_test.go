@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/portcullis/portcullis/internal/testtool"
 	"github.com/portcullis/portcullis/policy"
 	"github.com/portcullis/portcullis/proxy"
 	"github.com/portcullis/portcullis/proxy/upstream"
@@ -228,11 +230,12 @@ func TestErrorClasses(t *testing.T) {
 			// has the whole answer (an admitted manifest is sent before the store's records of
 			// it are written).
 			var got []string
-			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-				if got = requestErrorClasses(t, reader); len(got) > 0 || time.Now().After(deadline) {
-					break
+			testtool.Eventually(t, 10*time.Second, func() error {
+				if got = requestErrorClasses(t, reader); len(got) == 0 {
+					return fmt.Errorf("request metric error classes %q, want [%q]", got, tc.wantClass)
 				}
-			}
+				return nil
+			})
 			if len(got) != 1 || got[0] != tc.wantClass {
 				t.Errorf("request metric error classes %q, want [%q]", got, tc.wantClass)
 			}

@@ -505,15 +505,13 @@ func TestPutOneRoundTrip(t *testing.T) {
 
 	// The first Put sends the script itself (EVALSHA, then EVAL): repeated until B reads its
 	// decision, so that the script is loaded before anything is counted.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+	testtool.Eventually(t, 10*time.Second, func() error {
 		a.Put(ctx, key(20), d)
-		if _, ok := b.Get(ctx, key(20)); ok {
-			break
+		if _, ok := b.Get(ctx, key(20)); !ok {
+			return errors.New("A's first decision never reached B")
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("A's first decision never reached B")
-		}
-	}
+		return nil
+	})
 	for i, tc := range []struct {
 		name   string
 		forget bool // Forget the digest on B before A's Put
