@@ -2,11 +2,15 @@
 GO      ?= go
 BIN     := bin/portcullis
 PKGS    := ./...
+# Build tags: TAGS=no_kms,no_s3 builds without the KMS clients and the s3 store driver (see
+# README, Slim builds). SLIM_TAGS is the slim build that make test checks too.
+TAGS    ?=
+SLIM_TAGS := no_kms,no_s3
 
 .PHONY: build test unit tools lint bench run demo fuzz clean
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/portcullis
+	CGO_ENABLED=0 $(GO) build -trimpath -tags '$(TAGS)' -o $(BIN) ./cmd/portcullis
 
 # The real tools the interop tests drive (cosign v2 and v3, crane, distribution's registry,
 # skopeo). Built once per machine into $$HOME/.cache/portcullis/tools and linked into bin/.
@@ -16,12 +20,14 @@ tools:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags $(SLIM_TAGS) ./internal/app ./cmd/portcullis
 
 # Unit, end-to-end and interop tests with the race detector. With CI=true a test whose tool
 # is missing fails instead of skipping.
 # test/deploy is a module of its own (the Kubernetes API types stay out of go.mod).
 test: tools lint
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+	$(GO) test -race -count=1 -tags $(SLIM_TAGS) -run 'TestNoS3Build|TestNoKMSBuild' ./internal/app ./cmd/portcullis
 	cd test/deploy && $(GO) vet ./... && $(GO) test -race -count=1 -timeout 10m ./...
 
 # Tests without installing tools (interop tests skip unless CI=true).

@@ -19,7 +19,6 @@ import (
 	storagedriver "github.com/distribution/distribution/v3/registry/storage/driver"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
 	"github.com/distribution/distribution/v3/registry/storage/driver/inmemory"
-	"github.com/distribution/distribution/v3/registry/storage/driver/s3-aws"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
@@ -585,29 +584,11 @@ func Sweep(ctx context.Context, cfg *config.Config) (store.SweepResult, error) {
 	return store.New(driver).Sweep(ctx, cfg.Storage.Eviction())
 }
 
-// newDriver builds the storage driver s names. The s3 driver is built from distribution's
-// parameters, with params.secretkeyfile read into secretkey (as auth.passwordFile is); it
-// contacts the bucket only when used (readiness lists it).
+// newDriver builds the storage driver s names (s3: see newS3Driver).
 func newDriver(ctx context.Context, s config.Storage) (storagedriver.StorageDriver, error) {
 	switch s.Driver {
 	case "s3":
-		params := map[string]any{}
-		for k, v := range s.Params {
-			params[k] = v
-		}
-		if f, ok := params["secretkeyfile"].(string); ok && f != "" {
-			b, err := keys.ReadFile(f)
-			if err != nil {
-				return nil, fmt.Errorf("storage.params.secretkeyfile: %w", err)
-			}
-			params["secretkey"] = strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
-		}
-		delete(params, "secretkeyfile")
-		d, err := s3.FromParameters(ctx, params)
-		if err != nil {
-			return nil, fmt.Errorf("storage.params: %w", err)
-		}
-		return d, nil
+		return newS3Driver(ctx, s.Params)
 	case "inmemory":
 		return inmemory.New(), nil
 	case "filesystem":

@@ -292,6 +292,9 @@ func getKMS(ctx context.Context, ref string, opts []KMSOption) (kms.SignerVerifi
 	// reference no registered provider claims; decide here, before it can.
 	providers := kms.SupportedProviders()
 	slices.Sort(providers)
+	if len(providers) == 0 {
+		providers = []string{"none"} // built with -tags no_kms
+	}
 	linked := slices.ContainsFunc(providers, func(p string) bool { return strings.HasPrefix(ref, p) })
 	if !linked && !o.plugins {
 		return nil, fmt.Errorf("no KMS provider for %q in this build (linked: %v); sigstore-kms-* plugins are not run unless allowed (keys.allowKMSPlugins)",
