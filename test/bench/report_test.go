@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"golang.org/x/time/rate"
 
 	"github.com/portcullis/portcullis/cache"
 	"github.com/portcullis/portcullis/internal/testtool"
@@ -763,6 +764,12 @@ func TestReport(t *testing.T) {
 		"cold ≥ 0.75× direct "+check(parseF(blobRow[fpc][0]) >= 0.75*directCold)+", warm ≥ 1× "+check(parseF(blobRow[fpc][1]) >= directWarm))
 	sum.add(fmt.Sprintf("%s blob through a byte relay, cold / warm (MiB/s): the ceiling of any proxy here", mib(large)), "", "",
 		fmt.Sprintf("%s / %s (%s / %s of direct)", blobRow[relay][0], blobRow[relay][1], blobRow[relay][3], blobRow[relay][4]), "", "")
+	// --- the same blobs over a paced upstream link ---
+	lt, linkMiB := pacedLink(t, e, largeDs[:pacedBlobs], large)
+	fmt.Fprintln(&out, lt.String())
+	t.Log("\n" + lt.String())
+	sum.add(fmt.Sprintf("%s blob, cold, over a %s upstream link (MiB/s, median of %d)", mib(large), linkName, pacedBlobs), linkMiB[0], linkMiB[1],
+		fmt.Sprintf("%s (%s of direct)", linkMiB[2], ratio(parseF(linkMiB[2]), parseF(linkMiB[0]))), ratio(parseF(linkMiB[2]), parseF(linkMiB[1])), "")
 	sum.add("peak RSS after an "+mib(small)+" / a "+mib(large)+" blob (VmHWM of the serving process)", blobRow[e.upstream][2]+" (upstream registry)",
 		blobRow[fdist][2], blobRow[fpc][2], "", "flat")
 	sum.add("idle RSS (a fresh process, VmRSS = anon + file-backed)", "",
@@ -970,6 +977,82 @@ func decisionTable(t *testing.T, n int) *table {
 		"one signer, a formatted reason, each its own decision time); the keys, digest strings included, are made before the fill "+
 		"(the engine's come with the request), so the figure is what the cache adds. Target: ≤ 256 bytes (1M decisions ≤ 256 MiB).")
 	return tb
+}
+
+// The paced upstream link: 1 Gbit/s, in bytes per second, and how many blobs are fetched
+// cold over it.
+const (
+	linkRate   = 125_000_000
+	linkName   = "1 Gbit/s"
+	pacedBlobs = 3
+)
+
+// pacedLink measures cold GETs of blobs (size bytes each) with the upstream behind a link of
+// linkRate: a relay passing the upstream's answers on no faster than that, as a registry
+// across a network is reached. Direct (over the link), a fresh distribution proxy and a
+// fresh portcullis, each reaching the upstream over the link, take turns on each blob. It
+// returns the table and the median MiB/s of direct, distribution and portcullis.
+func pacedLink(t *testing.T, e *env, blobs []digest.Digest, size int64) (*table, []string) {
+	link := rate.NewLimiter(linkRate, 256<<10)
+	rp := httputil.NewSingleHostReverseProxy(mustURL(t, e.upstream.url))
+	rp.ModifyResponse = func(resp *http.Response) error {
+		resp.Body = &pacedBody{ReadCloser: resp.Body, ctx: resp.Request.Context(), link: link}
+		return nil
+	}
+	srv := httptest.NewServer(rp)
+	t.Cleanup(srv.Close)
+	direct := &server{name: "direct over the link", url: srv.URL}
+	targets := []*server{direct, e.distribution(srv.URL, false), e.portcullis(srv.URL, false)}
+	clients, colds := map[*server]*http.Client{}, map[*server][]float64{}
+	for _, s := range targets {
+		clients[s] = bench.Client(1)
+		if err := getter(clients[s], s.url+"/v2/bench/blob/manifests/v1", -1)(context.Background()); err != nil { // grants the blobs
+			t.Fatal(err)
+		}
+	}
+	for _, d := range blobs {
+		for _, s := range targets {
+			syscall.Sync()
+			t0 := time.Now()
+			if err := getter(clients[s], s.url+"/v2/bench/blob/blobs/"+d.String(), int(size))(context.Background()); err != nil {
+				t.Fatalf("%s blob over the link: %v", s.name, err)
+			}
+			colds[s] = append(colds[s], float64(size)/(1<<20)/time.Since(t0).Seconds())
+		}
+	}
+	lt := &table{title: fmt.Sprintf("Cold %s blob over a %s upstream link", mib(size), linkName), head: []string{"target", "cold MiB/s (median)", "cold range", "cold / direct"}}
+	var medians []string
+	for i, s := range targets {
+		clients[s].CloseIdleConnections()
+		m := medianF(colds[s])
+		medians = append(medians, fmt.Sprintf("%.0f", m))
+		lt.add([]string{"direct", "distribution proxy", "portcullis"}[i], medians[i], fmt.Sprintf("%.0f–%.0f", slices.Min(colds[s]), slices.Max(colds[s])),
+			ratio(m, medianF(colds[direct])))
+	}
+	lt.notes = append(lt.notes, fmt.Sprintf("The same upstream reached through a relay that passes its answers on at no more than %s (%.0f MiB/s), "+
+		"as a registry across a network is reached; fresh proxy processes, each reaching the upstream over the link. "+
+		"Median of %d first GETs, each of another blob, the targets taking turns on each; the range is the slowest and fastest. "+
+		"Over a link slower than this machine's loopback, what the proxy does per byte (hashing, storing) is done while the next bytes are on their way.",
+		linkName, float64(linkRate)/(1<<20), len(blobs)))
+	return lt, medians
+}
+
+// pacedBody passes a response body on no faster than link allows.
+type pacedBody struct {
+	io.ReadCloser
+	ctx  context.Context
+	link *rate.Limiter
+}
+
+func (b *pacedBody) Read(p []byte) (int, error) {
+	p = p[:min(len(p), b.link.Burst())]
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		if werr := b.link.WaitN(b.ctx, n); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	return n, err
 }
 
 // lookupChain makes, straight to the upstream at base and verifying nothing, the requests a
