@@ -31,6 +31,12 @@ type tier = redistier.Tier[policy.Decision]
 // replica is one portcullis's decision cache: a Tier over its own Memory and client.
 func replica(t *testing.T, addr string, o redistier.Options) *tier {
 	t.Helper()
+	return replicaAs(t, addr, "", "", o)
+}
+
+// replicaAs is replica with the client logged in as user with password pw.
+func replicaAs(t *testing.T, addr, user, pw string, o redistier.Options) *tier {
+	t.Helper()
 	mem, err := cache.NewMemory[policy.Decision]()
 	if err != nil {
 		t.Fatal(err)
@@ -40,7 +46,7 @@ func replica(t *testing.T, addr string, o redistier.Options) *tier {
 		// TestSlowRedisIsBounded and TestRedisDown test the bound.
 		o.Timeout = time.Second
 	}
-	client, err := redistier.NewClient(&redistier.Config{Addr: addr, Timeout: o.Timeout}, "")
+	client, err := redistier.NewClient(&redistier.Config{Addr: addr, Timeout: o.Timeout, Username: user}, pw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -247,7 +247,7 @@ func aclFromDocs(t *testing.T, pw string) string {
 
 // startRedis runs redis-server with args (args[0] the program, as in the container), on a
 // free port of 127.0.0.1 with its --dir moved to a temporary directory and its --aclfile
-// holding acl, and returns its address.
+// holding acl and a user of the test's own (observer, allowed INFO), and returns its address.
 func startRedis(t *testing.T, args []string, acl string) string {
 	t.Helper()
 	if len(args) == 0 || args[0] != "redis-server" {
@@ -266,6 +266,8 @@ func startRedis(t *testing.T, args []string, acl string) string {
 	}
 	if i := slices.Index(a, "--aclfile"); i >= 0 {
 		a[i+1] = filepath.Join(t.TempDir(), "users.acl")
+		// The test's own user, to count the clients: portcullis's may not run INFO.
+		acl = strings.TrimSuffix(acl, "\n") + "\nuser observer on >" + observerPassword + " +info\n"
 		if err := os.WriteFile(a[i+1], []byte(acl), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -292,11 +294,14 @@ func startRedis(t *testing.T, args []string, acl string) string {
 	}
 }
 
-// redisClients is the number of clients connected to the Redis at addr, this one (the user
-// portcullis, with the operator's password) excepted.
+// observerPassword is the password of the user startRedis adds to count clients.
+const observerPassword = "observer-of-the-test"
+
+// redisClients is the number of clients connected to the Redis at addr, this one (the test's
+// user observer, which startRedis adds) excepted.
 func redisClients(t *testing.T, addr string) int {
 	t.Helper()
-	for line := range strings.Lines(redisCommand(t, addr, "portcullis", operatorSecret, "INFO clients")) {
+	for line := range strings.Lines(redisCommand(t, addr, "observer", observerPassword, "INFO clients")) {
 		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_clients:"); ok {
 			n, err := strconv.Atoi(v)
 			if err != nil {
