@@ -154,6 +154,10 @@ func TestFleetSharesDecisions(t *testing.T) {
 	if err := os.WriteFile(htpasswd, []byte("ci:"+string(hash)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Redis calls time out after 2s: generous, since this test is about sharing. On a loaded
+	// machine a 200ms bound let a replica give up on a Redis call and verify on its own, which
+	// is right but looks the signature up again; cache/redistier's TestSlowRedisIsBounded and
+	// TestRedisDown test the bound.
 	cfgFor := func(label string) string {
 		yml := fmt.Sprintf(`listen: 127.0.0.1:0
 log: {format: json, level: info}
@@ -163,7 +167,7 @@ upstreams:
 cache:
   ttl: 1h
   negativeTTL: 1h
-  redis: {addr: "%[2]s", timeout: 200ms}
+  redis: {addr: "%[2]s", timeout: 2s}
 policies:
   - name: team
     images: ["%[1]s/team/**"]
@@ -219,16 +223,21 @@ push:
 		}
 	}
 	// One verification: some lookups (at most as many as the first one made), none twice.
-	if n := up.lookups.Load() - before; n == 0 || n > perVerification {
-		t.Fatalf("20 concurrent cold requests over A and B made %d signature lookups; one verification makes %d", n, perVerification)
-	}
 	up.mu.Lock()
+	var burstPaths []string
 	for p, n := range up.paths {
-		if strings.Contains(p, "/team/burst/") && n != 1 {
-			t.Errorf("%s looked up %d times by 20 concurrent cold requests over A and B; one verification looks it up once", p, n)
+		if strings.Contains(p, "/team/burst/") {
+			burstPaths = append(burstPaths, fmt.Sprintf("%s ×%d", p, n))
+			if n != 1 {
+				t.Errorf("%s looked up %d times by 20 concurrent cold requests over A and B; one verification looks it up once", p, n)
+			}
 		}
 	}
 	up.mu.Unlock()
+	if n := up.lookups.Load() - before; n == 0 || n > perVerification {
+		t.Fatalf("20 concurrent cold requests over A and B made %d signature lookups (%v); one verification makes %d\nA:\n%s\nB:\n%s",
+			n, burstPaths, perVerification, a.Logs(), b.Logs())
+	}
 
 	// A denies an unsigned image (and keeps the denial for an hour); signed through B, it is
 	// admitted on A at once.
