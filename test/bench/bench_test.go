@@ -213,7 +213,7 @@ func coldRoundTrips(t *testing.T, c *counter, n int) {
 				return
 			}
 			t.Logf("%s: dependent upstream round trips %v", tc.format, chains)
-			if got := medianInt(chains); got > tc.chain {
+			if got := median(chains); got > tc.chain {
 				t.Errorf("a cold decision for a %s signature took %d dependent upstream round trips (median of %v), want at most %d",
 					tc.format, got, chains, tc.chain)
 			}
@@ -230,7 +230,7 @@ func coldRoundTrips(t *testing.T, c *counter, n int) {
 		tagChains = append(tagChains, c.chain())
 	}
 	t.Logf("cold tag: dependent upstream round trips %v", tagChains)
-	if got := medianInt(tagChains); got > 4 {
+	if got := median(tagChains); got > 4 {
 		t.Errorf("a cold tag took %d dependent upstream round trips (median of %v), want at most 4", got, tagChains)
 	}
 	// A tag that moved to a new signed image: the HEAD that finds it moved hints the new
@@ -249,7 +249,7 @@ func coldRoundTrips(t *testing.T, c *counter, n int) {
 		chains = append(chains, c.chain())
 	}
 	t.Logf("moved tag: dependent upstream round trips %v", chains)
-	if got := medianInt(chains); got > 4 {
+	if got := median(chains); got > 4 {
 		t.Errorf("a moved tag's new image took %d dependent upstream round trips (median of %v), want at most 4", got, chains)
 	}
 }
@@ -360,5 +360,5 @@ func coldManifest(b *testing.B, byTag bool) {
 	for name, ds := range phases {
 		b.ReportMetric(float64(median(ds).Microseconds())/1000, name+"-ms")
 	}
-	b.ReportMetric(float64(medianInt(chains)), "chain")
+	b.ReportMetric(float64(median(chains)), "chain")
 }

@@ -2,6 +2,7 @@ package bench_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -528,8 +529,8 @@ func TestReport(t *testing.T) {
 			kr := counted[s]
 			extra = ms(median(tr.man) - median(timed[cdist].man))
 			hop = ms(median(kr.man)) + " / " + ms(median(kr.dig))
-			nreq = strconv.Itoa(medianInt(kr.reqs))
-			chain = fmt.Sprintf("%d / %d", medianInt(kr.chains), medianInt(kr.dchains))
+			nreq = strconv.Itoa(median(kr.reqs))
+			chain = fmt.Sprintf("%d / %d", median(kr.chains), median(kr.dchains))
 		}
 		ct.add(label[s], ms(median(tr.man)), ms(median(tr.dig)), ms(median(tr.all)), extra, hop, nreq, chain)
 	}
@@ -607,9 +608,9 @@ func TestReport(t *testing.T) {
 	fmt.Fprintln(&out, ct.String())
 	t.Log("\n" + ct.String())
 	sum.add("cold manifest of a signed image by tag / by digest (p50); dependent upstream round trips", ms(median(timed[e.upstream].man))+" / "+ms(median(timed[e.upstream].dig)),
-		fmt.Sprintf("%s / %s; %d / %d", ms(median(timed[cdist].man)), ms(median(timed[cdist].dig)), medianInt(counted[cdist].chains), medianInt(counted[cdist].dchains)),
-		fmt.Sprintf("%s / %s (verification included); %d / %d", ms(pcCold), ms(median(timed[cpc].dig)), medianInt(counted[cpc].chains), medianInt(counted[cpc].dchains)), "",
-		"by digest ≤ 3 round trips "+check(medianInt(counted[cpc].dchains) <= 3))
+		fmt.Sprintf("%s / %s; %d / %d", ms(median(timed[cdist].man)), ms(median(timed[cdist].dig)), median(counted[cdist].chains), median(counted[cdist].dchains)),
+		fmt.Sprintf("%s / %s (verification included); %d / %d", ms(pcCold), ms(median(timed[cpc].dig)), median(counted[cpc].chains), median(counted[cpc].dchains)), "",
+		"by digest ≤ 3 round trips "+check(median(counted[cpc].dchains) <= 3))
 	sum.add("cold pull of the whole image (p50)", ms(median(timed[e.upstream].all)), ms(median(timed[cdist].all)), ms(median(timed[cpc].all)),
 		ratio(float64(median(timed[cdist].all)), float64(median(timed[cpc].all))), "")
 	if cosignTag > 0 {
@@ -706,11 +707,7 @@ func TestReport(t *testing.T) {
 	blobTargets := []*server{e.upstream, relay, fdist, fpc}
 	clients, peakSmall, colds := map[*server]*http.Client{}, map[*server]int64{}, map[*server][]float64{}
 	fetch := func(s *server, d digest.Digest, size int64) float64 {
-		t0 := time.Now()
-		if err := getter(clients[s], s.url+"/v2/bench/blob/blobs/"+d.String(), int(size))(context.Background()); err != nil {
-			t.Fatalf("%s blob: %v", s.name, err)
-		}
-		return float64(size) / (1 << 20) / time.Since(t0).Seconds()
+		return blobMiB(t, clients[s], s.url+"/v2/bench/blob/blobs/"+d.String(), size)
 	}
 	for _, s := range blobTargets {
 		clients[s] = bench.Client(1)
@@ -735,7 +732,7 @@ func TestReport(t *testing.T) {
 		for range 9 {
 			warms = append(warms, fetch(s, largeDs[0], large))
 		}
-		warmMed, cold := medianF(warms), medianF(colds[s])
+		warmMed, cold := median(warms), median(colds[s])
 		peakLarge := s.memory()["VmHWM"]
 		clients[s].CloseIdleConnections()
 		name := map[*server]string{e.upstream: "direct", relay: "a byte relay (httputil.ReverseProxy)", fdist: "distribution proxy", fpc: "portcullis"}[s]
@@ -743,7 +740,7 @@ func TestReport(t *testing.T) {
 		if s == e.upstream {
 			directCold, directWarm = cold, warmMed
 		}
-		blt.add(name, fmt.Sprintf("%.0f", cold), fmt.Sprintf("%.0f–%.0f", slices.Min(colds[s]), slices.Max(colds[s])), ratio(cold, directCold),
+		blt.add(name, fmt.Sprintf("%.0f", cold), rangeMiB(colds[s]), ratio(cold, directCold),
 			fmt.Sprintf("%.0f", warmMed), ratio(warmMed, directWarm), mib(peakSmall[s]), mib(peakLarge), proc)
 		blobRow[s] = []string{fmt.Sprintf("%.0f", cold), fmt.Sprintf("%.0f", warmMed), fmt.Sprintf("%s / %s", mib(peakSmall[s]), mib(peakLarge)),
 			ratio(cold, directCold), ratio(warmMed, directWarm)}
@@ -833,10 +830,11 @@ func TestReport(t *testing.T) {
 	t.Logf("wrote %s and %s", dst, sdst)
 }
 
-func median(d []time.Duration) time.Duration {
-	d = slices.Clone(d)
-	slices.Sort(d)
-	return d[len(d)/2]
+// median is the middle value of s (the upper one of an even count).
+func median[T cmp.Ordered](s []T) T {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // spread is "p25–p75" of d.
@@ -846,16 +844,19 @@ func spread(d []time.Duration) string {
 	return ms(d[len(d)/4]) + "–" + ms(d[len(d)*3/4])
 }
 
-func medianF(f []float64) float64 {
-	f = slices.Clone(f)
-	slices.Sort(f)
-	return f[len(f)/2]
+// rangeMiB is "slowest–fastest" of rates in MiB/s.
+func rangeMiB(rates []float64) string {
+	return fmt.Sprintf("%.0f–%.0f", slices.Min(rates), slices.Max(rates))
 }
 
-func medianInt(n []int) int {
-	n = slices.Clone(n)
-	slices.Sort(n)
-	return n[len(n)/2]
+// blobMiB GETs the blob at u (size bytes) with c and returns the rate in MiB/s.
+func blobMiB(t *testing.T, c *http.Client, u string, size int64) float64 {
+	t.Helper()
+	t0 := time.Now()
+	if err := getter(c, u, int(size))(context.Background()); err != nil {
+		t.Fatalf("blob %s: %v", u, err)
+	}
+	return float64(size) / (1 << 20) / time.Since(t0).Seconds()
 }
 
 func check(ok bool) string {
@@ -1013,21 +1014,17 @@ func pacedLink(t *testing.T, e *env, blobs []digest.Digest, size int64) (*table,
 	for _, d := range blobs {
 		for _, s := range targets {
 			syscall.Sync()
-			t0 := time.Now()
-			if err := getter(clients[s], s.url+"/v2/bench/blob/blobs/"+d.String(), int(size))(context.Background()); err != nil {
-				t.Fatalf("%s blob over the link: %v", s.name, err)
-			}
-			colds[s] = append(colds[s], float64(size)/(1<<20)/time.Since(t0).Seconds())
+			colds[s] = append(colds[s], blobMiB(t, clients[s], s.url+"/v2/bench/blob/blobs/"+d.String(), size))
 		}
 	}
 	lt := &table{title: fmt.Sprintf("Cold %s blob over a %s upstream link", mib(size), linkName), head: []string{"target", "cold MiB/s (median)", "cold range", "cold / direct"}}
 	var medians []string
+	directMed := median(colds[direct])
 	for i, s := range targets {
 		clients[s].CloseIdleConnections()
-		m := medianF(colds[s])
+		m := median(colds[s])
 		medians = append(medians, fmt.Sprintf("%.0f", m))
-		lt.add([]string{"direct", "distribution proxy", "portcullis"}[i], medians[i], fmt.Sprintf("%.0f–%.0f", slices.Min(colds[s]), slices.Max(colds[s])),
-			ratio(m, medianF(colds[direct])))
+		lt.add([]string{"direct", "distribution proxy", "portcullis"}[i], medians[i], rangeMiB(colds[s]), ratio(m, directMed))
 	}
 	lt.notes = append(lt.notes, fmt.Sprintf("The same upstream reached through a relay that passes its answers on at no more than %s (%.0f MiB/s), "+
 		"as a registry across a network is reached; fresh proxy processes, each reaching the upstream over the link. "+
